@@ -1,0 +1,169 @@
+"""Multi-view renders of world identities, cached on disk, for prior training and evaluation.
+
+A :class:`WorldViewBank` renders ``identities x views`` once (progress bar), stores
+them as one safetensors file in a cache folder keyed by every setting, and serves
+training samples: one input view plus ``num_targets`` supervision views of the same
+identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from pe3d.geometry import label_from_yaw_pitch
+from pe3d.io import load_tensors, save_tensors
+
+
+@dataclass
+class WorldViewsConfig:
+    """Which identities and views to render.
+
+    ``split``: ``train`` or ``heldout``; ``count`` identities from that split; ``views``
+    random cameras each (yaw/pitch Gaussian, clamped), the first always frontal-ish.
+    """
+
+    split: str = "train"
+    count: int = 512
+    views: int = 6
+    resolution: int = 64
+    seed: int = 0
+    yaw_std: float = 0.35
+    pitch_std: float = 0.15
+    yaw_limit: float = 0.7
+    pitch_limit: float = 0.35
+    supersample: int = 2
+
+
+def default_cache_dir() -> Path:
+    """``$PE3D_CACHE`` or ``~/.cache/pe3d``."""
+    import os
+
+    return Path(os.environ.get("PE3D_CACHE", Path.home() / ".cache" / "pe3d")).expanduser()
+
+
+def _identity_indices(cfg: WorldViewsConfig) -> list[int]:
+    from pe3d.world import WorldSplit
+
+    split = WorldSplit()
+    if cfg.split == "train":
+        return list(split.train_indices(cfg.count))
+    if cfg.split == "heldout":
+        return list(split.heldout_indices(cfg.count))
+    raise ValueError(f"world split must be 'train' or 'heldout', got {cfg.split!r}")
+
+
+def sample_view_angles(cfg: WorldViewsConfig, identity_index: int) -> tuple[Tensor, Tensor]:
+    """Deterministic yaw/pitch ``[views]`` for one identity (view 0 is near-frontal)."""
+    gen = torch.Generator().manual_seed(cfg.seed * 7_919 + identity_index)
+    yaw = (torch.randn(cfg.views, generator=gen) * cfg.yaw_std).clamp(-cfg.yaw_limit, cfg.yaw_limit)
+    pitch = (torch.randn(cfg.views, generator=gen) * cfg.pitch_std).clamp(-cfg.pitch_limit, cfg.pitch_limit)
+    yaw[0] = yaw[0] * 0.3
+    pitch[0] = pitch[0] * 0.3
+    return yaw, pitch
+
+
+def render_bank(cfg: WorldViewsConfig, progress: bool = True) -> dict[str, Tensor]:
+    """Render every (identity, view): ``rgb uint8 [N,V,3,R,R]``, ``depth f16 [N,V,1,R,R]``,
+    ``parts uint8 [N,V,R,R]``, ``labels f32 [N,V,25]``, ``index i64 [N]``."""
+    from pe3d.world import render_identities, sample_identity
+
+    indices = _identity_indices(cfg)
+    rgb, depth, parts, labels = [], [], [], []
+    for index in tqdm(indices, desc=f"rendering world ({cfg.split})", disable=not progress, unit="id"):
+        yaw, pitch = sample_view_angles(cfg, index)
+        label = label_from_yaw_pitch(yaw, pitch)
+        identity = sample_identity(cfg.seed, index)
+        out = render_identities([identity] * cfg.views, label, cfg.resolution, supersample=cfg.supersample)
+        rgb.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+        depth.append(out.depth.to(torch.float16))
+        parts.append(out.parts.to(torch.uint8))
+        labels.append(label)
+    return {
+        "rgb": torch.stack(rgb),
+        "depth": torch.stack(depth),
+        "parts": torch.stack(parts),
+        "labels": torch.stack(labels),
+        "index": torch.tensor(indices, dtype=torch.int64),
+    }
+
+
+def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Tensor]:
+    """Cached :func:`render_bank`; the cache key hashes every setting and the world version."""
+    from pe3d.world import WORLD_VERSION
+
+    key_src = json.dumps({**asdict(cfg), "world_version": WORLD_VERSION}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    path = (cache_dir or default_cache_dir()) / "world" / f"views-{cfg.split}-{key}.safetensors"
+    if path.is_file():
+        try:
+            return load_tensors(path)[0]
+        except (ValueError, OSError):
+            path.unlink()  # a corrupt cache is re-rendered; it holds nothing that cannot be rebuilt
+    bank = render_bank(cfg, progress=progress)
+    save_tensors(path, bank, {"config": key_src})
+    return bank
+
+
+class WorldViewDataset(Dataset):
+    """Training samples from a view bank.
+
+    Each item is one identity: an input view (``input_image [3,R,R]`` float in [0,1],
+    ``input_label [25]``) and ``num_targets`` views (``target_image [K,3,r,r]``,
+    ``target_depth [K,1,r,r]``, ``target_mask [K,1,r,r]``, ``target_label [K,25]``)
+    at ``target_resolution`` (area-downsampled). The input view is always one of the
+    targets, so the input camera is supervised too.
+    """
+
+    def __init__(
+        self,
+        bank: dict[str, Tensor],
+        num_targets: int = 3,
+        target_resolution: int | None = None,
+        random_views: bool = True,
+    ) -> None:
+        self.bank = bank
+        self.views = bank["rgb"].shape[1]
+        if not 1 <= num_targets <= self.views:
+            raise ValueError(f"num_targets must be in [1, {self.views}], got {num_targets}")
+        self.num_targets = num_targets
+        self.target_resolution = target_resolution or bank["rgb"].shape[-1]
+        self.random_views = random_views
+
+    def __len__(self) -> int:
+        return self.bank["rgb"].shape[0]
+
+    def _choose_views(self, item: int) -> list[int]:
+        if not self.random_views:
+            return list(range(self.num_targets))
+        return torch.randperm(self.views)[: self.num_targets].tolist()
+
+    def __getitem__(self, item: int) -> dict[str, Tensor]:
+        views = self._choose_views(item)
+        rgb = self.bank["rgb"][item, views].float() / 255.0
+        depth = self.bank["depth"][item, views].float()
+        mask = (self.bank["parts"][item, views] > 0).float()[:, None]
+        sample = {
+            "input_image": rgb[0],
+            "input_label": self.bank["labels"][item, views[0]],
+            "target_label": self.bank["labels"][item, views],
+            "identity": self.bank["index"][item],
+        }
+        size = self.target_resolution
+        if size != rgb.shape[-1]:
+            rgb = F.interpolate(rgb, size=(size, size), mode="area")
+            depth_sum = F.interpolate(depth * mask, size=(size, size), mode="area")
+            mask = F.interpolate(mask, size=(size, size), mode="area")
+            depth = depth_sum / mask.clamp_min(1e-6)
+            mask = (mask > 0.5).float()
+            depth = depth * mask
+        sample.update(target_image=rgb, target_depth=depth, target_mask=mask)
+        return sample

@@ -1,0 +1,55 @@
+"""Model files: safetensors weights whose header carries the kind, the resolved config and a hash.
+
+A file is all that is needed to rebuild a model; loading checks the key set strictly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+import pe3d
+from pe3d.config import load_structured
+from pe3d.io import load_tensors, save_tensors, state_dict_hash
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def model_hash(model: nn.Module) -> str:
+    """Content hash of a model's state dict (what adapters record as their base)."""
+    return state_dict_hash(model.state_dict())
+
+
+def save_model(model: nn.Module, config: object, kind: str, path: str | Path, extra_metadata: dict | None = None) -> Path:
+    """Write ``model``'s state dict with ``kind``, ``config`` (YAML) and its hash in the header."""
+    state = model.state_dict()
+    metadata = {
+        "kind": kind,
+        "pe3d_version": pe3d.__version__,
+        "config": OmegaConf.to_yaml(OmegaConf.structured(config)),
+        "hash": state_dict_hash(state),
+        **(extra_metadata or {}),
+    }
+    return save_tensors(path, state, metadata)
+
+
+def load_model(path: str | Path, kind: str, config_type: type, build: Callable[[object], M]) -> tuple[M, dict[str, str]]:
+    """Rebuild a model saved by :func:`save_model`; returns it and the header metadata.
+
+    Raises:
+        ValueError: the file holds another kind of model.
+        KeyError: the tensors do not match the config (names the missing and unexpected keys).
+    """
+    tensors, metadata = load_tensors(path)
+    if metadata.get("kind") != kind:
+        raise ValueError(f"{path}: expected a {kind} checkpoint, found kind={metadata.get('kind')!r}")
+    config = load_structured(config_type, [OmegaConf.to_container(OmegaConf.create(metadata["config"]))])
+    model = build(config)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise KeyError(f"{path}: weights do not match their config: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    return model, metadata

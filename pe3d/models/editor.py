@@ -1,0 +1,215 @@
+"""The 3DPE editor core (paper Sec. 3.2, Eqs. 1-3), a plain ``nn.Module``::
+
+    F_g = E_low(I)
+    F_a = crossatt(E_high(I), E_p(P))        query: E_high tokens, keys/values: prompt tokens
+    T_p = E_t(F_a, F_g)
+    I_p, D_p = R(T_p, c)
+
+It is initialised from a trained prior (:class:`~pe3d.models.prior.PriorModel`); the
+cross-attention output projection starts at zero, so an untrained editor reproduces
+the prior exactly. Prompts may be text, reference images, or both, per batch item.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pe3d.models.cross_attention import PromptCrossAttention, PromptCrossAttentionConfig
+from pe3d.models.prior import PriorModel, PriorModelConfig
+from pe3d.models.prompt_base import PromptEncoderConfig
+from pe3d.rendering.renderer import RenderOutput
+
+
+@dataclass
+class PromptEncodersConfig:
+    """``E_p`` for text and/or reference images; ``None`` disables that prompt kind."""
+
+    text: Optional[PromptEncoderConfig] = field(default_factory=lambda: PromptEncoderConfig(kind="text"))
+    image: Optional[PromptEncoderConfig] = field(default_factory=lambda: PromptEncoderConfig(kind="image"))
+
+
+@dataclass
+class EditorConfig:
+    """Everything needed to build an :class:`EditorCore` (the prior's sizes included)."""
+
+    prior: PriorModelConfig = field(default_factory=PriorModelConfig)
+    cross_attention: PromptCrossAttentionConfig = field(default_factory=PromptCrossAttentionConfig)
+    prompt_encoder: PromptEncodersConfig = field(default_factory=PromptEncodersConfig)
+
+
+@dataclass
+class Prompts:
+    """A batch of prompts: ``texts[i]`` (``None`` = no text for item i) and/or ``images [B,3,H,W]``
+    with ``has_image [B]`` marking which rows hold a reference image."""
+
+    texts: Optional[Sequence[Optional[str]]] = None
+    images: Optional[Tensor] = None
+    has_image: Optional[Tensor] = None
+
+    def batch_size(self) -> int:
+        """Number of items, checking that texts and images agree."""
+        sizes = set()
+        if self.texts is not None:
+            sizes.add(len(self.texts))
+        if self.images is not None:
+            sizes.add(self.images.shape[0])
+        if len(sizes) != 1:
+            raise ValueError(f"prompts: give texts and/or images for the same batch size (got sizes {sorted(sizes)})")
+        return sizes.pop()
+
+
+def _build_prompt_encoder(cfg: PromptEncoderConfig) -> nn.Module:
+    from pe3d.models.prompt_encoders import build_prompt_encoder
+
+    return build_prompt_encoder(cfg)
+
+
+class EditorCore(nn.Module):
+    """Prompt-conditioned triplane encoder: ``forward(image, prompts) -> T_p``.
+
+    Submodules: ``encoder`` (E_low, E_high, E_t: a copy of the prior's), ``renderer`` (R),
+    ``cross_attention``, ``text_encoder`` / ``image_encoder`` (E_p; either may be absent).
+    """
+
+    def __init__(self, cfg: EditorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        prior = PriorModel(cfg.prior)
+        self.encoder = prior.encoder
+        self.renderer = prior.renderer
+        channels = self.encoder.high_feature_channels
+        if cfg.cross_attention.feature_channels != channels:
+            raise ValueError(
+                f"cross_attention.feature_channels={cfg.cross_attention.feature_channels} but the encoder's "
+                f"E_high gives {channels} channels"
+            )
+        self.cross_attention = PromptCrossAttention(cfg.cross_attention)
+        self.text_encoder = _build_prompt_encoder(cfg.prompt_encoder.text) if cfg.prompt_encoder.text else None
+        self.image_encoder = _build_prompt_encoder(cfg.prompt_encoder.image) if cfg.prompt_encoder.image else None
+        for name, enc in (("text", self.text_encoder), ("image", self.image_encoder)):
+            if enc is not None and enc.out_dim != cfg.cross_attention.prompt_dim:
+                raise ValueError(
+                    f"prompt_encoder.{name}.out_dim={enc.out_dim} must equal cross_attention.prompt_dim="
+                    f"{cfg.cross_attention.prompt_dim}"
+                )
+
+    @classmethod
+    def from_prior(
+        cls,
+        prior: PriorModel,
+        cross_attention: PromptCrossAttentionConfig,
+        prompt_encoder: PromptEncodersConfig,
+    ) -> "EditorCore":
+        """An editor whose encoder and renderer start as copies of a trained ``prior``."""
+        editor = cls(EditorConfig(prior=copy.deepcopy(prior.cfg), cross_attention=cross_attention, prompt_encoder=prompt_encoder))
+        editor.encoder.load_state_dict(prior.encoder.state_dict())
+        editor.renderer.load_state_dict(prior.renderer.state_dict())
+        return editor
+
+    def encode_prompts(self, prompts: Prompts) -> tuple[Tensor, Tensor]:
+        """Prompt tokens ``[B, L, D]`` and validity mask ``[B, L]`` (text tokens, then image tokens)."""
+        batch = prompts.batch_size()
+        tokens, masks = [], []
+        if prompts.texts is not None:
+            if self.text_encoder is None:
+                raise ValueError("this editor has no text prompt encoder (prompt_encoder.text is null)")
+            present = [i for i, text in enumerate(prompts.texts) if text is not None]
+            if present:
+                out = self.text_encoder.encode([prompts.texts[i] for i in present])
+                text_tokens = out.tokens.new_zeros(batch, *out.tokens.shape[1:])
+                text_mask = out.mask.new_zeros(batch, out.mask.shape[1])
+                text_tokens[present] = out.tokens
+                text_mask[present] = out.mask
+                tokens.append(text_tokens)
+                masks.append(text_mask)
+        if prompts.images is not None:
+            if self.image_encoder is None:
+                raise ValueError("this editor has no image prompt encoder (prompt_encoder.image is null)")
+            has = prompts.has_image if prompts.has_image is not None else torch.ones(batch, dtype=torch.bool)
+            if bool(has.any()):
+                out = self.image_encoder.encode(prompts.images)
+                tokens.append(out.tokens)
+                masks.append(out.mask & has.to(out.mask.device)[:, None])
+        if not tokens:
+            raise ValueError("no prompt given: pass at least one text or reference image")
+        mask = torch.cat(masks, dim=1)
+        if not bool(mask.any(dim=1).all()):
+            missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(f"batch items {missing} have neither a text nor an image prompt")
+        return torch.cat(tokens, dim=1), mask
+
+    def forward(self, image: Tensor, prompts: Prompts) -> Tensor:
+        """Edited triplane ``T_p [B,3,C,R,R]`` of ``image [B,3,H,W]`` (in [0,1]) under ``prompts``."""
+        f_g = self.encoder.encode_low(image)
+        tokens, mask = self.encode_prompts(prompts)
+        f_a = self.cross_attention(self.encoder.encode_high(image), tokens, mask)
+        return self.encoder.decode(f_a, f_g)
+
+    def reconstruct(self, image: Tensor) -> Tensor:
+        """The prior's triplane (no prompt): ``E_t(E_high(I), E_low(I))``."""
+        return self.encoder(image)
+
+    def render(self, planes: Tensor, labels: Tensor, resolution: int | None = None, **kwargs) -> RenderOutput:
+        """``R(T, c)`` for ``planes [B,3,C,R,R]`` and ``labels [B,25]``."""
+        return self.renderer(planes, labels, resolution=resolution, **kwargs)
+
+    def adaptation_parameters(self):
+        """What norm-only adaptation trains: ``E_p``'s trainable parameters and ``E_t``'s norms."""
+        for encoder in self.prompt_encoders():
+            yield from encoder.trainable_parameters()
+        yield from self.encoder.norm_parameters()
+
+    def prompt_encoders(self) -> list[nn.Module]:
+        """The prompt encoders present (text first)."""
+        return [enc for enc in (self.text_encoder, self.image_encoder) if enc is not None]
+
+
+EDITOR_KIND = "pe3d-editor"
+
+
+def save_editor(editor: EditorCore, path, extra_metadata: dict | None = None):
+    """Write a base editor (all weights + :class:`EditorConfig`) as safetensors."""
+    from pe3d.models.checkpoints import save_model
+
+    return save_model(editor, editor.cfg, EDITOR_KIND, path, extra_metadata)
+
+
+def load_editor(path, map_location: str | torch.device = "cpu") -> EditorCore:
+    """Rebuild an :class:`EditorCore` saved by :func:`save_editor` (strict keys)."""
+    from pe3d.models.checkpoints import load_model
+
+    editor, _ = load_model(path, EDITOR_KIND, EditorConfig, EditorCore)
+    return editor.to(map_location)
+
+
+MODEL_YAML_SECTIONS = ("encoder", "renderer", "cross_attention", "prompt_encoder")
+"""Top-level sections of ``configs/model/*.yaml``."""
+
+
+def editor_config_from_yaml(path, overrides: list[str] | tuple[str, ...] = ()) -> EditorConfig:
+    """An :class:`EditorConfig` from a model YAML (sections ``encoder``, ``renderer``,
+    ``cross_attention``, ``prompt_encoder``); ``overrides`` use the same key paths, e.g.
+    ``prompt_encoder.text.train=mapper``."""
+    from omegaconf import OmegaConf
+
+    from pe3d.config import load_structured
+
+    from pe3d.config import ConfigError
+
+    data = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(data) - set(MODEL_YAML_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {list(MODEL_YAML_SECTIONS)}")
+    shaped = {
+        "prior": {key: data[key] for key in ("encoder", "renderer") if key in data},
+        **{key: data[key] for key in ("cross_attention", "prompt_encoder") if key in data},
+    }
+    remapped = [f"prior.{o}" if o.split("=", 1)[0].split(".")[0] in ("encoder", "renderer") else o for o in overrides]
+    return load_structured(EditorConfig, [shaped], remapped)

@@ -1,0 +1,64 @@
+"""The 3D prior: the Live3D-style encoder plus the triplane renderer ``R``.
+
+``PriorModel(image) -> triplane``; ``PriorModel.render(triplane, cameras)`` gives
+images, depth and opacity. Checkpoints are safetensors files whose header holds the
+resolved model config, so a file is all that is needed to rebuild the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from pe3d.models.checkpoints import load_model, save_model
+from pe3d.models.prior_encoder import PriorEncoder, PriorEncoderConfig
+from pe3d.rendering.renderer import RenderOutput, RendererConfig, TriplaneRenderer
+
+PRIOR_KIND = "pe3d-prior"
+
+
+@dataclass
+class PriorModelConfig:
+    """Sizes of the prior: ``encoder`` (E_low, E_high, E_t) and ``renderer`` (R)."""
+
+    encoder: PriorEncoderConfig = field(default_factory=PriorEncoderConfig)
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+
+
+class PriorModel(nn.Module):
+    """Image ``[B,3,H,W]`` in [0,1] -> triplane ``[B,3,C,R,R]``; renders it at any camera."""
+
+    def __init__(self, cfg: PriorModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = PriorEncoder(cfg.encoder)
+        self.renderer = TriplaneRenderer(cfg.renderer)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Triplane of ``image`` ``[B,3,H,W]`` -> ``[B,3,C,R,R]``."""
+        return self.encoder(image)
+
+    def render(self, planes: Tensor, labels: Tensor, resolution: int | None = None, **kwargs) -> RenderOutput:
+        """Render ``planes [B,3,C,R,R]`` at cameras ``labels [B,25]``."""
+        return self.renderer(planes, labels, resolution=resolution, **kwargs)
+
+
+def model_config_from_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PriorModelConfig:
+    """The prior's part (``encoder`` + ``renderer``) of a model YAML such as ``configs/model/mini.yaml``."""
+    from pe3d.models.editor import editor_config_from_yaml
+
+    return editor_config_from_yaml(path, overrides).prior
+
+
+def save_prior(model: PriorModel, path: str | Path, extra_metadata: dict | None = None) -> Path:
+    """Write ``model`` as safetensors with its config (YAML) and content hash in the header."""
+    return save_model(model, model.cfg, PRIOR_KIND, path, extra_metadata)
+
+
+def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> PriorModel:
+    """Rebuild a :class:`PriorModel` from a file written by :func:`save_prior` (strict keys)."""
+    model, _ = load_model(path, PRIOR_KIND, PriorModelConfig, PriorModel)
+    return model.to(map_location)

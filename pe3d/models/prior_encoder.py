@@ -1,0 +1,371 @@
+"""The Live3D-style prior encoder: portrait image -> EG3D triplane in one pass.
+
+Structure (3DPE Sec. 3.1, Eq. 1: ``T = E_t(E_high(I), E_low(I))``)::
+
+    image [B,3,S,S] in [0,1] -> [-1,1], + 2 pixel-coordinate channels -> x [B,5,S,S]
+      E_low  (LowResEncoder):  ResNet stem + residual stages (no BN) -> ASPP (DeepLabV3 head)
+                               -> ViT stage (overlapping patch embed, transformer blocks)
+                               -> pixel shuffle, upsample to the fusion grid, convs  -> F_g [B,C_g,S_f,S_f]
+      E_high (HighResEncoder): plain strided convs                                   -> F_h [B,C_h,S_f,S_f]
+      (the editor inserts a prompt cross-attention here: F_a = crossatt(F_h, E_p(P)))
+      E_t    (TriplaneViTDecoder): concat(F_a, F_g) -> convs -> ViT stage (LayerNorms)
+                               -> pixel shuffle, [skip concat of F_a / F_g], upsample to R, convs
+                                                                         -> T [B,3,C,R,R]
+
+Paper scale (``configs/model/paper.yaml``, the numbers of the 3DPE code's "LT" encoder):
+512^2 input, ResNet-34 stages 1-2 (3 + 4 basic blocks, stride 8) + ASPP(256; rates
+12/24/36), a 2-block 1024-d ViT at 32^2 tokens; E_high 7 convs to 128 ch at 128^2;
+E_t a 1-block 1024-d ViT (2 heads, spatial reduction 2) at 64^2 tokens, then convs to
+a 3 x 32 x 256^2 triplane.
+
+Normalization: E_low and E_high have none (Live3D drops batch norm); E_t carries
+LayerNorms (and optionally GroupNorms) with affine parameters, which is what the
+norm-only adaptation of Sec. 3.3 tunes (:meth:`TriplaneViTDecoder.norm_parameters`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pe3d.models.cross_attention import PromptCrossAttentionConfig
+from pe3d.models.layers import (
+    ACTIVATIONS,
+    ASPP,
+    ConvAct,
+    ResidualBlock,
+    TokenStage,
+    coordinate_channels,
+    init_conv_kaiming_fan_out,
+)
+
+SKIP_NAMES = ("high", "low")
+"""Feature names accepted in :attr:`PriorEncoderConfig.t_skip`."""
+
+
+@dataclass
+class PriorEncoderConfig:
+    """Every size of the prior encoder. Defaults are the paper scale (512^2 -> 3 x 32 x 256^2).
+
+    Resolutions (all derived, checked in ``__post_init__``):
+
+    * fusion grid ``S_f = image_size / prod(high_strides)`` (paper 128): E_high's output
+      size, the size E_low's output is resized to, and E_t's input size.
+    * E_low's residual output ``S_l = image_size / (2 * (2 if low_stem_pool) * prod(low_stage_strides))``
+      (paper 64); its ViT token grid is ``S_l / low_vit_stride`` (paper 32).
+    * E_t's token grid is ``S_f / t_vit_stride`` (paper 64).
+    """
+
+    image_size: int = 512
+    """Input side length ``S`` (square images)."""
+    triplane_resolution: int = 256
+    """Triplane side length ``R``."""
+    triplane_channels: int = 32
+    """Channels per plane ``C`` (the triplane has ``3 * C`` channels; paper 32 -> 96)."""
+    activation: str = "leaky_relu"
+    """Activation of E_high, E_low's head and E_t's convs."""
+
+    # --- E_low: ResNet-34 (no BN) stages + DeepLabV3 ASPP + ViT ---------------------
+    low_activation: str = "relu"
+    """Activation inside E_low's residual stages and ASPP."""
+    low_stem_channels: int = 64
+    low_stem_kernel: int = 7
+    """Stem conv kernel (stride 2)."""
+    low_stem_pool: bool = True
+    """3x3 max-pool at stride 2 after the stem (ResNet)."""
+    low_stage_widths: List[int] = field(default_factory=lambda: [64, 128])
+    low_stage_depths: List[int] = field(default_factory=lambda: [3, 4])
+    """Basic blocks per stage (ResNet-34's first two stages: 3, 4)."""
+    low_stage_strides: List[int] = field(default_factory=lambda: [1, 2])
+    low_zero_init_residual: bool = True
+    """Start each residual branch at zero (trains stably without normalization)."""
+    low_aspp_channels: int = 256
+    """ASPP width; 0 disables the ASPP."""
+    low_aspp_rates: List[int] = field(default_factory=lambda: [12, 24, 36])
+    low_aspp_pooling: bool = True
+    low_vit_dim: int = 1024
+    low_vit_depth: int = 2
+    low_vit_heads: int = 4
+    low_vit_mlp_ratio: float = 2.0
+    low_vit_patch_size: int = 7
+    low_vit_stride: int = 2
+    low_vit_sr_ratio: int = 1
+    low_head_widths: List[int] = field(default_factory=lambda: [128, 128])
+    """Convs after resizing to the fusion grid; the last width is ``C_g`` (no activation after it)."""
+
+    # --- E_high: plain convs ---------------------------------------------------------
+    high_widths: List[int] = field(default_factory=lambda: [64, 128, 128, 128, 128, 128, 128])
+    """Conv widths; the last is ``C_h`` (no activation after it)."""
+    high_kernels: List[int] = field(default_factory=lambda: [7, 3, 3, 3, 3, 3, 3])
+    high_strides: List[int] = field(default_factory=lambda: [2, 2, 1, 1, 1, 1, 1])
+
+    # --- E_t: fusion convs + ViT + conv head -------------------------------------------
+    t_fuse_widths: List[int] = field(default_factory=lambda: [256])
+    """Convs on ``concat(F_a, F_g)`` before the ViT."""
+    t_vit_dim: int = 1024
+    t_vit_depth: int = 1
+    t_vit_heads: int = 2
+    t_vit_mlp_ratio: float = 2.0
+    t_vit_patch_size: int = 7
+    t_vit_stride: int = 2
+    t_vit_sr_ratio: int = 2
+    t_skip: List[str] = field(default_factory=list)
+    """Features concatenated to the ViT output before the head: any of ``"high"`` (F_a), ``"low"`` (F_g)."""
+    t_head_widths: List[int] = field(default_factory=lambda: [256, 128, 128, 96])
+    """Head convs; the map is resized to ``triplane_resolution`` after the first one."""
+    t_norm_groups: int = 0
+    """GroupNorm groups in E_t's convs (0: none, as in Live3D); adds norm-adaptable parameters."""
+    mix_ffn: bool = True
+    """Depthwise 3x3 conv inside the transformer MLPs (SegFormer Mix-FFN; gives position)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Derived sizes -----------------------------------------------------------------
+    @property
+    def fusion_resolution(self) -> int:
+        """``S_f``: E_high's output size and E_t's input size."""
+        return self.image_size // math.prod(self.high_strides)
+
+    @property
+    def low_feature_resolution(self) -> int:
+        """Side of E_low's residual-stage output (input of its ASPP and ViT)."""
+        return self.image_size // self.low_stride
+
+    @property
+    def low_stride(self) -> int:
+        """Total downsampling of E_low's residual stages."""
+        return 2 * (2 if self.low_stem_pool else 1) * math.prod(self.low_stage_strides)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field."""
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"PriorEncoderConfig: {msg}")
+
+        for name in ("activation", "low_activation"):
+            need(getattr(self, name) in ACTIVATIONS, f"{name}={getattr(self, name)!r} not in {ACTIVATIONS}")
+        n = len(self.low_stage_widths)
+        need(n >= 1 and len(self.low_stage_depths) == n and len(self.low_stage_strides) == n,
+             "low_stage_widths/depths/strides must be non-empty lists of equal length")
+        n = len(self.high_widths)
+        need(n >= 1 and len(self.high_kernels) == n and len(self.high_strides) == n,
+             "high_widths/kernels/strides must be non-empty lists of equal length")
+        need(len(self.low_head_widths) >= 1, "low_head_widths must not be empty")
+        need(len(self.t_head_widths) >= 1, "t_head_widths must not be empty")
+        need(len(self.t_fuse_widths) >= 1, "t_fuse_widths must not be empty")
+        need(all(s in SKIP_NAMES for s in self.t_skip), f"t_skip={list(self.t_skip)} must hold only {SKIP_NAMES}")
+        need(self.image_size % math.prod(self.high_strides) == 0,
+             f"image_size {self.image_size} not divisible by prod(high_strides)={math.prod(self.high_strides)}")
+        need(self.image_size % self.low_stride == 0,
+             f"image_size {self.image_size} not divisible by E_low's stride {self.low_stride}")
+        need(self.low_feature_resolution % self.low_vit_stride == 0,
+             f"E_low map {self.low_feature_resolution} not divisible by low_vit_stride {self.low_vit_stride}")
+        need(self.fusion_resolution % self.t_vit_stride == 0,
+             f"fusion grid {self.fusion_resolution} not divisible by t_vit_stride {self.t_vit_stride}")
+        for prefix in ("low_vit", "t_vit"):
+            dim, heads, stride, patch = (getattr(self, f"{prefix}_{k}") for k in ("dim", "heads", "stride", "patch_size"))
+            need(patch % 2 == 1 and patch >= stride, f"{prefix}_patch_size {patch} must be odd and >= {prefix}_stride")
+            need(dim % heads == 0, f"{prefix}_dim {dim} not divisible by {prefix}_heads {heads}")
+            need(dim % (stride * stride) == 0, f"{prefix}_dim {dim} not divisible by {prefix}_stride**2")
+        t_tokens = self.fusion_resolution // self.t_vit_stride
+        need(t_tokens % self.t_vit_sr_ratio == 0, f"E_t token grid {t_tokens} not divisible by t_vit_sr_ratio")
+        l_tokens = self.low_feature_resolution // self.low_vit_stride
+        need(l_tokens % self.low_vit_sr_ratio == 0, f"E_low token grid {l_tokens} not divisible by low_vit_sr_ratio")
+        need(self.triplane_resolution >= 1 and self.triplane_channels >= 1, "triplane sizes must be positive")
+
+
+class LowResEncoder(nn.Module):
+    """E_low: global, low-frequency (geometry) features ``F_g``.
+
+    ``x [B, C_in, S, S]`` (image in [-1,1] + coordinate channels) -> ``F_g [B, C_g, S_f, S_f]``
+    with ``C_g = low_head_widths[-1]`` and ``S_f`` the fusion grid.
+    """
+
+    def __init__(self, cfg: PriorEncoderConfig, in_channels: int = 5) -> None:
+        super().__init__()
+        act = cfg.low_activation
+        stem: list[nn.Module] = [ConvAct(in_channels, cfg.low_stem_channels, cfg.low_stem_kernel, stride=2,
+                                         activation=act)]
+        if cfg.low_stem_pool:
+            stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+        self.stem = nn.Sequential(*stem)
+        blocks: list[nn.Module] = []
+        width = cfg.low_stem_channels
+        for w, d, s in zip(cfg.low_stage_widths, cfg.low_stage_depths, cfg.low_stage_strides):
+            for i in range(d):
+                blocks.append(ResidualBlock(width, w, stride=s if i == 0 else 1, activation=act,
+                                            zero_init_last=cfg.low_zero_init_residual))
+                width = w
+        self.stages = nn.Sequential(*blocks)
+        self.aspp: nn.Module = nn.Identity()
+        if cfg.low_aspp_channels > 0:
+            self.aspp = ASPP(width, cfg.low_aspp_channels, cfg.low_aspp_rates, cfg.low_aspp_pooling, act)
+            width = cfg.low_aspp_channels
+        self.vit = TokenStage(width, cfg.low_vit_dim, cfg.low_vit_depth, cfg.low_vit_heads, cfg.low_vit_mlp_ratio,
+                              cfg.low_vit_patch_size, cfg.low_vit_stride, cfg.low_vit_sr_ratio, cfg.mix_ffn)
+        self.out_resolution = cfg.fusion_resolution
+        self.head = _conv_stack(self.vit.out_channels, cfg.low_head_widths, cfg.activation)
+        self.out_channels = cfg.low_head_widths[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C_in, S, S]`` -> ``F_g [B, C_g, S_f, S_f]``."""
+        y = self.vit(self.aspp(self.stages(self.stem(x))))
+        return self.head(_resize(y, self.out_resolution))
+
+
+class HighResEncoder(nn.Module):
+    """E_high: local, high-frequency (appearance) features ``F_h``.
+
+    ``x [B, C_in, S, S]`` -> ``F_h [B, C_h, S_f, S_f]`` with ``C_h = high_widths[-1]``,
+    ``S_f = S / prod(high_strides)``. The last conv has no activation.
+    """
+
+    def __init__(self, cfg: PriorEncoderConfig, in_channels: int = 5) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_channels
+        last = len(cfg.high_widths) - 1
+        for i, (w, k, s) in enumerate(zip(cfg.high_widths, cfg.high_kernels, cfg.high_strides)):
+            layers.append(ConvAct(width, w, k, stride=s, activation=None if i == last else cfg.activation))
+            width = w
+        self.net = nn.Sequential(*layers)
+        self.out_channels = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C_in, S, S]`` -> ``F_h [B, C_h, S_f, S_f]``."""
+        return self.net(x)
+
+
+class TriplaneViTDecoder(nn.Module):
+    """E_t: fuses ``F_a`` (high branch, possibly prompt-conditioned) and ``F_g`` into the triplane.
+
+    ``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> planes ``[B, 3, C, R, R]``.
+    Holds LayerNorms (patch embed, each block's two pre-norms, spatial-reduction norms,
+    the final token norm) and, when ``t_norm_groups > 0``, GroupNorms in its convs.
+    """
+
+    def __init__(self, cfg: PriorEncoderConfig, high_channels: int, low_channels: int) -> None:
+        super().__init__()
+        self.skip = tuple(cfg.t_skip)
+        self.triplane_channels = cfg.triplane_channels
+        self.resolution = cfg.triplane_resolution
+        groups = cfg.t_norm_groups
+        self.fuse = _conv_stack(high_channels + low_channels, cfg.t_fuse_widths, cfg.activation,
+                                last_activation=True, norm_groups=groups)
+        self.vit = TokenStage(cfg.t_fuse_widths[-1], cfg.t_vit_dim, cfg.t_vit_depth,
+                              cfg.t_vit_heads, cfg.t_vit_mlp_ratio, cfg.t_vit_patch_size, cfg.t_vit_stride,
+                              cfg.t_vit_sr_ratio, cfg.mix_ffn)
+        head_in = self.vit.out_channels + ("high" in self.skip) * high_channels + ("low" in self.skip) * low_channels
+        widths = list(cfg.t_head_widths)
+        self.head_first = ConvAct(head_in, widths[0], 3, activation=cfg.activation, norm_groups=groups)
+        self.head_rest = _conv_stack(widths[0], widths[1:], cfg.activation, last_activation=True, norm_groups=groups)
+        self.out = nn.Conv2d(widths[-1], 3 * cfg.triplane_channels, 3, padding=1)
+
+    def norm_parameters(self) -> Iterator[nn.Parameter]:
+        """The affine parameters of every LayerNorm/GroupNorm in E_t (what norm-only adaptation trains)."""
+        for module in self.modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                yield from module.parameters(recurse=False)
+
+    def forward(self, f_a: Tensor, f_g: Tensor) -> Tensor:
+        """``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> ``[B, 3, C, R, R]``."""
+        y = self.vit(self.fuse(torch.cat([f_a, f_g], dim=1)))
+        skips = [f for name, f in (("high", f_a), ("low", f_g)) if name in self.skip]
+        if skips:
+            y = torch.cat([y, *skips], dim=1)
+        y = self.head_rest(_resize(self.head_first(y), self.resolution))
+        planes = self.out(y)
+        b, _, r, _ = planes.shape
+        return planes.view(b, 3, self.triplane_channels, r, r)
+
+
+class PriorEncoder(nn.Module):
+    """The prior (Live3D-style) encoder ``T = E_t(E_high(I), E_low(I))``.
+
+    ``forward(image [B, 3, S, S] in [0, 1]) -> planes [B, 3, C, R, R]``. The input is
+    mapped to [-1, 1] and two pixel-coordinate channels are appended inside
+    (:meth:`prepare_input`). The editor calls the stages separately to put its prompt
+    cross-attention between :meth:`encode_high` and :meth:`decode`.
+    """
+
+    def __init__(self, config: PriorEncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else PriorEncoderConfig()
+        cfg = self.config
+        self.low = LowResEncoder(cfg, in_channels=5)
+        self.high = HighResEncoder(cfg, in_channels=5)
+        self.decoder = TriplaneViTDecoder(cfg, self.high.out_channels, self.low.out_channels)
+        self.apply(init_conv_kaiming_fan_out)
+        for module in self.modules():
+            if isinstance(module, ResidualBlock):
+                module.reset_last()
+
+    @property
+    def high_feature_channels(self) -> int:
+        """``C_h``: channels of ``F_h``/``F_a`` (what the prompt cross-attention sees)."""
+        return self.high.out_channels
+
+    @property
+    def low_feature_channels(self) -> int:
+        """``C_g``: channels of ``F_g``."""
+        return self.low.out_channels
+
+    @property
+    def feature_resolution(self) -> int:
+        """``S_f``: side of ``F_h``, ``F_a`` and ``F_g``."""
+        return self.config.fusion_resolution
+
+    def norm_parameters(self) -> Iterator[nn.Parameter]:
+        """E_t's normalization parameters (see :meth:`TriplaneViTDecoder.norm_parameters`)."""
+        return self.decoder.norm_parameters()
+
+    def prepare_input(self, image: Tensor) -> Tensor:
+        """Check ``image [B, 3, S, S]`` in [0, 1]; return ``[B, 5, S, S]`` = (2 * image - 1, row, column)."""
+        s = self.config.image_size
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[2] != s or image.shape[3] != s:
+            raise ValueError(f"PriorEncoder expected an image of shape [B, 3, {s}, {s}], got {list(image.shape)}")
+        if not image.is_floating_point():
+            raise TypeError(f"PriorEncoder expects a float image in [0, 1], got dtype {image.dtype}")
+        coords = coordinate_channels(image.shape[0], s, s, device=image.device, dtype=image.dtype)
+        return torch.cat([image * 2.0 - 1.0, coords], dim=1)
+
+    def encode_low(self, image: Tensor) -> Tensor:
+        """E_low: ``image [B, 3, S, S]`` in [0, 1] -> ``F_g [B, C_g, S_f, S_f]``."""
+        return self.low(self.prepare_input(image))
+
+    def encode_high(self, image: Tensor) -> Tensor:
+        """E_high: ``image [B, 3, S, S]`` in [0, 1] -> ``F_h [B, C_h, S_f, S_f]``."""
+        return self.high(self.prepare_input(image))
+
+    def decode(self, f_a: Tensor, f_g: Tensor) -> Tensor:
+        """E_t: ``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> planes ``[B, 3, C, R, R]``."""
+        return self.decoder(f_a, f_g)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """``image [B, 3, S, S]`` in [0, 1] -> planes ``[B, 3, C, R, R]``."""
+        x = self.prepare_input(image)
+        return self.decoder(self.high(x), self.low(x))
+
+
+def _conv_stack(in_channels: int, widths: List[int], activation: str, last_activation: bool = False,
+                norm_groups: int = 0) -> nn.Sequential:
+    """3x3 ``ConvAct`` layers of the given widths; the last one without activation unless asked."""
+    layers: list[nn.Module] = []
+    for i, w in enumerate(widths):
+        act = activation if (i < len(widths) - 1 or last_activation) else None
+        layers.append(ConvAct(in_channels, w, 3, activation=act, norm_groups=norm_groups if act else 0))
+        in_channels = w
+    return nn.Sequential(*layers)
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """Bilinear resize of ``[B, C, H, W]`` to ``[B, C, size, size]`` (no-op when already that size)."""
+    if x.shape[-2] == size and x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

@@ -1,0 +1,106 @@
+"""The triplane decoder MLP (EG3D ``OSGDecoder``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+RGB_PADDING: float = 0.001
+"""MipNeRF's widened sigmoid: outputs span ``[-0.001, 1.001]``."""
+
+
+@dataclass
+class TriplaneDecoderConfig:
+    """Sizes of :class:`TriplaneDecoder` (EG3D FFHQ: 32 -> 64 -> 1 + 32).
+
+    Attributes:
+        in_channels: channels ``C`` of each triplane plane.
+        hidden_dim: width of the hidden layer.
+        out_features: decoded feature channels ``F``; the first 3 are RGB (needs ``F >= 3``).
+    """
+
+    in_channels: int = 32
+    hidden_dim: int = 64
+    out_features: int = 32
+
+    def __post_init__(self) -> None:
+        if self.in_channels < 1 or self.hidden_dim < 1:
+            raise ValueError("in_channels and hidden_dim must be positive")
+        if self.out_features < 3:
+            raise ValueError(f"out_features must be >= 3 (the first 3 are RGB), got {self.out_features}")
+
+
+class DecoderOutput(NamedTuple):
+    """Per-point decoder output.
+
+    Attributes:
+        features: ``[B, N, F]`` features in about ``[0, 1]``; ``features[..., :3]`` is RGB.
+        sigma: ``[B, N, 1]`` raw (un-activated) density.
+    """
+
+    features: Tensor
+    sigma: Tensor
+
+
+def _eg3d_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    """``nn.Linear`` initialised like EG3D's ``FullyConnectedLayer`` (lr_mul 1).
+
+    EG3D stores ``w ~ N(0, 1)`` and multiplies by ``1 / sqrt(in_dim)`` at run time;
+    the effective weight is ``N(0, 1 / in_dim)`` with zero bias. A loader of EG3D
+    weights must therefore store ``weight * weight_gain`` here.
+    """
+    layer = nn.Linear(in_dim, out_dim)
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0 / math.sqrt(in_dim))
+        layer.bias.zero_()
+    return layer
+
+
+class TriplaneDecoder(nn.Module):
+    """EG3D's ``OSGDecoder``: mean over planes, FC -> softplus -> FC.
+
+    The output is split into a raw density ``sigma = x[..., :1]`` and features
+    ``sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001``. View directions are accepted
+    for interface compatibility and ignored, as in EG3D.
+
+    Args:
+        in_channels: channels ``C`` per plane.
+        hidden_dim: hidden width (EG3D: 64).
+        out_features: feature channels ``F`` (EG3D: 32); the first 3 are RGB.
+    """
+
+    def __init__(self, in_channels: int, hidden_dim: int = 64, out_features: int = 32) -> None:
+        super().__init__()
+        TriplaneDecoderConfig(in_channels, hidden_dim, out_features)  # validates
+        self.in_channels = in_channels
+        self.hidden_dim = hidden_dim
+        self.out_features = out_features
+        self.net = nn.Sequential(
+            _eg3d_linear(in_channels, hidden_dim),
+            nn.Softplus(),
+            _eg3d_linear(hidden_dim, 1 + out_features),
+        )
+
+    @classmethod
+    def from_config(cls, config: TriplaneDecoderConfig) -> "TriplaneDecoder":
+        """Build from a :class:`TriplaneDecoderConfig`."""
+        return cls(config.in_channels, config.hidden_dim, config.out_features)
+
+    def forward(self, sampled_features: Tensor, directions: Tensor | None = None) -> DecoderOutput:
+        """Decode triplane samples.
+
+        Args:
+            sampled_features: ``[B, 3, N, C]`` from :func:`~pe3d.rendering.planes.sample_from_planes`.
+            directions: ``[B, N, 3]`` view directions (unused, as in EG3D).
+
+        Returns:
+            :class:`DecoderOutput` with ``features [B, N, F]`` and raw ``sigma [B, N, 1]``.
+        """
+        x = self.net(sampled_features.mean(dim=1))  # [B, N, 1 + F]
+        sigma, logits = x.split([1, self.out_features], dim=-1)  # one cat in backward, no zero-filled grads
+        features = torch.sigmoid(logits) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
+        return DecoderOutput(features=features, sigma=sigma)

@@ -1,0 +1,184 @@
+"""Render triplanes from EG3D cameras: rays -> triplane field -> volume rendering -> (SR).
+
+:class:`TriplaneRenderer` ties together :func:`pe3d.geometry.rays.sample_rays`,
+:func:`~pe3d.rendering.planes.sample_from_planes`, the
+:class:`~pe3d.rendering.decoder.TriplaneDecoder` and
+:func:`~pe3d.rendering.volume.render_rays`. Images are in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from pe3d.geometry.rays import sample_rays
+from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
+from pe3d.rendering.planes import sample_from_planes
+from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
+from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
+
+
+@dataclass
+class RendererConfig:
+    """Settings of :class:`TriplaneRenderer`.
+
+    Attributes:
+        decoder: the triplane decoder MLP.
+        ray_march: sampling and marching options.
+        neural_rendering_resolution: default side ``R`` of the volume-rendered image (EG3D: 64).
+        superres: optional learned super-resolution head.
+    """
+
+    decoder: TriplaneDecoderConfig = field(default_factory=TriplaneDecoderConfig)
+    ray_march: RayMarchOptions = field(default_factory=RayMarchOptions)
+    neural_rendering_resolution: int = 64
+    superres: SuperResolutionConfig = field(default_factory=SuperResolutionConfig)
+
+    def __post_init__(self) -> None:
+        if self.neural_rendering_resolution < 1:
+            raise ValueError("neural_rendering_resolution must be positive")
+
+
+@dataclass
+class RenderOutput:
+    """What :meth:`TriplaneRenderer.forward` returns.
+
+    Full renders (``ray_indices=None``) hold images; ray-subset renders hold the same
+    channels flattened over the ``K`` selected rays.
+
+    Attributes:
+        image: ``[B, 3, R, R]`` (or ``[B, 3, K]``) raw RGB, the first 3 features, about ``[0, 1]``.
+        features: ``[B, F, R, R]`` (or ``[B, F, K]``) all decoded features.
+        depth: ``[B, 1, R, R]`` (or ``[B, 1, K]``) expected ray distance.
+        weights: ``[B, 1, R, R]`` (or ``[B, 1, K]``) accumulated opacity.
+        image_sr: ``[B, 3, R', R']`` super-resolved RGB, or ``None`` (no SR head, or a ray subset).
+    """
+
+    image: Tensor
+    features: Tensor
+    depth: Tensor
+    weights: Tensor
+    image_sr: Tensor | None = None
+
+
+def _gather_rays(rays: Tensor, ray_indices: Tensor) -> Tensor:
+    """``[B, R*R, 3]`` gathered at ``[B, K]`` indices -> ``[B, K, 3]``."""
+    return rays.gather(1, ray_indices.unsqueeze(-1).expand(-1, -1, rays.shape[-1]))
+
+
+def _to_image(values: Tensor, resolution: int) -> Tensor:
+    """``[B, R*R, C]`` (row-major rays) -> ``[B, C, R, R]``."""
+    return values.transpose(1, 2).reshape(values.shape[0], values.shape[-1], resolution, resolution)
+
+
+class TriplaneRenderer(nn.Module):
+    """Volume-render triplanes ``[B, 3, C, H, W]`` from 25-d EG3D camera labels.
+
+    Holds the learnable parts (decoder MLP, optional super-resolution head); the
+    triplane comes from outside (generator, encoder or editor).
+
+    Args:
+        config: :class:`RendererConfig`.
+    """
+
+    def __init__(self, config: RendererConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else RendererConfig()
+        self.decoder = TriplaneDecoder.from_config(self.config.decoder)
+        sr = self.config.superres
+        self.superres: SuperResolution | None = None
+        if sr.enabled:
+            self.superres = SuperResolution(
+                self.config.decoder.out_features, self.config.neural_rendering_resolution, sr.out_resolution, sr.channels
+            )
+
+    def ray_march_options(self) -> RayMarchOptions:
+        """The options used by :meth:`forward`: ``config.ray_march`` with ``perturb`` only in training mode.
+
+        In ``eval()`` mode sampling is deterministic (evenly spaced coarse depths, quantile
+        importance samples) and density noise is off, so renders are repeatable. (EG3D keeps
+        jittering at inference; set ``perturb`` and call ``train()`` to get that.)
+        """
+        options = self.config.ray_march
+        if self.training:
+            return options
+        return replace(options, perturb=False, density_noise=0.0)
+
+    def query_field(self, planes: Tensor, coords: Tensor, directions: Tensor | None = None) -> DecoderOutput:
+        """Decode the triplane at world points (EG3D ``run_model``; e.g. for density regularization).
+
+        Args:
+            planes: ``[B, 3, C, H, W]``.
+            coords: ``[B, M, 3]`` world points.
+            directions: ``[B, M, 3]`` view directions (ignored by the decoder).
+
+        Returns:
+            :class:`~pe3d.rendering.decoder.DecoderOutput` ``(features [B, M, F], sigma [B, M, 1])`` with raw sigma.
+        """
+        return self.decoder(sample_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
+
+    def forward(
+        self,
+        planes: Tensor,
+        label: Tensor,
+        resolution: int | None = None,
+        ray_indices: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RenderOutput:
+        """Render triplanes from cameras.
+
+        Args:
+            planes: ``[B, 3, C, H, W]`` triplanes.
+            label: ``[B, 25]`` camera labels.
+            resolution: image side ``R``; ``config.neural_rendering_resolution`` when ``None``.
+            ray_indices: optional ``[B, K]`` long indices into the ``R*R`` row-major pixels
+                (``index = row * R + col``). Only those rays are rendered and the outputs are
+                flattened to ``[B, channels, K]`` to train on random ray subsets (compare with
+                ``target.flatten(2).gather(2, idx[:, None].expand(-1, C, -1))``). No super-resolution
+                runs then. Without perturbation the values equal the same pixels of a full render.
+            generator: random generator for sample jitter / importance draws / density noise
+                (used in training mode only, see :meth:`ray_march_options`).
+
+        Returns:
+            :class:`RenderOutput`.
+        """
+        if resolution is None:
+            resolution = self.config.neural_rendering_resolution
+        origins, directions = sample_rays(label, resolution)
+        if ray_indices is not None:
+            origins, directions = _gather_rays(origins, ray_indices), _gather_rays(directions, ray_indices)
+
+        def field_fn(coords: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+            return self.query_field(planes, coords, dirs)
+
+        result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator)
+        if ray_indices is not None:
+            return _subset_output(result)
+        output = _image_output(result, resolution)
+        if self.superres is not None:
+            output.image_sr = self.superres(output.image, output.features)
+        return output
+
+
+def _subset_output(result: RayRenderResult) -> RenderOutput:
+    """Ray-subset outputs ``[B, K, C]`` -> :class:`RenderOutput` of ``[B, C, K]`` tensors."""
+    features = result.rgb.transpose(1, 2)
+    return RenderOutput(
+        image=features[:, :3],
+        features=features,
+        depth=result.depth.transpose(1, 2),
+        weights=result.weights_sum.transpose(1, 2),
+    )
+
+
+def _image_output(result: RayRenderResult, resolution: int) -> RenderOutput:
+    """Full-image outputs ``[B, R*R, C]`` -> :class:`RenderOutput` of ``[B, C, R, R]`` images."""
+    features = _to_image(result.rgb, resolution)
+    return RenderOutput(
+        image=features[:, :3],
+        features=features,
+        depth=_to_image(result.depth, resolution),
+        weights=_to_image(result.weights_sum, resolution),
+    )

@@ -1,0 +1,140 @@
+"""Distillation and norm-only adaptation: two LightningModules, one training step.
+
+Both receive a built :class:`~pe3d.models.editor.EditorCore` and a frozen teacher
+:class:`~pe3d.models.prior.PriorModel` (the 3D prior of Eq. 5), and optimise the same
+objective (:class:`~pe3d.losses.EditObjective`). They differ only in which parameters
+train:
+
+* :class:`DistillSystem`: ``E_p`` (as its ``train`` mode allows), the cross-attention and ``E_t``;
+* :class:`AdaptSystem`: ``E_p`` and the normalization parameters of ``E_t``.
+
+Everything else (``E_low``, ``E_high``, the renderer, the teacher) is frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pe3d.geometry import sample_camera_labels
+from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
+from pe3d.models.editor import EditorCore, Prompts
+from pe3d.models.prior import PriorModel
+from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid
+
+
+@dataclass
+class EditSystemConfig:
+    """Settings shared by distillation and adaptation.
+
+    ``num_views``: size of the camera set ``C`` for ``L3d`` (random poses each step);
+    ``render_resolution``: side of the renders compared in the losses.
+    """
+
+    loss: EditLossConfig = field(
+        default_factory=lambda: EditLossConfig(image_3d=ImageLossConfig(perceptual="lpips", perceptual_weight=2.0))
+    )
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=0))
+    num_views: int = 2
+    render_resolution: int = 32
+    view_yaw_std: float = 0.4
+    view_pitch_std: float = 0.15
+    image_log_every: int = 200
+
+
+def prompts_from_batch(batch: dict) -> Prompts:
+    """Per item: the reference image when ``has_reference`` is set, else the text prompt."""
+    has_ref = batch.get("has_reference")
+    if has_ref is None or not bool(has_ref.any()):
+        return Prompts(texts=list(batch["prompt"]))
+    texts = [None if has else text for text, has in zip(batch["prompt"], has_ref.tolist())]
+    return Prompts(texts=texts if any(t is not None for t in texts) else None, images=batch["reference"], has_image=has_ref)
+
+
+def _freeze(module: nn.Module) -> None:
+    for param in module.parameters():
+        param.requires_grad_(False)
+
+
+class EditingSystem(L.LightningModule):
+    """The shared training step; subclasses choose the trainable parameters."""
+
+    def __init__(self, editor: EditorCore, teacher: PriorModel, cfg: EditSystemConfig) -> None:
+        super().__init__()
+        self.editor = editor
+        self.teacher = teacher
+        self.cfg = cfg
+        self.objective = EditObjective(cfg.loss)
+        _freeze(self.editor)
+        _freeze(self.teacher)
+        self.teacher.eval()
+        for param in self.trainable_parameters():
+            param.requires_grad_(True)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters this system optimises (all others stay bit-identical)."""
+        raise NotImplementedError
+
+    def _prompt_parameters(self) -> Iterator[nn.Parameter]:
+        for encoder in self.editor.prompt_encoders():
+            yield from encoder.trainable_parameters()
+
+    def compute_losses(self, batch: dict) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Loss terms (``loss`` = total) and the renders for image logging."""
+        size = self.cfg.render_resolution
+        image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
+        b = image.shape[0]
+        planes = self.editor(image, prompts_from_batch(batch))
+        input_render = self.editor.render(planes, label, resolution=size).image
+        edited_small = F.interpolate(edited, size=(size, size), mode="area")
+        teacher_planes = views = teacher_views = None
+        if self.objective.needs_teacher:
+            n = self.cfg.num_views
+            cams = sample_camera_labels(b * n, yaw_std=self.cfg.view_yaw_std, pitch_std=self.cfg.view_pitch_std).to(image)
+            with torch.no_grad():
+                teacher_planes = self.teacher(edited)
+                teacher_views = self.teacher.render(teacher_planes.repeat_interleave(n, 0), cams, resolution=size)
+            views = self.editor.render(planes.repeat_interleave(n, 0), cams, resolution=size)
+        terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views)
+        images = {"target": edited_small[:, None], "pred": input_render[:, None]}
+        if views is not None:
+            images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
+            images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
+        return terms, images
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        self.teacher.eval()
+        terms, images = self.compute_losses(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch["input_image"].shape[0])
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, batch_size=batch["input_image"].shape[0])
+        if self.cfg.image_log_every and self.global_step % self.cfg.image_log_every == 0:
+            log_image_grid(self, "train/edits", batch["input_image"], images["target"], images["pred"])
+        return terms["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        terms, _ = self.compute_losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=batch["input_image"].shape[0])
+
+    def configure_optimizers(self):
+        return build_optimizer(self.cfg.optim, [p for p in self.parameters() if p.requires_grad])
+
+
+class DistillSystem(EditingSystem):
+    """Full distillation (paper Sec. 3.3 "Training"): trains ``E_p``, the cross-attention and ``E_t``."""
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self._prompt_parameters()
+        yield from self.editor.cross_attention.parameters()
+        yield from self.editor.encoder.decoder.parameters()
+
+
+class AdaptSystem(EditingSystem):
+    """Norm-only adaptation (paper Sec. 3.3 "Customized Prompts Adaptation"): ``E_p`` + ``E_t``'s norms."""
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.editor.adaptation_parameters()

@@ -1,0 +1,78 @@
+"""``PriorSystem``: trains the prior encoder from multi-view supervision (Live3D's recipe).
+
+One input view goes in; the predicted triplane is rendered at several cameras of the
+same identity and compared with their ground truth (image L2 + perceptual term, depth
+L1 on the foreground, opacity against the mask, and triplane L1 when a teacher
+triplane is in the batch). The renderer is trained with the encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, opacity_loss, triplane_loss
+from pe3d.models.prior import PriorModel
+from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid
+
+
+@dataclass
+class PriorSystemConfig:
+    """Optimisation and loss settings of prior training."""
+
+    loss: ReconstructionLossConfig = field(default_factory=ReconstructionLossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    image_log_every: int = 200
+
+
+class PriorSystem(L.LightningModule):
+    """Lightning wrapper around a :class:`PriorModel`; batches come from ``WorldViewDataset``."""
+
+    def __init__(self, model: PriorModel, cfg: PriorSystemConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.image_loss = ImageLoss(cfg.loss.image)
+
+    def compute_losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Loss terms (key ``loss`` = weighted total) and the renders, for one batch."""
+        planes = self.model(batch["input_image"])
+        target = batch["target_image"]  # [B,K,3,r,r]
+        b, k = target.shape[:2]
+        labels = batch["target_label"].reshape(b * k, 25)
+        out = self.model.render(planes.repeat_interleave(k, dim=0), labels, resolution=target.shape[-1])
+        flat = lambda x: x.reshape(b * k, *x.shape[2:])  # noqa: E731
+        mask = flat(batch["target_mask"])
+        terms = {f"image_{name}": value for name, value in self.image_loss(out.image, flat(target)).items()}
+        loss = terms["image_total"]
+        if self.cfg.loss.depth > 0:
+            terms["depth"] = depth_loss(out.depth, flat(batch["target_depth"]), mask)
+            loss = loss + self.cfg.loss.depth * terms["depth"]
+        if self.cfg.loss.opacity > 0:
+            terms["opacity"] = opacity_loss(out.weights, mask)
+            loss = loss + self.cfg.loss.opacity * terms["opacity"]
+        if self.cfg.loss.triplane > 0 and "teacher_planes" in batch:
+            terms["triplane"] = triplane_loss(planes, batch["teacher_planes"])
+            loss = loss + self.cfg.loss.triplane * terms["triplane"]
+        terms["loss"] = loss
+        return terms, {"pred": out.image.reshape(b, k, *out.image.shape[1:]), "target": target}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms, images = self.compute_losses(batch)
+        self.log_dict({f"train/{key}": value.detach() for key, value in terms.items()}, prog_bar=False)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False)
+        if self.cfg.image_log_every and self.global_step % self.cfg.image_log_every == 0:
+            log_image_grid(self, "train/views", batch["input_image"], images["target"], images["pred"])
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        terms, images = self.compute_losses(batch)
+        self.log_dict({f"val/{key}": value for key, value in terms.items()}, sync_dist=True)
+        if batch_idx == 0:
+            log_image_grid(self, "val/views", batch["input_image"], images["target"], images["pred"])
+
+    def configure_optimizers(self):
+        return build_optimizer(self.cfg.optim, [p for p in self.model.parameters() if p.requires_grad])

@@ -1,0 +1,120 @@
+"""Editor core and the two editing systems on tiny CPU configs."""
+
+import copy
+
+import pytest
+import torch
+
+from pe3d.config import configs_dir
+from pe3d.models.editor import EditorCore, Prompts, editor_config_from_yaml, load_editor, save_editor
+from pe3d.models.prior import PriorModel
+from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
+from pe3d.losses import EditLossConfig, ImageLossConfig
+
+TINY = [
+    "renderer.ray_march.depth_resolution=6",
+    "renderer.ray_march.depth_resolution_importance=6",
+]
+
+
+def build(overrides=()):
+    torch.manual_seed(0)
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", [*TINY, *overrides])
+    prior = PriorModel(cfg.prior)
+    editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder)
+    return prior.eval(), editor.eval()
+
+
+def batch(b=2, size=64):
+    gen = torch.Generator().manual_seed(1)
+    from pe3d.geometry import label_from_yaw_pitch
+
+    return {
+        "input_image": torch.rand(b, 3, size, size, generator=gen),
+        "edited_image": torch.rand(b, 3, size, size, generator=gen),
+        "label": label_from_yaw_pitch([0.0] * b, [0.0] * b),
+        "prompt": ["turn into bronze", "make the hair blue"][:b],
+        "reference": torch.rand(b, 3, size, size, generator=gen),
+        "has_reference": torch.tensor([False, True])[:b],
+    }
+
+
+def test_untrained_editor_reproduces_prior_exactly():
+    prior, editor = build()
+    data = batch()
+    with torch.no_grad():
+        expected = prior(data["input_image"])
+        for prompts in (Prompts(texts=data["prompt"]), Prompts(images=data["reference"]),
+                        Prompts(texts=["a", None], images=data["reference"], has_image=torch.tensor([False, True]))):
+            assert torch.equal(editor(data["input_image"], prompts), expected)
+
+
+def test_prompts_change_the_triplane_once_cross_attention_is_trained():
+    _, editor = build()
+    with torch.no_grad():
+        for p in editor.cross_attention.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    data = batch()
+    with torch.no_grad():
+        a = editor(data["input_image"], Prompts(texts=["bronze statue", "bronze statue"]))
+        b = editor(data["input_image"], Prompts(texts=["pencil sketch", "pencil sketch"]))
+    assert not torch.allclose(a, b)
+
+
+def test_missing_prompt_is_a_clear_error():
+    _, editor = build()
+    with pytest.raises(ValueError, match="neither a text nor an image"):
+        editor(torch.rand(2, 3, 64, 64), Prompts(texts=["a", None]))
+    with pytest.raises(ValueError, match="no prompt"):
+        editor(torch.rand(1, 3, 64, 64), Prompts(texts=[None]))
+
+
+def _system_config():
+    return EditSystemConfig(
+        loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="ssim", perceptual_weight=0.5)),
+        num_views=1,
+        render_resolution=8,
+        image_log_every=0,
+    )
+
+
+@pytest.mark.parametrize("system_cls", [DistillSystem, AdaptSystem])
+def test_only_selected_parameters_train_and_frozen_ones_stay_bit_identical(system_cls):
+    prior, editor = build()
+    system = system_cls(editor, copy.deepcopy(prior), _system_config())
+    trainable = {n for n, p in system.named_parameters() if p.requires_grad}
+    if system_cls is AdaptSystem:
+        norm_ids = {id(p) for p in editor.encoder.norm_parameters()}
+        encoder_trainable = {n for n, p in editor.encoder.named_parameters() if p.requires_grad}
+        assert encoder_trainable and all(id(dict(editor.encoder.named_parameters())[n]) in norm_ids for n in encoder_trainable)
+        assert not any(n.startswith("editor.cross_attention") for n in trainable)
+    else:
+        assert any(n.startswith("editor.cross_attention") for n in trainable)
+        assert any(n.startswith("editor.encoder.decoder") for n in trainable)
+    assert not any(n.startswith(("teacher.", "editor.renderer", "editor.encoder.low", "editor.encoder.high")) for n in trainable)
+    assert any(n.startswith(("editor.text_encoder", "editor.image_encoder")) for n in trainable)
+
+    before = {n: p.detach().clone() for n, p in system.named_parameters()}
+    optimizer = torch.optim.Adam([p for p in system.parameters() if p.requires_grad], lr=1e-2)
+    got_grad = set()
+    for _ in range(2):
+        optimizer.zero_grad()
+        terms, _ = system.compute_losses(batch())
+        terms["loss"].backward()
+        got_grad |= {n for n, p in system.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        optimizer.step()
+    assert got_grad <= trainable
+    changed = {n for n, p in system.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= trainable
+    frozen_same = all(torch.equal(p, before[n]) for n, p in system.named_parameters() if n not in trainable)
+    assert frozen_same
+
+
+def test_editor_save_load_roundtrip(tmp_path):
+    _, editor = build()
+    path = save_editor(editor, tmp_path / "editor.safetensors")
+    loaded = load_editor(path).eval()
+    data = batch()
+    prompts = Prompts(texts=data["prompt"])
+    with torch.no_grad():
+        assert torch.equal(editor(data["input_image"], prompts), loaded(data["input_image"], prompts))

@@ -1,0 +1,324 @@
+"""Analytic checks of the triplane rendering room (``pe3d.rendering``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pe3d.geometry import label_from_yaw_pitch, sample_rays
+from pe3d.rendering import (
+    RayMarchOptions,
+    RendererConfig,
+    SuperResolution,
+    SuperResolutionConfig,
+    TriplaneDecoder,
+    TriplaneDecoderConfig,
+    TriplaneRenderer,
+    march_rays,
+    march_union,
+    project_onto_planes,
+    render_rays,
+    sample_from_planes,
+    sample_importance,
+    sample_pdf,
+    sample_stratified,
+)
+
+torch.set_num_threads(2)
+
+
+# ----------------------------------------------------------------------------- planes
+
+
+def test_project_onto_planes_matches_eg3d_pairs() -> None:
+    point = torch.tensor([[[1.0, 2.0, 3.0]]])
+    projected = project_onto_planes(point)
+    assert projected.shape == (1, 3, 1, 2)
+    # EG3D: (x, y), (x, z), (z, x)
+    torch.testing.assert_close(projected[0, :, 0], torch.tensor([[1.0, 2.0], [1.0, 3.0], [3.0, 1.0]]))
+
+
+def _ramp_planes(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Planes holding ``a_p * u + b_p * v + c_p`` (channel 0) and its negation (channel 1)."""
+    centres = (2.0 * torch.arange(size) + 1.0) / size - 1.0  # normalized pixel centres, align_corners=False
+    v, u = torch.meshgrid(centres, centres, indexing="ij")  # v indexes H, u indexes W
+    coeffs = torch.tensor([[1.0, 2.0, 0.5], [-3.0, 0.5, 0.0], [0.25, -1.0, 1.0]])
+    planes = torch.stack([a * u + b * v + c for a, b, c in coeffs])  # [3, H, W]
+    planes = torch.stack((planes, -planes), dim=1)[None]  # [1, 3, 2, H, W]
+    return planes, coeffs
+
+
+@pytest.mark.parametrize("box_warp", [1.0, 2.0])
+def test_sample_from_planes_linear_ramp(box_warp: float) -> None:
+    planes, coeffs = _ramp_planes(16)
+    generator = torch.Generator().manual_seed(0)
+    coords = (torch.rand(1, 50, 3, generator=generator) * 1.8 - 0.9) * (box_warp / 2)  # inside the pixel-centre hull
+    sampled = sample_from_planes(planes, coords, box_warp=box_warp)
+    assert sampled.shape == (1, 3, 50, 2)
+    x, y, z = (coords[0] * 2.0 / box_warp).unbind(-1)
+    for p, (u, v) in enumerate([(x, y), (x, z), (z, x)]):
+        a, b, c = coeffs[p]
+        torch.testing.assert_close(sampled[0, p, :, 0], a * u + b * v + c, atol=1e-5, rtol=0)
+        torch.testing.assert_close(sampled[0, p, :, 1], -(a * u + b * v + c), atol=1e-5, rtol=0)
+
+
+def test_sample_from_planes_zero_outside_box() -> None:
+    planes = torch.ones(1, 3, 4, 8, 8)
+    far = torch.tensor([[[5.0, 5.0, 5.0]]])
+    assert sample_from_planes(planes, far).abs().max() == 0
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+def test_decoder_shapes_ranges_and_plane_mean() -> None:
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(in_channels=8, hidden_dim=16, out_features=5)
+    sampled = torch.randn(2, 3, 7, 8) * 10
+    out = decoder(sampled)
+    assert out.features.shape == (2, 7, 5) and out.sigma.shape == (2, 7, 1)
+    assert out.features.min() >= -0.001 and out.features.max() <= 1.001
+    # features are averaged over the planes: permuting planes changes nothing
+    permuted = decoder(sampled[:, [2, 0, 1]])
+    torch.testing.assert_close(permuted.features, out.features)
+    # sigma is the raw first output of the MLP
+    raw = decoder.net(sampled.mean(1))
+    torch.testing.assert_close(out.sigma, raw[..., :1])
+    with pytest.raises(ValueError):
+        TriplaneDecoderConfig(out_features=2)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_sample_stratified_deterministic_and_jittered() -> None:
+    origins = torch.zeros(2, 3, 3)
+    directions = torch.zeros(2, 3, 3)
+    depths = sample_stratified(origins, directions, 1.0, 2.0, 5, perturb=False)
+    assert depths.shape == (2, 3, 5, 1)
+    torch.testing.assert_close(depths[1, 2, :, 0], torch.linspace(1.0, 2.0, 5))
+    gen = torch.Generator().manual_seed(0)
+    jittered = sample_stratified(origins, directions, 1.0, 2.0, 5, perturb=True, generator=gen)
+    offset = jittered - depths
+    assert (offset >= 0).all() and (offset < 0.25).all() and offset.std() > 0
+
+
+def test_sample_pdf_concentrates_in_heavy_bin() -> None:
+    bins = torch.linspace(0.0, 4.0, 5).expand(3, 5)
+    weights = torch.tensor([0.0, 0.0, 1.0, 0.0]).expand(3, 4)
+    gen = torch.Generator().manual_seed(0)
+    samples = sample_pdf(bins, weights, 64, deterministic=False, generator=gen)
+    assert samples.shape == (3, 64)
+    assert ((samples >= 2.0) & (samples <= 3.0)).float().mean() > 0.99
+    quantiles = sample_pdf(bins, torch.ones(3, 4), 5, deterministic=True)
+    torch.testing.assert_close(quantiles, torch.linspace(0.0, 4.0, 5).expand(3, 5), atol=1e-4, rtol=0)
+
+
+def test_sample_importance_follows_weights() -> None:
+    depths = torch.linspace(2.0, 3.0, 11).reshape(1, 1, 11, 1)
+    weights = torch.zeros(1, 1, 10, 1)
+    weights[..., 6, :] = 1.0  # interval [2.6, 2.7]
+    fine = sample_importance(depths, weights, 32, deterministic=True)
+    assert fine.shape == (1, 1, 32, 1)
+    assert ((fine >= 2.5) & (fine <= 2.8)).float().mean() > 0.8  # smoothing spreads to neighbours
+
+
+# ----------------------------------------------------------------------------- marching
+
+
+def test_march_rays_constant_slab_is_analytic() -> None:
+    sigma, near, far = 1.5, 1.0, 2.0
+    # slab boundaries fall halfway between samples, so midpoint quadrature is exact up to O(delta^2)
+    depths = ((torch.arange(400, dtype=torch.float64) + 0.5) * 0.01).reshape(1, 1, -1, 1)
+    densities = torch.where((depths > near) & (depths < far), sigma, 0.0)
+    colors = torch.full((1, 1, 400, 3), 0.3, dtype=torch.float64)
+    out = march_rays(colors, densities, depths, density_activation="identity")
+    opacity = 1.0 - math.exp(-sigma * (far - near))
+    expected_depth = near + 1.0 / sigma - (far - near) * math.exp(-sigma * (far - near)) / opacity
+    assert out.weights.shape == (1, 1, 399, 1)
+    assert out.weights.sum().item() == pytest.approx(opacity, abs=1e-4)
+    assert out.depth.item() == pytest.approx(expected_depth, abs=1e-3)
+    torch.testing.assert_close(out.rgb, torch.full((1, 1, 3), 0.3 * opacity, dtype=torch.float64))
+    ramp = march_rays(depths.expand(-1, -1, -1, 2) / 4.0, densities, depths, density_activation="identity")
+    assert ramp.rgb[0, 0, 0].item() == pytest.approx(opacity * expected_depth / 4.0, abs=2e-4)  # colour ~ depth
+    white = march_rays(colors, densities, depths, density_activation="identity", background=1.0)
+    torch.testing.assert_close(white.rgb, out.rgb + (1.0 - opacity), atol=1e-4, rtol=0)
+
+
+def test_march_union_equals_march_rays_on_sorted_union() -> None:
+    gen = torch.Generator().manual_seed(0)
+    depths = [torch.rand(2, 5, n, 1, generator=gen) * 2 + 1 for n in (7, 4)]
+    colors = [torch.rand(2, 5, n, 3, generator=gen, dtype=torch.float64).requires_grad_() for n in (7, 4)]
+    densities = [torch.randn(2, 5, n, 1, generator=gen, dtype=torch.float64) * 3 for n in (7, 4)]
+    depths = [d.double() for d in depths]
+    rgb, depth, weights_sum = march_union(colors, densities, depths, "softplus_shift", background=0.5)
+    all_depths, order = torch.sort(torch.cat(depths, dim=-2), dim=-2)
+    reference = march_rays(
+        torch.cat(colors, dim=-2).gather(-2, order.expand(-1, -1, -1, 3)),
+        torch.cat(densities, dim=-2).gather(-2, order),
+        all_depths,
+        background=0.5,
+    )
+    torch.testing.assert_close(rgb, reference.rgb)
+    torch.testing.assert_close(depth, reference.depth)
+    torch.testing.assert_close(weights_sum, reference.weights.sum(-2))
+    grads = torch.autograd.grad(rgb.sum(), colors)
+    reference_grads = torch.autograd.grad(reference.rgb.sum(), colors)
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected)
+
+
+def test_march_rays_empty_ray_depth_is_far_and_finite_grad() -> None:
+    depths = torch.linspace(2.0, 3.0, 8).reshape(1, 1, 8, 1)
+    densities = torch.zeros(1, 1, 8, 1, requires_grad=True)
+    out = march_rays(torch.ones(1, 1, 8, 3), densities, depths, density_activation="identity")
+    assert out.depth.item() == pytest.approx(3.0)
+    (out.depth.sum() + out.rgb.sum()).backward()
+    assert torch.isfinite(densities.grad).all()
+
+
+def test_softplus_shift_is_eg3d_activation() -> None:
+    depths = torch.tensor([0.0, 0.5]).reshape(1, 1, 2, 1)
+    raw = torch.tensor([2.0, 2.0]).reshape(1, 1, 2, 1)
+    out = march_rays(torch.ones(1, 1, 2, 1), raw, depths)
+    expected = 1.0 - math.exp(-math.log1p(math.exp(1.0)) * 0.5)
+    assert out.weights.sum().item() == pytest.approx(expected, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- sphere
+
+
+SPHERE_RADIUS = 0.25
+
+
+def _sphere_field(coords: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    inside = (coords.norm(dim=-1, keepdim=True) < SPHERE_RADIUS).to(coords.dtype)
+    return torch.ones_like(coords), inside * 1000.0 - 10.0 * (1.0 - inside)
+
+
+def _sphere_hits(origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ray-sphere intersection: (discriminant [B, N], first hit distance [B, N])."""
+    b = (origins * directions).sum(-1)
+    disc = b * b - ((origins * origins).sum(-1) - SPHERE_RADIUS**2)
+    return disc, -b - disc.clamp_min(0).sqrt()
+
+
+def test_render_rays_sphere_depth_and_silhouette() -> None:
+    origins, directions = sample_rays(label_from_yaw_pitch(0.0, 0.0), 16)
+    disc, hit_depth = _sphere_hits(origins, directions)
+    inside, outside = disc > 0.01, disc < -0.01
+    assert inside.sum() > 40 and outside.sum() > 40
+
+    errors = {}
+    for importance in (0, 12):
+        options = RayMarchOptions(depth_resolution=12, depth_resolution_importance=importance, perturb=False)
+        result = render_rays(_sphere_field, origins, directions, options)
+        assert result.rgb.shape == (1, 256, 3) and result.depth.shape == (1, 256, 1)
+        opacity = result.weights_sum[..., 0]
+        assert (opacity[inside] > 0.99).all() and (opacity[outside] < 1e-3).all()
+        errors[importance] = (result.depth[..., 0] - hit_depth)[inside].abs().mean().item()
+    assert errors[12] < 0.01
+    assert errors[12] < 0.5 * errors[0]
+
+    centre = render_rays(
+        _sphere_field,
+        torch.tensor([[[0.0, 0.0, 2.7]]]),
+        torch.tensor([[[0.0, 0.0, -1.0]]]),
+        RayMarchOptions(depth_resolution=24, depth_resolution_importance=24, perturb=False),
+    )
+    assert centre.depth.item() == pytest.approx(2.7 - SPHERE_RADIUS, abs=5e-3)
+
+
+def test_render_rays_perturbed_is_seeded_and_near_truth() -> None:
+    origins, directions = sample_rays(label_from_yaw_pitch(0.2, -0.1), 8)
+    disc, hit_depth = _sphere_hits(origins, directions)
+    options = RayMarchOptions(depth_resolution=16, depth_resolution_importance=16, perturb=True, density_noise=0.1)
+    first = render_rays(_sphere_field, origins, directions, options, torch.Generator().manual_seed(3))
+    second = render_rays(_sphere_field, origins, directions, options, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(first.depth, second.depth)
+    inside = disc > 0.01
+    assert (first.depth[..., 0] - hit_depth)[inside].abs().mean() < 0.02
+
+
+# ----------------------------------------------------------------------------- renderer
+
+
+def _tiny_renderer(superres: bool = False) -> TriplaneRenderer:
+    config = RendererConfig(
+        decoder=TriplaneDecoderConfig(in_channels=8, hidden_dim=16, out_features=6),
+        ray_march=RayMarchOptions(depth_resolution=6, depth_resolution_importance=6, perturb=False),
+        neural_rendering_resolution=8,
+        superres=SuperResolutionConfig(enabled=superres, out_resolution=16, channels=8),
+    )
+    return TriplaneRenderer(config)
+
+
+def test_triplane_renderer_shapes_subset_and_gradients() -> None:
+    torch.manual_seed(0)
+    renderer = _tiny_renderer()
+    planes = torch.randn(2, 3, 8, 16, 16, requires_grad=True)
+    label = label_from_yaw_pitch(torch.tensor([0.0, 0.3]), torch.tensor([0.0, -0.1]))
+    full = renderer(planes, label)
+    assert full.image.shape == (2, 3, 8, 8) and full.features.shape == (2, 6, 8, 8)
+    assert full.depth.shape == (2, 1, 8, 8) and full.weights.shape == (2, 1, 8, 8)
+    assert full.image_sr is None
+    torch.testing.assert_close(full.image, full.features[:, :3])
+    assert full.image.min() >= -0.001 and full.image.max() <= 1.001
+    assert (full.depth >= 2.25 - 1e-5).all() and (full.depth <= 3.3 + 1e-5).all()
+
+    indices = torch.randperm(64)[:10].expand(2, 10).clone()
+    indices[1] = torch.randperm(64)[:10]
+    subset = renderer(planes, label, ray_indices=indices)
+    assert subset.image.shape == (2, 3, 10) and subset.depth.shape == (2, 1, 10)
+    for name in ("image", "features", "depth", "weights"):
+        expected = getattr(full, name).flatten(2).gather(2, indices[:, None].expand(-1, getattr(subset, name).shape[1], -1))
+        torch.testing.assert_close(getattr(subset, name), expected, atol=1e-5, rtol=1e-5)
+
+    (full.image.mean() + full.depth.mean() + subset.features.mean()).backward()
+    assert planes.grad is not None and planes.grad.abs().sum() > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in renderer.decoder.parameters())
+
+
+def test_triplane_renderer_perturbs_only_in_training() -> None:
+    torch.manual_seed(0)
+    renderer = _tiny_renderer()
+    renderer.config.ray_march.perturb = True
+    planes, label = torch.randn(1, 3, 8, 16, 16), label_from_yaw_pitch(0.1)
+    seeded = [renderer(planes, label, generator=torch.Generator().manual_seed(s)).depth for s in (1, 1, 2)]
+    torch.testing.assert_close(seeded[0], seeded[1])
+    assert not torch.allclose(seeded[0], seeded[2])
+    renderer.eval()
+    first = renderer(planes, label, generator=torch.Generator().manual_seed(1)).depth
+    torch.testing.assert_close(first, renderer(planes, label, generator=torch.Generator().manual_seed(2)).depth)
+
+
+def test_triplane_renderer_resolution_override() -> None:
+    renderer = _tiny_renderer()
+    out = renderer(torch.randn(1, 3, 8, 16, 16), label_from_yaw_pitch(0.0), resolution=4)
+    assert out.image.shape == (1, 3, 4, 4)
+
+
+def test_superres_shape_and_identity_at_init() -> None:
+    torch.manual_seed(0)
+    renderer = _tiny_renderer(superres=True)
+    out = renderer(torch.randn(2, 3, 8, 16, 16), label_from_yaw_pitch([0.0, 0.1]))
+    assert out.image_sr is not None and out.image_sr.shape == (2, 3, 16, 16)
+    upsampled = F.interpolate(out.image, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out.image_sr, upsampled)  # zero-initialised residual
+
+    head = SuperResolution(in_channels=6, in_resolution=8, out_resolution=24, channels=4)
+    assert head(torch.rand(1, 3, 8, 8), torch.rand(1, 6, 8, 8)).shape == (1, 3, 24, 24)
+    assert head(torch.rand(1, 3, 12, 12), torch.rand(1, 6, 12, 12)).shape == (1, 3, 24, 24)
+
+
+def test_configs_are_omegaconf_structured() -> None:
+    omegaconf = pytest.importorskip("omegaconf")
+    config = omegaconf.OmegaConf.structured(RendererConfig)
+    merged = omegaconf.OmegaConf.merge(config, {"ray_march": {"depth_resolution": 12, "background": 1.0}})
+    built = omegaconf.OmegaConf.to_object(merged)
+    assert isinstance(built, RendererConfig) and built.ray_march.depth_resolution == 12
+    with pytest.raises(ValueError):
+        RayMarchOptions(density_activation="relu")
