@@ -2,7 +2,9 @@
 
 Commands:
     pe3d world --out DIR --count N           sample renders + turntable GIF of the world
-    pe3d fit prior [--config YAML] [--resume] [key=value ...]
+    pe3d fit prior|distill|adapt [--config YAML] [--resume] [key=value ...]
+    pe3d pairs --style NAME [--count N]      write (or resume) a style's pairs
+    pe3d styles                              list discovered styles
     pe3d eval prior --weights FILE           quality table on held-out identities
 """
 
@@ -23,13 +25,42 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
     if args.system == "prior":
         from pe3d.recipes.prior import fit_prior, load_prior_fit_config
 
-        cfg = load_prior_fit_config(args.config, args.overrides)
-        fit_prior(cfg, resume=args.resume)
+        fit_prior(load_prior_fit_config(args.config, overrides), resume=args.resume)
         return 0
-    raise SystemExit(f"pe3d fit: unknown system {args.system!r}")
+    from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill, load_fit_config
+
+    if args.system == "distill":
+        if args.styles:
+            overrides.append(f"styles=[{args.styles}]")
+        fit_distill(load_fit_config(DistillFitConfig, args.config, overrides), resume=args.resume)
+    else:
+        if args.style:
+            overrides.append(f"style={args.style}")
+        fit_adapt(load_fit_config(AdaptFitConfig, args.config, overrides), resume=args.resume)
+    return 0
+
+
+def _cmd_pairs(args: argparse.Namespace) -> int:
+    from pe3d.data.pairs import write_pairs
+    from pe3d.styles.discovery import load_named_style
+
+    spec = load_named_style(args.style)
+    out = Path(args.out) if args.out else Path("runs/pairs") / spec.name
+    manifest = write_pairs(spec, out, count=args.count)
+    print(f"pairs of {spec.name!r} in {manifest.parent} (manifest: {manifest.name})")
+    return 0
+
+
+def _cmd_styles(args: argparse.Namespace) -> int:
+    from pe3d.styles.discovery import discover_styles
+
+    for name, folder in sorted(discover_styles().items()):
+        print(f"{name:20s} {folder}")
+    return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -61,12 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--split", choices=["train", "heldout"], default="train")
     world.set_defaults(func=_cmd_world)
 
-    fit = sub.add_parser("fit", help="train a system: prior")
-    fit.add_argument("system", choices=["prior"], help="what to train")
-    fit.add_argument("--config", default=None, help="YAML config (default: configs/<system>/mini.yaml)")
+    fit = sub.add_parser("fit", help="train a system: prior, distill (base editor) or adapt (one style)")
+    fit.add_argument("system", choices=["prior", "distill", "adapt"], help="what to train")
+    fit.add_argument("--config", default=None, help="YAML config merged before the overrides")
+    fit.add_argument("--styles", default=None, help="distill: comma-separated style names")
+    fit.add_argument("--style", default=None, help="adapt: the style to adapt to")
     fit.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
     fit.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. trainer.max_steps=100")
     fit.set_defaults(func=_cmd_fit)
+
+    pairs = sub.add_parser("pairs", help="write (or resume) a style's training pairs")
+    pairs.add_argument("--style", required=True, help="style name (see `pe3d styles`)")
+    pairs.add_argument("--count", type=int, default=None, help="number of pairs (default: the style's pairs.count)")
+    pairs.add_argument("--out", default=None, help="folder (default: runs/pairs/<style>)")
+    pairs.set_defaults(func=_cmd_pairs)
+
+    styles = sub.add_parser("styles", help="list the discovered styles")
+    styles.set_defaults(func=_cmd_styles)
 
     evaluate = sub.add_parser("eval", help="evaluate a trained model")
     evaluate.add_argument("target", choices=["prior"])

@@ -96,11 +96,19 @@ def render_bank(cfg: WorldViewsConfig, progress: bool = True) -> dict[str, Tenso
     }
 
 
-def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Tensor]:
-    """Cached :func:`render_bank`; the cache key hashes every setting and the world version."""
-    from pe3d.world import WORLD_VERSION
+def world_source_hash() -> str:
+    """Hash of the world's source files: a cached bank is re-rendered whenever the world changes."""
+    import pe3d.world
 
-    key_src = json.dumps({**asdict(cfg), "world_version": WORLD_VERSION}, sort_keys=True)
+    digest = hashlib.sha256()
+    for path in sorted(Path(pe3d.world.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Tensor]:
+    """Cached :func:`render_bank`; the cache key hashes every setting and the world's source."""
+    key_src = json.dumps({**asdict(cfg), "world_source": world_source_hash()}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "world" / f"views-{cfg.split}-{key}.safetensors"
     if path.is_file():

@@ -1,0 +1,594 @@
+"""Pseudo-label pair sets on disk, and their dataset / ``LightningDataModule``.
+
+Layout of a pair set (one style)::
+
+    out_dir/
+        pairs.json        # settings that determine the content (checked on resume)
+        manifest.jsonl    # one JSON object per pair (see PairRecord)
+        input/000000.png  # portrait I
+        edited/000000.png # pseudo label I_gt
+        reference/000000.png  # image prompt (image-prompt pairs only)
+
+Crash safety: every PNG is written to a temporary file and renamed; a manifest line is
+appended (one ``write`` of a whole line, then ``fsync``) only after its PNGs exist. A kill
+can therefore leave at most a torn *last* line, which the writer detects and drops; pairs
+are deterministic per id, so re-running :func:`write_pairs` continues at the missing ids and
+ends with exactly the same files as an uninterrupted run. A lock file stops two writers
+sharing a folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from pe3d.io import atomic_write, atomic_write_text
+
+__all__ = [
+    "MANIFEST_FILE",
+    "META_FILE",
+    "ManifestError",
+    "PairDataConfig",
+    "PairDataModule",
+    "PairDataset",
+    "PairRecord",
+    "collate_pairs",
+    "load_png",
+    "pair_set_meta",
+    "read_manifest",
+    "read_meta",
+    "split_ids",
+    "write_pairs",
+]
+
+MANIFEST_FILE = "manifest.jsonl"
+"""The JSONL manifest of a pair set."""
+META_FILE = "pairs.json"
+"""Settings of a pair set (style, generator, params, pair settings, prompts)."""
+LOCK_FILE = ".lock"
+IMAGE_DIRS = ("input", "edited", "reference")
+FORMAT_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A manifest or pair-set folder is malformed; the message names the file (and line)."""
+
+
+@dataclass
+class PairRecord:
+    """One manifest line. Paths are relative to the pair-set folder.
+
+    ``prompt_kind`` is ``image`` when ``reference`` is set, else ``text``; ``identity`` is
+    the world identity index (``-1`` when not from the world).
+    """
+
+    id: int
+    input: str
+    edited: str
+    reference: str | None
+    camera: list[float]
+    prompt: str
+    prompt_kind: str
+    seed: int
+    style: str
+    identity: int = -1
+
+    def to_json(self) -> str:
+        """One compact JSON line (no trailing newline)."""
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_obj(cls, obj: Any, where: str) -> "PairRecord":
+        """Validate a parsed JSON object; ``ManifestError`` names ``where`` and the field."""
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        expected = {f for f in cls.__dataclass_fields__}
+        missing = sorted(expected - set(obj) - {"identity"})
+        if missing:
+            raise ManifestError(f"{where}: missing field '{missing[0]}'")
+        unknown = sorted(set(obj) - expected)
+        if unknown:
+            raise ManifestError(f"{where}: unknown field '{unknown[0]}'")
+
+        def check(name: str, ok: bool, want: str) -> None:
+            if not ok:
+                raise ManifestError(f"{where}: field '{name}': expected {want}, got {obj.get(name)!r}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        check("id", is_int(obj["id"]) and obj["id"] >= 0, "a non-negative integer")
+        for name in ("input", "edited", "prompt", "style"):
+            check(name, isinstance(obj[name], str) and bool(obj[name]), "a non-empty string")
+        check("reference", obj["reference"] is None or (isinstance(obj["reference"], str) and bool(obj["reference"])), "a path or null")
+        camera = obj["camera"]
+        check(
+            "camera",
+            isinstance(camera, list) and len(camera) == 25 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in camera),
+            "a list of 25 finite numbers",
+        )
+        check("prompt_kind", obj["prompt_kind"] in ("text", "image"), "'text' or 'image'")
+        check("prompt_kind", (obj["prompt_kind"] == "image") == (obj["reference"] is not None), "'image' exactly when 'reference' is set")
+        check("seed", is_int(obj["seed"]), "an integer")
+        check("identity", is_int(obj.get("identity", -1)), "an integer")
+        for name in ("input", "edited", "reference"):
+            value = obj[name]
+            if value is not None and (os.path.isabs(value) or ".." in Path(value).parts):
+                raise ManifestError(f"{where}: field '{name}': path {value!r} must stay inside the pair folder")
+        return cls(**{**obj, "camera": [float(v) for v in camera]})
+
+    def files(self) -> list[str]:
+        """Relative paths of the record's images."""
+        return [p for p in (self.input, self.edited, self.reference) if p is not None]
+
+
+def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """Complete lines and the torn remainder (bytes after the last newline)."""
+    *lines, tail = data.split(b"\n")
+    return lines, tail
+
+
+def read_manifest(path: str | Path, drop_torn_tail: bool = False) -> list[PairRecord]:
+    """Parse ``manifest.jsonl`` into records (file order).
+
+    Args:
+        path: the manifest, or its pair-set folder.
+        drop_torn_tail: ignore an unterminated last line (an interrupted write) instead of
+            raising.
+
+    Raises:
+        ManifestError: naming the file and line of the first bad line, a torn last line
+            (unless dropped) or a duplicated id.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    data = path.read_bytes()
+    lines, tail = _split_lines(data)
+    if tail.strip() and not drop_torn_tail:
+        raise ManifestError(
+            f"{path}:{len(lines) + 1}: truncated last line (interrupted write?); run write_pairs again to resume"
+        )
+    records: list[PairRecord] = []
+    seen: dict[int, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ManifestError(f"{where}: not valid JSON: {error}") from None
+        record = PairRecord.from_obj(obj, where)
+        if record.id in seen:
+            raise ManifestError(f"{where}: duplicate id {record.id} (first on line {seen[record.id]})")
+        seen[record.id] = number
+        records.append(record)
+    return records
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """The ``pairs.json`` settings of a pair set (ManifestError when missing or malformed)."""
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: pair-set settings not found (not a write_pairs folder?)") from None
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{path}: cannot read: {error}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise ManifestError(f"{path}: unsupported pair-set format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    return meta
+
+
+def pair_set_meta(spec: Any) -> dict[str, Any]:
+    """The settings that determine a pair set's content (written to ``pairs.json``)."""
+    pairs = asdict(spec.pairs)
+    pairs.pop("count", None)
+    return {
+        "format": FORMAT_VERSION,
+        "style": spec.name,
+        "generator": spec.generator,
+        "params": dict(spec.params),
+        "image_prompts": bool(spec.image_prompts),
+        "pairs": pairs,
+        "prompts": {"train": list(spec.prompts.train), "test": list(spec.prompts.test)},
+    }
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix[:-1]}: {old!r} on disk, {new!r} now"
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ManifestError(f"{folder}: another process is writing pairs here") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _save_png(path: Path, image: Tensor) -> None:
+    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    pil = Image.fromarray(array.numpy(), mode="RGB")
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
+
+
+def load_png(path: str | Path) -> Tensor:
+    """Read an RGB image as ``[3, H, W]`` float in ``[0, 1]``."""
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+        w, h = rgb.size
+        data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
+    return data.permute(2, 0, 1).float() / 255.0
+
+
+def _append_line(path: Path, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _clean_temp_files(folder: Path) -> None:
+    for sub in (folder, *(folder / name for name in IMAGE_DIRS)):
+        if sub.is_dir():
+            for tmp in sub.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def _recover(folder: Path, manifest: Path) -> dict[int, PairRecord]:
+    """Existing complete records; rewrite the manifest without torn / orphaned lines."""
+    if not manifest.is_file():
+        return {}
+    raw = manifest.read_bytes()
+    records = read_manifest(manifest, drop_torn_tail=True)
+    kept = [r for r in records if all((folder / p).is_file() for p in r.files())]
+    if len(kept) != len(records) or not raw.endswith(b"\n") and raw:
+        atomic_write_text(manifest, "".join(r.to_json() + "\n" for r in kept))
+    return {r.id: r for r in kept}
+
+
+def _write_one(folder: Path, manifest: Path, style: str, index: int, pair: Any) -> PairRecord:
+    """Write one pair's PNGs (atomically), then append its manifest line."""
+    pair.check()
+    name = f"{index:06d}.png"
+    record = PairRecord(
+        id=index,
+        input=f"input/{name}",
+        edited=f"edited/{name}",
+        reference=None if pair.reference is None else f"reference/{name}",
+        camera=[float(v) for v in pair.camera.detach().cpu().reshape(-1).tolist()],
+        prompt=pair.prompt,
+        prompt_kind=pair.prompt_kind,
+        seed=int(pair.seed),
+        style=style,
+        identity=int(pair.identity),
+    )
+    _save_png(folder / record.input, pair.input)
+    _save_png(folder / record.edited, pair.edited)
+    if pair.reference is not None:
+        _save_png(folder / record.reference, pair.reference)  # type: ignore[operator]
+    _append_line(manifest, record.to_json())
+    return record
+
+
+def write_pairs(
+    spec: Any,
+    out_dir: str | Path,
+    count: int | None = None,
+    progress: bool = True,
+    batch_size: int = 8,
+) -> Path:
+    """Generate ``count`` pairs of a style into ``out_dir`` (resumable); return the manifest path.
+
+    Args:
+        spec: a :class:`~pe3d.styles.spec.StyleSpec`.
+        out_dir: the pair-set folder (created).
+        count: number of pairs, ids ``0 .. count-1``; default ``spec.pairs.count`` capped to
+            what the generator can make.
+        progress: show a tqdm bar.
+        batch_size: pairs generated per generator call.
+
+    Raises:
+        ManifestError: the folder holds pairs made with other settings, is being written by
+            another process, or its manifest is corrupt before the last line.
+        ValueError: ``count`` exceeds what the generator can make.
+    """
+    from pe3d.styles.registry import build_generator
+
+    folder = Path(out_dir)
+    manifest = folder / MANIFEST_FILE
+    generator = build_generator(spec)
+    limit = generator.max_pairs()
+    if count is None:
+        count = spec.pairs.count if limit is None else min(spec.pairs.count, limit)
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if limit is not None and count > limit:
+        raise ValueError(f"style {spec.name!r}: generator {spec.generator!r} can make only {limit} pairs, asked for {count}")
+    with _locked(folder):
+        meta = json.loads(json.dumps(pair_set_meta(spec)))
+        meta_path = folder / META_FILE
+        if meta_path.is_file():
+            difference = _diff(read_meta(folder), meta)
+            if difference:
+                raise ManifestError(f"{meta_path}: pairs here were made with other settings ({difference}); use a new folder")
+        else:
+            atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+        _clean_temp_files(folder)
+        done = _recover(folder, manifest)
+        todo = [i for i in range(count) if i not in done]
+        bar = tqdm(total=count, initial=count - len(todo), desc=f"pairs {spec.name}", unit="pair", disable=not progress)
+        try:
+            step = max(1, batch_size)
+            for start in range(0, len(todo), step):
+                batch = todo[start : start + step]
+                pairs = generator.generate(batch)
+                if len(pairs) != len(batch):
+                    raise RuntimeError(f"generator {spec.generator!r} returned {len(pairs)} pairs for {len(batch)} ids")
+                for index, pair in zip(batch, pairs):
+                    _write_one(folder, manifest, spec.name, index, pair)
+                    bar.update(1)
+        finally:
+            bar.close()
+    return manifest
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+class PairDataset(Dataset):
+    """The pairs of one pair-set folder.
+
+    Items are dicts: ``id`` (int), ``input_image`` / ``edited_image`` (``[3, H, W]`` float in
+    ``[0, 1]``), ``label`` (``[25]`` camera), ``prompt`` (str), ``prompt_kind`` (``text`` or
+    ``image``), ``reference`` (``[3, H, W]`` or ``None``), ``has_reference`` (bool), ``style``
+    (str), ``identity`` (int). Batch them with :func:`collate_pairs`.
+
+    Prompts: with ``resample_prompts`` a *text* pair gets a random train prompt of its style
+    at every load (the paper trains on 8 prompts per style; the stored prompt is one draw),
+    taken from ``prompts`` or else the train prompts recorded in ``pairs.json``. Image-prompt
+    pairs always keep their stored prompt (the instruction the edit was made with). Without
+    ``resample_prompts`` every pair keeps its stored prompt (deterministic).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        prompts: Sequence[str] | None = None,
+        resample_prompts: bool = False,
+        ids: Sequence[int] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        records = sorted(read_manifest(self.folder / MANIFEST_FILE), key=lambda r: r.id)
+        if ids is not None:
+            wanted = set(int(i) for i in ids)
+            records = [r for r in records if r.id in wanted]
+        self.records = records
+        self.resample_prompts = resample_prompts
+        if prompts is None and resample_prompts:
+            meta = read_meta(self.folder) if (self.folder / META_FILE).is_file() else {}
+            prompts = meta.get("prompts", {}).get("train") or None
+        self.prompts = list(prompts) if prompts else []
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _image(self, relative: str) -> Tensor:
+        path = self.folder / relative
+        try:
+            return load_png(path)
+        except (OSError, ValueError) as error:
+            raise ManifestError(f"{path}: cannot read image: {error}") from None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        prompt = record.prompt
+        if self.resample_prompts and self.prompts and record.prompt_kind == "text":
+            prompt = self.prompts[int(torch.randint(len(self.prompts), (1,)))]
+        reference = None if record.reference is None else self._image(record.reference)
+        return {
+            "id": record.id,
+            "input_image": self._image(record.input),
+            "edited_image": self._image(record.edited),
+            "label": torch.tensor(record.camera, dtype=torch.float32),
+            "prompt": prompt,
+            "prompt_kind": record.prompt_kind,
+            "reference": reference,
+            "has_reference": reference is not None,
+            "style": record.style,
+            "identity": record.identity,
+        }
+
+
+def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`PairDataset` items.
+
+    Returns:
+        ``input_image``, ``edited_image``, ``reference`` ``[B, 3, H, W]`` (zeros where a pair
+        has no reference), ``has_reference`` bool ``[B]``, ``label`` ``[B, 25]``, ``id`` and
+        ``identity`` int64 ``[B]``, and lists of str ``prompt``, ``prompt_kind``, ``style``.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    inputs = torch.stack([item["input_image"] for item in items])
+    shapes = {tuple(item["input_image"].shape) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"pairs of different image sizes in one batch: {sorted(shapes)}")
+    reference = torch.zeros_like(inputs)
+    for k, item in enumerate(items):
+        if item["reference"] is not None:
+            reference[k] = item["reference"]
+    return {
+        "id": torch.tensor([item["id"] for item in items], dtype=torch.int64),
+        "input_image": inputs,
+        "edited_image": torch.stack([item["edited_image"] for item in items]),
+        "label": torch.stack([item["label"] for item in items]),
+        "prompt": [item["prompt"] for item in items],
+        "prompt_kind": [item["prompt_kind"] for item in items],
+        "reference": reference,
+        "has_reference": torch.tensor([bool(item["has_reference"]) for item in items], dtype=torch.bool),
+        "style": [item["style"] for item in items],
+        "identity": torch.tensor([item["identity"] for item in items], dtype=torch.int64),
+    }
+
+
+@dataclass
+class PairDataConfig:
+    """Settings of :class:`PairDataModule`.
+
+    ``dirs``: pair-set folders (one per style; all at the same resolution); ``limit``: use
+    at most this many pairs per folder, lowest ids first (e.g. 10 for fast adaptation);
+    ``val_fraction``: share of each folder held out for validation (a seeded permutation);
+    ``resample_prompts``: see :class:`PairDataset`.
+    """
+
+    dirs: list[str] = field(default_factory=list)
+    batch_size: int = 8
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    limit: int | None = None
+    resample_prompts: bool = True
+    seed: int = 0
+    drop_last: bool = False
+
+
+def split_ids(ids: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``ids`` into ``(train, val)``; val gets ``round(n * val_fraction)`` ids,
+    at least one when ``val_fraction > 0`` and ``n >= 2``."""
+    ids = sorted(ids)
+    n_val = int(round(len(ids) * val_fraction))
+    if val_fraction > 0 and len(ids) >= 2:
+        n_val = max(1, min(n_val, len(ids) - 1))
+    perm = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()
+    val = sorted(ids[i] for i in perm[:n_val])
+    chosen = set(val)
+    return [i for i in ids if i not in chosen], val
+
+
+def _make_datamodule_class() -> type:
+    """Build :class:`PairDataModule` on first use, so writing pairs never imports Lightning."""
+    from lightning import LightningDataModule
+
+    class PairDataModule(LightningDataModule):  # noqa: F811
+        """Training / validation loaders over one or more pair-set folders (one per style).
+
+        Batches are :func:`collate_pairs` dicts. Typical use::
+
+            dm = PairDataModule(PairDataConfig(dirs=["runs/pairs/bronze_statue"], batch_size=8))
+            dm.setup("fit")
+            batch = next(iter(dm.train_dataloader()))
+        """
+
+        def __init__(self, config: PairDataConfig) -> None:
+            super().__init__()
+            if not config.dirs:
+                raise ValueError("PairDataConfig.dirs: at least one pair-set folder is required")
+            if config.batch_size < 1:
+                raise ValueError(f"PairDataConfig.batch_size: must be >= 1, got {config.batch_size}")
+            if not 0.0 <= config.val_fraction < 1.0:
+                raise ValueError(f"PairDataConfig.val_fraction: must be in [0, 1), got {config.val_fraction}")
+            self.config = config
+            self.train_set: Dataset | None = None
+            self.val_set: Dataset | None = None
+
+        def setup(self, stage: str | None = None) -> None:
+            """Read the manifests, check resolutions agree and split each folder into train / val."""
+            cfg = self.config
+            train_parts: list[Dataset] = []
+            val_parts: list[Dataset] = []
+            resolutions: dict[int, str] = {}
+            for folder in cfg.dirs:
+                meta = read_meta(folder)
+                resolution = int(meta.get("pairs", {}).get("resolution", -1))
+                resolutions.setdefault(resolution, folder)
+                if len(resolutions) > 1:
+                    raise ManifestError(f"{folder}: resolution {resolution} differs from {resolutions} of the other folders")
+                ids = sorted(r.id for r in read_manifest(Path(folder) / MANIFEST_FILE))
+                if cfg.limit is not None:
+                    ids = ids[: cfg.limit]
+                if not ids:
+                    raise ManifestError(f"{folder}: no pairs (run write_pairs first)")
+                train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+                train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids))
+                if val_ids:
+                    val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids))
+            self.train_set = ConcatDataset(train_parts)
+            self.val_set = ConcatDataset(val_parts) if val_parts else None
+
+        def train_dataloader(self) -> DataLoader:
+            """Shuffled training batches."""
+            if self.train_set is None:
+                self.setup("fit")
+            return DataLoader(
+                self.train_set,  # type: ignore[arg-type]
+                batch_size=self.config.batch_size,
+                shuffle=True,
+                num_workers=self.config.num_workers,
+                collate_fn=collate_pairs,
+                drop_last=self.config.drop_last and len(self.train_set) > self.config.batch_size,  # type: ignore[arg-type]
+                generator=torch.Generator().manual_seed(self.config.seed),
+                persistent_workers=self.config.num_workers > 0,
+            )
+
+        def val_dataloader(self) -> DataLoader | list:
+            """Validation batches in id order (an empty list when there is no validation split)."""
+            if self.train_set is None:
+                self.setup("validate")
+            if self.val_set is None:
+                return []
+            return DataLoader(
+                self.val_set,
+                batch_size=self.config.batch_size,
+                shuffle=False,
+                num_workers=self.config.num_workers,
+                collate_fn=collate_pairs,
+            )
+
+    PairDataModule.__module__ = __name__
+    PairDataModule.__qualname__ = "PairDataModule"
+    return PairDataModule
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning import LightningDataModule as PairDataModule  # noqa: F401
+_LAZY: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """Lazily create ``PairDataModule`` (a ``LightningDataModule``; Lightning is slow to import)."""
+    if name == "PairDataModule":
+        if name not in _LAZY:
+            _LAZY[name] = _make_datamodule_class()
+            globals()[name] = _LAZY[name]
+        return _LAZY[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,155 @@
+"""``pe3d fit distill`` and ``pe3d fit adapt``: the two editing recipes.
+
+Both make (or resume) the styles' pairs, build the editor and the frozen teacher, and
+run the matching system through the shared trainer. Distillation writes a base editor
+(``<out>/editor.safetensors``); adaptation exports ``styles/<name>/adapter.safetensors``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+from omegaconf import OmegaConf
+
+from pe3d.config import load_structured, save_resolved
+from pe3d.data.pairs import PairDataConfig, write_pairs
+from pe3d.losses import EditLossConfig, ImageLossConfig
+from pe3d.models.checkpoints import model_hash
+from pe3d.models.editor import EditorCore, editor_config_from_yaml, load_editor, save_editor
+from pe3d.models.prior import load_prior
+from pe3d.recipes.prior import model_yaml_path
+from pe3d.styles.adapters import ADAPTER_FILE, adapter_parameter_names, save_adapter
+from pe3d.styles.discovery import find_style, load_named_style
+from pe3d.systems.common import OptimConfig
+from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
+from pe3d.systems.runner import TrainerConfig, build_trainer, resume_path
+from pe3d.weights import resolve_weights
+
+
+def _cpu_edit_system() -> EditSystemConfig:
+    # LPIPS needs backbone weights that cannot be downloaded here; SSIM is the default
+    # perceptual term of the CPU recipes (set system.loss.image_3d.perceptual=lpips to use it).
+    return EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="ssim", perceptual_weight=0.5)))
+
+
+@dataclass
+class DistillFitConfig:
+    """``pe3d fit distill``: a multi-style base editor from a trained prior."""
+
+    prior: str = ""
+    model: str = "mini"
+    styles: list[str] = field(default_factory=lambda: ["bronze_statue", "pencil_sketch", "zombie", "blue_hair"])
+    pairs_per_style: int = 256
+    pairs_dir: str = "runs/pairs"
+    out: str = "runs/distill"
+    data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=8, val_fraction=0.05))
+    system: EditSystemConfig = field(default_factory=_cpu_edit_system)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=600))
+
+
+@dataclass
+class AdaptFitConfig:
+    """``pe3d fit adapt``: norm-only adaptation of a base editor to one style.
+
+    ``base``: base editor file (default: the shipped mini editor); ``prior``: the frozen 3D
+    prior that supervises ``L3d`` (default: the shipped mini prior).
+
+    ``num_pairs``, ``lr``, ``max_steps`` and ``max_minutes`` default to the style's ``adapt`` section.
+    """
+
+    base: str = ""
+    prior: str = ""
+    style: str = ""
+    num_pairs: Optional[int] = None
+    lr: Optional[float] = None
+    pairs_dir: str = "runs/pairs"
+    out: str = ""
+    export: str = ""
+    data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=4, val_fraction=0.0))
+    system: EditSystemConfig = field(default_factory=_cpu_edit_system)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=0, checkpoint_every_n_steps=50))
+
+
+def load_fit_config(schema: type, config: str | Path | None, overrides: list[str]):
+    """``schema`` defaults <- optional YAML <- ``key=value`` overrides."""
+    return load_structured(schema, [Path(config)] if config else [], overrides)
+
+
+def ensure_pairs(style: str, pairs_dir: str, count: int) -> Path:
+    """Write (or resume) ``count`` pairs of ``style`` into ``<pairs_dir>/<style>``; returns the folder."""
+    spec = load_named_style(style)
+    folder = Path(pairs_dir) / style
+    write_pairs(spec, folder, count=count)
+    return folder
+
+
+def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: TrainerConfig, run_dir: Path, resume: bool) -> float:
+    from pe3d.data.pairs import PairDataModule
+
+    L.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
+    datamodule = PairDataModule(data_cfg)
+    trainer = build_trainer(trainer_cfg, run_dir)
+    started = time.perf_counter()
+    trainer.fit(system, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
+    return (time.perf_counter() - started) / 60
+
+
+def fit_distill(cfg: DistillFitConfig, resume: bool = False) -> Path:
+    """Train a base editor on the pairs of ``cfg.styles``; returns ``<out>/editor.safetensors``."""
+    if not cfg.styles:
+        raise ValueError("fit distill: no styles given (styles=[a,b] or --styles a,b)")
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir / "config.yaml")
+    folders = [ensure_pairs(style, cfg.pairs_dir, cfg.pairs_per_style) for style in cfg.styles]
+    prior = load_prior(resolve_weights(cfg.prior, "prior_mini"))
+    model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model))
+    editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder)
+    if cfg.system.optim.max_steps <= 0:
+        cfg.system.optim.max_steps = cfg.trainer.max_steps
+    system = DistillSystem(editor, prior, cfg.system)
+    data = copy.deepcopy(cfg.data)
+    data.dirs = [str(f) for f in folders]
+    minutes = _run(system, data, cfg.trainer, run_dir, resume)
+    out = save_editor(editor.cpu(), run_dir / "editor.safetensors", {"styles": ",".join(cfg.styles), "train_minutes": f"{minutes:.2f}"})
+    print(f"base editor written to {out} ({minutes:.1f} min)")
+    return out
+
+
+def fit_adapt(cfg: AdaptFitConfig, resume: bool = False) -> Path:
+    """Norm-only adaptation to ``cfg.style``; exports and returns the adapter path."""
+    if not cfg.style:
+        raise ValueError("fit adapt: which style? (--style NAME or style=NAME)")
+    spec = load_named_style(cfg.style)
+    num_pairs = cfg.num_pairs or spec.adapt.num_pairs
+    folder = ensure_pairs(cfg.style, cfg.pairs_dir, num_pairs)
+    base_path = resolve_weights(cfg.base, "editor_mini")
+    editor = load_editor(base_path)
+    base_hash = model_hash(editor)
+    teacher = load_prior(resolve_weights(cfg.prior, "prior_mini"))
+    run_dir = Path(cfg.out or f"runs/adapt/{cfg.style}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer_cfg = copy.deepcopy(cfg.trainer)
+    if trainer_cfg.max_steps <= 0:
+        trainer_cfg.max_steps = spec.adapt.max_steps
+    if trainer_cfg.max_minutes <= 0 and spec.adapt.max_minutes:
+        trainer_cfg.max_minutes = spec.adapt.max_minutes
+    system_cfg = copy.deepcopy(cfg.system)
+    system_cfg.optim = OptimConfig(lr=cfg.lr or spec.adapt.lr, warmup_steps=0, max_steps=trainer_cfg.max_steps)
+    data = copy.deepcopy(cfg.data)
+    data.dirs, data.limit = [str(folder)], num_pairs
+    data.batch_size = min(data.batch_size, num_pairs)
+    save_resolved(cfg, run_dir / "config.yaml")
+    system = AdaptSystem(editor, teacher, system_cfg)
+    names = adapter_parameter_names(editor, editor.adaptation_parameters())
+    minutes = _run(system, data, trainer_cfg, run_dir, resume)
+    export = Path(cfg.export) if cfg.export else find_style(cfg.style) / ADAPTER_FILE
+    config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    save_adapter(export, editor.cpu(), names, cfg.style, base_hash, config_yaml=config_yaml)
+    print(f"adapter for {cfg.style!r} written to {export} ({len(names)} tensors, {minutes:.1f} min)")
+    return export

@@ -1,0 +1,360 @@
+"""The style contract: :class:`StyleSpec`, loaded from ``styles/<name>/style.yaml``.
+
+A *style* is a plugin folder::
+
+    styles/<name>/
+        style.yaml      # this schema (required)
+        prompts.yaml    # optional: {train: [...], test: [...]}  (or prompts.txt, or inline)
+        generator.py    # optional: registers a pair generator by short name
+        ...             # anything the generator needs (e.g. before/ and after/ images)
+
+``style.yaml`` names its pair generator by a *short name* (``generator: filter``), never
+by a dotted import path. Every key is typed: an unknown key or a mistyped value fails at
+load time with a :class:`~pe3d.config.ConfigError` naming the file and the key path.
+
+Prompts follow the paper (Sec. 4.1): 8 text prompts for training and 5 for testing per
+style; fewer are accepted (at least 1 + 1).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from pe3d.config import ConfigError, load_structured
+
+STYLE_FILE = "style.yaml"
+"""Name of the file that makes a folder a style."""
+PROMPT_FILES = ("prompts.yaml", "prompts.txt")
+"""Optional prompt files read when ``style.yaml`` has no ``prompts`` section."""
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""Safe style names: lower-case letters, digits, ``_`` and ``-``; no dots or slashes."""
+RECOMMENDED_PROMPTS = (8, 5)
+"""The paper's train / test prompt counts per style."""
+POSE_KINDS = ("ffhq", "frontal")
+"""Pose distributions of :class:`PoseSpec`."""
+WORLD_SPLITS = ("train", "heldout")
+"""World identity splits a pair set can draw from."""
+
+
+class StyleError(ConfigError):
+    """A style cannot be found, is ambiguous, or its plugin code failed (one-line message)."""
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether ``name`` is a safe style / generator name (``^[a-z0-9][a-z0-9_-]*$``)."""
+    return isinstance(name, str) and NAME_PATTERN.match(name) is not None
+
+
+@dataclass
+class PromptsSpec:
+    """Text prompts of a style: ``train`` ones are used for distillation, ``test`` ones held out."""
+
+    train: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PoseSpec:
+    """Camera distribution of the input portraits.
+
+    ``kind``: ``ffhq`` (Gaussian yaw / pitch around frontal, clamped; radians, the
+    arguments of :func:`pe3d.geometry.sample_camera_labels`) or ``frontal``.
+    """
+
+    kind: str = "ffhq"
+    yaw_std: float = 0.3
+    pitch_std: float = 0.15
+    yaw_limit: float = 0.8
+    pitch_limit: float = 0.4
+
+
+@dataclass
+class PairsSpec:
+    """How pseudo-label pairs of this style are made.
+
+    ``count``: pairs to write by default (the paper uses 1000 per style); ``resolution``:
+    square image side; ``seed``: base seed (pair ``i`` uses a seed derived from it and
+    ``i``, so pairs are independent and a resumed run is identical); ``split``: world
+    identities to draw from (pair ``i`` shows identity number ``identity_offset + i`` of
+    the split, so pair ``i`` of every style shows the same person by default); ``image_fraction``: share of pairs that also get an image
+    prompt (a reference in the target style) when ``image_prompts`` is on;
+    ``supersample``: anti-aliasing factor of world renders.
+    """
+
+    count: int = 1000
+    resolution: int = 64
+    seed: int = 0
+    split: str = "train"
+    identity_offset: int = 0
+    image_fraction: float = 0.5
+    supersample: int = 1
+    pose: PoseSpec = field(default_factory=PoseSpec)
+
+
+@dataclass
+class AdaptSpec:
+    """Fast-adaptation settings (paper Sec. 3.3 / 4.3: 10 pairs, about 5 minutes).
+
+    ``max_minutes``: wall-clock cap (``None``: only ``max_steps`` stops training).
+    """
+
+    num_pairs: int = 10
+    max_steps: int = 300
+    lr: float = 1e-4
+    batch_size: int = 4
+    max_minutes: float | None = 5.0
+
+
+@dataclass
+class StyleSpec:
+    """One style: its generator (by short name) and parameters, prompts, pair and adapt settings.
+
+    ``name`` must equal the folder name (it may be omitted in YAML: the folder name is
+    used). ``params`` is checked against the generator's own ``Params`` schema at load
+    time. ``folder`` is filled in by :func:`load_style` (never written in YAML).
+    """
+
+    name: str = ""
+    description: str = ""
+    generator: str = "filter"
+    params: dict[str, Any] = field(default_factory=dict)
+    prompts: PromptsSpec = field(default_factory=PromptsSpec)
+    image_prompts: bool = True
+    pairs: PairsSpec = field(default_factory=PairsSpec)
+    adapt: AdaptSpec = field(default_factory=AdaptSpec)
+    folder: str = ""
+
+    @property
+    def path(self) -> Path:
+        """The style folder as a :class:`~pathlib.Path`."""
+        return Path(self.folder)
+
+    @property
+    def style_file(self) -> Path:
+        """``<folder>/style.yaml``."""
+        return self.path / STYLE_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON / YAML friendly dict of every field."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """Parse a YAML file into a mapping, or raise ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: file not found") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        first = str(error).replace("\n", " ")
+        raise ConfigError(f"{path}: not valid YAML: {first}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {key!r}: keys must be strings")
+    return dict(data)
+
+
+def _check_prompt_list(value: Any, path: Path, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: key '{key}': expected a list of strings, got {type(value).__name__}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{path}: key '{key}[{i}]': expected a non-empty string, got {item!r}")
+        out.append(item.strip())
+    return out
+
+
+def read_prompts_txt(path: Path) -> dict[str, list[str]]:
+    """Parse a ``prompts.txt``: ``[train]`` / ``[test]`` section headers, one prompt a line.
+
+    Blank lines and lines starting with ``#`` are ignored.
+    """
+    sections: dict[str, list[str]] = {"train": [], "test": []}
+    current: str | None = None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read prompts: {error}") from error
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip().lower()
+            if current not in sections:
+                raise ConfigError(f"{path}:{number}: unknown section [{current}] (expected [train] or [test])")
+            continue
+        if current is None:
+            raise ConfigError(f"{path}:{number}: prompt before any [train] / [test] section")
+        sections[current].append(line)
+    return sections
+
+
+def _load_prompt_file(folder: Path) -> tuple[dict[str, Any], Path] | None:
+    found = [folder / name for name in PROMPT_FILES if (folder / name).is_file()]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ConfigError(f"{folder}: both {found[0].name} and {found[1].name} exist; keep one")
+    path = found[0]
+    if path.suffix == ".txt":
+        return dict(read_prompts_txt(path)), path
+    data = _read_mapping(path)
+    unknown = sorted(set(data) - {"train", "test"})
+    if unknown:
+        raise ConfigError(f"{path}: key '{unknown[0]}': unknown key (expected 'train' and 'test')")
+    return {
+        "train": _check_prompt_list(data.get("train"), path, "train"),
+        "test": _check_prompt_list(data.get("test"), path, "test"),
+    }, path
+
+
+def _check_value(path: Path, key: str, ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: key '{key}': {message}")
+
+
+def validate_spec(spec: StyleSpec, path: Path) -> None:
+    """Range / choice checks that a type system cannot express; ConfigError naming ``path`` and the key."""
+    _check_value(path, "name", is_safe_name(spec.name), f"{spec.name!r} is not a safe style name ({NAME_PATTERN.pattern})")
+    _check_value(path, "generator", is_safe_name(spec.generator), f"{spec.generator!r} is not a generator short name")
+    _check_value(path, "prompts.train", len(spec.prompts.train) >= 1, "at least one train prompt is required")
+    _check_value(path, "prompts.test", len(spec.prompts.test) >= 1, "at least one test prompt is required")
+    for kind in ("train", "test"):
+        for i, prompt in enumerate(getattr(spec.prompts, kind)):
+            _check_value(
+                path, f"prompts.{kind}[{i}]", isinstance(prompt, str) and bool(prompt.strip()), "must be a non-empty string"
+            )
+    pairs = spec.pairs
+    _check_value(path, "pairs.count", pairs.count >= 1, f"must be >= 1, got {pairs.count}")
+    _check_value(path, "pairs.resolution", 8 <= pairs.resolution <= 4096, f"must be in [8, 4096], got {pairs.resolution}")
+    _check_value(path, "pairs.seed", pairs.seed >= 0, f"must be >= 0, got {pairs.seed}")
+    _check_value(path, "pairs.split", pairs.split in WORLD_SPLITS, f"must be one of {list(WORLD_SPLITS)}, got {pairs.split!r}")
+    _check_value(
+        path, "pairs.identity_offset", 0 <= pairs.identity_offset <= 900_000, f"must be in [0, 900000], got {pairs.identity_offset}"
+    )
+    _check_value(path, "pairs.image_fraction", 0.0 <= pairs.image_fraction <= 1.0, f"must be in [0, 1], got {pairs.image_fraction}")
+    _check_value(path, "pairs.supersample", 1 <= pairs.supersample <= 8, f"must be in [1, 8], got {pairs.supersample}")
+    pose = pairs.pose
+    _check_value(path, "pairs.pose.kind", pose.kind in POSE_KINDS, f"must be one of {list(POSE_KINDS)}, got {pose.kind!r}")
+    for key in ("yaw_std", "pitch_std", "yaw_limit", "pitch_limit"):
+        value = getattr(pose, key)
+        _check_value(path, f"pairs.pose.{key}", 0.0 <= value <= 3.2, f"must be in [0, 3.2] radians, got {value}")
+    adapt = spec.adapt
+    _check_value(path, "adapt.num_pairs", adapt.num_pairs >= 1, f"must be >= 1, got {adapt.num_pairs}")
+    _check_value(path, "adapt.max_steps", adapt.max_steps >= 1, f"must be >= 1, got {adapt.max_steps}")
+    _check_value(path, "adapt.lr", 0.0 < adapt.lr < 1.0, f"must be in (0, 1), got {adapt.lr}")
+    _check_value(path, "adapt.batch_size", adapt.batch_size >= 1, f"must be >= 1, got {adapt.batch_size}")
+    _check_value(
+        path,
+        "adapt.max_minutes",
+        adapt.max_minutes is None or adapt.max_minutes > 0,
+        f"must be > 0 or null, got {adapt.max_minutes}",
+    )
+
+
+def check_prompt_counts(spec: StyleSpec) -> list[str]:
+    """Warnings (not errors) when a style departs from the paper's 8 train / 5 test prompts."""
+    want_train, want_test = RECOMMENDED_PROMPTS
+    notes = []
+    if len(spec.prompts.train) != want_train:
+        notes.append(f"style {spec.name!r}: {len(spec.prompts.train)} train prompts (paper: {want_train})")
+    if len(spec.prompts.test) != want_test:
+        notes.append(f"style {spec.name!r}: {len(spec.prompts.test)} test prompts (paper: {want_test})")
+    overlap = set(spec.prompts.train) & set(spec.prompts.test)
+    if overlap:
+        notes.append(f"style {spec.name!r}: prompts in both train and test: {sorted(overlap)}")
+    return notes
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_style(
+    folder: str | Path,
+    overrides: Sequence[str] = (),
+    check_generator: bool = True,
+) -> StyleSpec:
+    """Load and validate ``<folder>/style.yaml``.
+
+    Prompts come from the ``prompts`` section of ``style.yaml`` or, when absent, from
+    ``prompts.yaml`` / ``prompts.txt`` in the folder (both at once is an error). A
+    ``generator.py`` in the folder is imported first so it can register its generator.
+
+    Args:
+        folder: the style folder (its name is the style name).
+        overrides: ``key=value`` strings merged last (e.g. ``pairs.count=10``).
+        check_generator: also resolve ``generator`` in the registry and validate
+            ``params`` against its ``Params`` schema.
+
+    Returns:
+        The validated :class:`StyleSpec` with ``folder`` set to the absolute folder path.
+
+    Raises:
+        ConfigError: naming the file and the key of the first problem.
+    """
+    folder = Path(folder).expanduser().absolute()
+    path = folder / STYLE_FILE
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: style folder not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: style file not found")
+    data = _read_mapping(path)
+    if "folder" in data:
+        raise ConfigError(f"{path}: key 'folder': set by the loader, not allowed in {STYLE_FILE}")
+    if "prompts" in data and not isinstance(data["prompts"], Mapping):
+        raise ConfigError(f"{path}: key 'prompts': expected a mapping with 'train' and 'test' lists")
+    if isinstance(data.get("prompts"), Mapping):
+        unknown = sorted(str(key) for key in data["prompts"] if key not in ("train", "test"))
+        if unknown:
+            raise ConfigError(f"{path}: key 'prompts.{unknown[0]}': unknown key (expected 'train' and 'test')")
+        for kind in ("train", "test"):
+            _check_prompt_list(data["prompts"].get(kind), path, f"prompts.{kind}")
+    prompt_source = _load_prompt_file(folder)
+    if prompt_source is not None:
+        prompts, prompt_path = prompt_source
+        if "prompts" in data:
+            raise ConfigError(f"{path}: key 'prompts': prompts given both inline and in {prompt_path.name}; keep one")
+        data["prompts"] = prompts
+    data.setdefault("name", folder.name)
+    try:
+        spec = load_structured(StyleSpec, [data], overrides)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("source #0", str(path), 1)) from error
+    except (TypeError, ValueError, KeyError, AttributeError) as error:  # defensive: never leak other types
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError(f"{path}: {type(error).__name__}: {detail}") from error
+    validate_spec(spec, path)
+    if spec.name != folder.name:
+        raise ConfigError(f"{path}: key 'name': {spec.name!r} must match the folder name {folder.name!r}")
+    spec = replace(spec, folder=str(folder))
+    if check_generator:
+        from pe3d.styles.registry import check_generator_params
+        from pe3d.styles.discovery import import_style_plugin
+
+        import_style_plugin(folder)
+        check_generator_params(spec)
+    return spec

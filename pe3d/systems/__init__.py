@@ -1,0 +1,1 @@
+"""pe3d.systems."""

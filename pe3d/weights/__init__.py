@@ -1,0 +1,38 @@
+"""Weights trained on the embedded world that ship inside the package.
+
+Each file is reproducible with the command in :data:`SHIPPED`; the total stays small
+(a few MB) so the package installs anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+"""Folder holding the shipped ``.safetensors`` files."""
+
+SHIPPED: dict[str, str] = {
+    "prior_mini": "pe3d fit prior out=runs/prior-mini && cp runs/prior-mini/prior.safetensors pe3d/weights/prior_mini.safetensors",
+    "editor_mini": "pe3d fit distill out=runs/distill-mini && cp runs/distill-mini/editor.safetensors pe3d/weights/editor_mini.safetensors",
+}
+"""Shipped weight name -> the command that reproduces it (run from the checkout root)."""
+
+
+def shipped_path(name: str) -> Path:
+    """Path of a shipped weight file; a clear error (with the reproducing command) when absent."""
+    if name not in SHIPPED:
+        raise KeyError(f"unknown shipped weights {name!r}; known: {sorted(SHIPPED)}")
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: shipped weights missing; rebuild them with: {SHIPPED[name]}")
+    return path
+
+
+def resolve_weights(value: str, default: str) -> Path:
+    """``value`` as a path, or the shipped ``default`` when ``value`` is empty."""
+    if not value:
+        return shipped_path(default)
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    return path

@@ -1,0 +1,277 @@
+"""Pair sets on disk: atomic, resumable writing (including a real SIGKILL), manifests, DataModule."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pe3d.data.pairs import (
+    MANIFEST_FILE,
+    ManifestError,
+    PairDataConfig,
+    PairDataModule,
+    PairDataset,
+    collate_pairs,
+    load_png,
+    read_manifest,
+    write_pairs,
+)
+from pe3d.styles import load_named_style, load_style, unregister_generator
+
+TRAIN = [f"train prompt {i}" for i in range(8)]
+TEST = [f"test prompt {i}" for i in range(5)]
+
+PLUGIN = '''
+import os, time
+from dataclasses import dataclass
+import torch
+from pe3d.styles import Pair, PairGenerator, register_generator
+
+@register_generator("{gname}")
+class TinyGenerator(PairGenerator):
+    """Random images (fast); edited = shifted colours; optional per-pair delay from $TINY_DELAY."""
+
+    @dataclass
+    class Params:
+        shift: float = 0.25
+
+    def generate(self, indices):
+        res = self.spec.pairs.resolution
+        out = []
+        for i in indices:
+            time.sleep(float(os.environ.get("TINY_DELAY", "0")))
+            rng = self.rng(i)
+            image = torch.rand(3, res, res, generator=rng)
+            camera = self.sample_camera(rng)
+            prompt = self.pick_prompt(rng)
+            ref = torch.rand(3, res, res, generator=rng) if self.wants_reference(rng) else None
+            out.append(Pair(image, (image + self.params.shift) % 1.0, camera, prompt, ref, identity=i, seed=self.pair_seed(i)))
+        return out
+'''
+
+
+@pytest.fixture
+def tiny_style(tmp_path):
+    """A style folder with its own fast generator (32 px); yields the loaded spec."""
+    gname = f"tiny-{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "styles" / "tiny"
+    folder.mkdir(parents=True)
+    data = {
+        "generator": gname,
+        "params": {"shift": 0.5},
+        "prompts": {"train": TRAIN, "test": TEST},
+        "pairs": {"count": 12, "resolution": 32, "image_fraction": 0.5},
+    }
+    (folder / "style.yaml").write_text(yaml.safe_dump(data))
+    (folder / "generator.py").write_text(PLUGIN.replace("{gname}", gname))
+    yield load_style(folder)
+    unregister_generator(gname)
+
+
+def check_pair_set(folder: Path, count: int, resolution: int) -> list:
+    """Manifest parses, ids are exactly 0..count-1 once each, every PNG loads at the right size."""
+    records = read_manifest(folder / MANIFEST_FILE)
+    assert sorted(r.id for r in records) == list(range(count))
+    for record in records:
+        for rel in record.files():
+            image = load_png(folder / rel)
+            assert image.shape == (3, resolution, resolution)
+        assert len(record.camera) == 25
+        assert record.prompt_kind == ("image" if record.reference else "text")
+    assert not list(folder.rglob("*.tmp")), "temporary files left behind"
+    return records
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_write_pairs_writes_n_pairs(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    manifest = write_pairs(tiny_style, out, 10, progress=False, batch_size=3)
+    assert manifest == out / MANIFEST_FILE
+    records = check_pair_set(out, 10, 32)
+    kinds = {r.prompt_kind for r in records}
+    assert kinds == {"text", "image"}
+    assert all(r.prompt in TRAIN and r.style == "tiny" for r in records)
+    first = json.loads(manifest.read_text().splitlines()[0])
+    assert set(first) == {"id", "input", "edited", "reference", "camera", "prompt", "prompt_kind", "seed", "style", "identity"}
+    assert json.loads((out / "pairs.json").read_text())["style"] == "tiny"
+    # re-running is a no-op; asking for more extends
+    before = manifest.read_bytes()
+    write_pairs(tiny_style, out, 10, progress=False)
+    assert manifest.read_bytes() == before
+    write_pairs(tiny_style, out, 12, progress=False)
+    check_pair_set(out, 12, 32)
+
+
+def test_resume_after_deleting_tail_and_torn_line(tiny_style, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    write_pairs(tiny_style, full, 9, progress=False)
+    write_pairs(tiny_style, cut, 9, progress=False)
+    manifest = cut / MANIFEST_FILE
+    lines = manifest.read_text().splitlines(keepends=True)
+    # delete the last 3 manifest lines and the PNGs of one of them, then tear the new last line
+    for rel in json.loads(lines[-1])["input"], json.loads(lines[-1])["edited"]:
+        (cut / rel).unlink()
+    manifest.write_text("".join(lines[:-3]) + lines[-3][: len(lines[-3]) // 2])
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:7: truncated last line"):
+        read_manifest(manifest)
+    assert len(read_manifest(manifest, drop_torn_tail=True)) == 6
+    # a stray temp file from a killed atomic write is cleaned up
+    (cut / "input" / ".000007.png.abc.tmp").write_bytes(b"partial")
+    write_pairs(tiny_style, cut, 9, progress=False)
+    check_pair_set(cut, 9, 32)
+    assert pngs(cut) == pngs(full)
+    key = lambda text: sorted(text.splitlines())  # noqa: E731
+    assert key(manifest.read_text()) == key((full / MANIFEST_FILE).read_text())
+
+
+def test_orphan_manifest_lines_are_regenerated(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 6, progress=False)
+    (out / "edited" / "000002.png").unlink()
+    write_pairs(tiny_style, out, 6, progress=False)
+    check_pair_set(out, 6, 32)
+
+
+def test_sigkill_mid_run_then_resume(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    count = 60
+    code = textwrap.dedent(
+        f"""
+        import torch
+        torch.set_num_threads(1)
+        from pe3d.styles import load_style
+        from pe3d.data.pairs import write_pairs
+        spec = load_style({tiny_style.folder!r})
+        write_pairs(spec, {str(out)!r}, {count}, progress=False, batch_size=1)
+        """
+    )
+    env = {**os.environ, "TINY_DELAY": "0.01", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    manifest = out / MANIFEST_FILE
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if manifest.is_file() and manifest.read_bytes().count(b"\n") >= 10:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, f"writer ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    written = manifest.read_bytes().count(b"\n")
+    assert 10 <= written < count
+    write_pairs(tiny_style, out, count, progress=False, batch_size=16)
+    records = check_pair_set(out, count, 32)
+    assert len({r.id for r in records}) == len(records) == count
+    reference = tmp_path / "reference"
+    write_pairs(tiny_style, reference, count, progress=False, batch_size=16)
+    assert pngs(out) == pngs(reference)
+
+
+def test_settings_mismatch_and_lock(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 2, progress=False)
+    changed = load_style(tiny_style.folder, overrides=["pairs.seed=5"])
+    with pytest.raises(ManifestError, match=r"pairs\.json: .*pairs\.seed: 0 on disk, 5 now"):
+        write_pairs(changed, out, 2, progress=False)
+    with open(out / ".lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ManifestError, match="another process is writing"):
+            write_pairs(tiny_style, out, 3, progress=False)
+
+
+def test_read_manifest_errors_name_file_and_line(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 3, progress=False)
+    manifest = out / MANIFEST_FILE
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text(lines[0] + "{not json\n" + lines[2])
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2: not valid JSON"):
+        read_manifest(manifest)
+    bad = json.loads(lines[1])
+    del bad["camera"]
+    manifest.write_text(lines[0] + json.dumps(bad) + "\n")
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2: missing field 'camera'"):
+        read_manifest(manifest)
+    bad = {**json.loads(lines[1]), "camera": [0.0] * 24}
+    manifest.write_text(lines[0] + json.dumps(bad) + "\n")
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2: field 'camera'"):
+        read_manifest(manifest)
+    manifest.write_text(lines[0] + lines[0])
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2: duplicate id 0 \(first on line 1\)"):
+        read_manifest(manifest)
+    bad = {**json.loads(lines[1]), "input": "../../etc/passwd"}
+    manifest.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ManifestError, match="must stay inside"):
+        read_manifest(manifest)
+
+
+def test_datamodule_batches(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 12, progress=False)
+    dm = PairDataModule(PairDataConfig(dirs=[str(out)], batch_size=4, val_fraction=0.25))
+    dm.setup("fit")
+    assert len(dm.train_set) == 9 and len(dm.val_set) == 3
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_image"].shape == (4, 3, 32, 32) and batch["edited_image"].shape == (4, 3, 32, 32)
+    assert batch["label"].shape == (4, 25) and batch["reference"].shape == (4, 3, 32, 32)
+    assert batch["has_reference"].dtype == torch.bool and batch["has_reference"].shape == (4,)
+    assert batch["id"].shape == (4,) and batch["identity"].dtype == torch.int64
+    assert len(batch["prompt"]) == 4 and all(p in TRAIN for p in batch["prompt"])
+    assert batch["style"] == ["tiny"] * 4
+    assert (batch["reference"][~batch["has_reference"]] == 0).all()
+    val = list(dm.val_dataloader())
+    assert sum(len(b["prompt"]) for b in val) == 3
+    # a pair set holding both kinds batches together, and limit picks the lowest ids
+    ds = PairDataset(out)
+    items = [ds[i] for i in range(len(ds))]
+    assert {item["has_reference"] for item in items} == {True, False}
+    batch = collate_pairs(items)
+    assert batch["has_reference"].sum() == sum(item["has_reference"] for item in items)
+    dm = PairDataModule(PairDataConfig(dirs=[str(out)], batch_size=4, val_fraction=0.0, limit=5))
+    dm.setup("fit")
+    assert len(dm.train_set) == 5 and dm.val_dataloader() == []
+
+
+def test_resampled_prompts_only_for_text_pairs(tiny_style, tmp_path):
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 12, progress=False)
+    stored = {r.id: r.prompt for r in read_manifest(out)}
+    fixed = PairDataset(out, resample_prompts=False)
+    assert all(fixed[i]["prompt"] == stored[fixed[i]["id"]] for i in range(len(fixed)))
+    custom = PairDataset(out, prompts=["only this"], resample_prompts=True)
+    for i in range(len(custom)):
+        item = custom[i]
+        expected = "only this" if item["prompt_kind"] == "text" else stored[item["id"]]
+        assert item["prompt"] == expected
+
+
+def test_world_filter_pairs(tmp_path):
+    """The real pipeline: world renders edited by a world style filter (tiny resolution)."""
+    pytest.importorskip("pe3d.world.filters")
+    spec = load_named_style("bronze_statue", entry_points=False, overrides=["pairs.resolution=16", "pairs.image_fraction=1.0"])
+    out = tmp_path / "bronze"
+    write_pairs(spec, out, 2, progress=False)
+    records = check_pair_set(out, 2, 16)
+    assert all(r.prompt_kind == "image" and r.identity >= 0 for r in records)
+    assert len({r.identity for r in records}) == 2
+    item = PairDataset(out)[0]
+    assert (item["input_image"] - item["edited_image"]).abs().mean() > 0.01
+    assert (item["input_image"] < 0.99).any()  # a head, not an empty white frame
