@@ -5,6 +5,7 @@ Commands:
     pe3d fit prior|distill|adapt [--config YAML] [--resume] [key=value ...]
     pe3d pairs --style NAME [--count N]      write (or resume) a style's pairs
     pe3d styles                              list discovered styles
+    pe3d demo --out DIR                      prior -> base editor -> adapt -> turntable + metrics
     pe3d eval prior --weights FILE           quality table on held-out identities
 """
 
@@ -52,6 +53,13 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs/pairs") / spec.name
     manifest = write_pairs(spec, out, count=args.count)
     print(f"pairs of {spec.name!r} in {manifest.parent} (manifest: {manifest.name})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pe3d.recipes.demo import run_demo
+
+    run_demo(Path(args.out), style=args.style, train=args.train, adapt_minutes=args.adapt_minutes, eval_count=args.count)
     return 0
 
 
@@ -107,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--out", default=None, help="folder (default: runs/pairs/<style>)")
     pairs.set_defaults(func=_cmd_pairs)
 
+    demo = sub.add_parser("demo", help="the embedded pipeline end to end: prior -> base editor -> adapt -> turntable + metrics")
+    demo.add_argument("--out", default="runs/demo", help="output folder")
+    demo.add_argument("--style", default="golden_statue", help="built-in style to adapt to (not seen by the base editor)")
+    demo.add_argument("--train", action="store_true", help="train the prior and base editor instead of using the shipped ones")
+    demo.add_argument("--adapt-minutes", type=float, default=2.0, help="time budget of the adaptation")
+    demo.add_argument("--count", type=int, default=8, help="held-out identities to evaluate")
+    demo.set_defaults(func=_cmd_demo)
+
     styles = sub.add_parser("styles", help="list the discovered styles")
     styles.set_defaults(func=_cmd_styles)
 
@@ -123,7 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pe3d`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extra if item not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     from pe3d.config import ConfigError
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import torch
@@ -63,3 +63,42 @@ def log_image_grid(module, tag: str, inputs: Tensor, targets: Tensor, preds: Ten
     experiment = getattr(logger, "experiment", None) if logger is not None else None
     if experiment is not None and hasattr(experiment, "add_image"):
         experiment.add_image(tag, image_grid(inputs, targets, preds), module.global_step)
+
+
+@dataclass
+class DilatedRays:
+    """Every ``stride``-th ray in each direction of an ``R x R`` view, from offset ``(oy, ox)``:
+    a dilated patch covering the whole view, ``stride**2`` times cheaper to render than the
+    full image. ``stride == 1`` is the full image."""
+
+    resolution: int
+    stride: int = 1
+    offset: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def sample(cls, resolution: int, stride: int) -> "DilatedRays":
+        """A random offset for this training step."""
+        if stride <= 1:
+            return cls(resolution)
+        oy, ox = (int(v) for v in torch.randint(stride, (2,)))
+        return cls(resolution, stride, (oy, ox))
+
+    def indices(self, batch: int, device=None) -> Tensor:
+        """Flat ray indices ``[batch, h*w]`` into the row-major ``R x R`` grid."""
+        rows = torch.arange(self.offset[0], self.resolution, self.stride, device=device)
+        cols = torch.arange(self.offset[1], self.resolution, self.stride, device=device)
+        return (rows[:, None] * self.resolution + cols[None, :]).reshape(1, -1).expand(batch, -1)
+
+    def crop(self, x: Tensor) -> Tensor:
+        """The same pixels of any ``[..., R, R]`` tensor."""
+        return x if self.stride <= 1 else x[..., self.offset[0] :: self.stride, self.offset[1] :: self.stride]
+
+    def render(self, renderer, planes: Tensor, labels: Tensor):
+        """``renderer`` output for these rays, with ``[N, C, h, w]`` fields."""
+        if self.stride <= 1:
+            return renderer(planes, labels, resolution=self.resolution)
+        out = renderer(planes, labels, resolution=self.resolution, ray_indices=self.indices(planes.shape[0], planes.device))
+        h = len(range(self.offset[0], self.resolution, self.stride))
+        w = len(range(self.offset[1], self.resolution, self.stride))
+        shape = lambda v: v.reshape(v.shape[0], v.shape[1], h, w)  # noqa: E731
+        return replace(out, image=shape(out.image), features=shape(out.features), depth=shape(out.depth), weights=shape(out.weights))

@@ -25,7 +25,7 @@ from pe3d.geometry import sample_camera_labels
 from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
-from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid
+from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid, DilatedRays
 
 
 @dataclass
@@ -44,6 +44,8 @@ class EditSystemConfig:
     render_resolution: int = 32
     view_yaw_std: float = 0.4
     view_pitch_std: float = 0.15
+    view_ray_stride: int = 1
+    """``L3d`` views render a dilated patch (every ``view_ray_stride``-th ray) when training."""
     image_log_every: int = 200
 
 
@@ -96,15 +98,18 @@ class EditingSystem(L.LightningModule):
         if self.objective.needs_teacher:
             n = self.cfg.num_views
             cams = sample_camera_labels(b * n, yaw_std=self.cfg.view_yaw_std, pitch_std=self.cfg.view_pitch_std).to(image)
+            stride = self.cfg.view_ray_stride if self.training else 1
+            rays = DilatedRays.sample(size, stride)
+            views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
                 teacher_planes = self.teacher(edited)
-                teacher_views = self.teacher.render(teacher_planes.repeat_interleave(n, 0), cams, resolution=size)
-            views = self.editor.render(planes.repeat_interleave(n, 0), cams, resolution=size)
+                teacher_views = rays.render(self.teacher.renderer, teacher_planes.repeat_interleave(n, 0), cams)
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
-            images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
-            images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
+            if views.image.shape[-1] == size:
+                images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
+                images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
         return terms, images
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
