@@ -17,6 +17,7 @@ from pe3d.models.checkpoints import model_hash
 from pe3d.models.editor import EditorCore, editor_config_from_yaml
 from pe3d.models.prior import PriorModel
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
+from pe3d.systems.runner import resolve_strategy
 
 
 class WriteHash(L.Callback):
@@ -47,7 +48,7 @@ def main(out: Path, pairs: Path) -> None:
         system = system_cls(editor, prior, system_cfg)
         data = PairDataModule(PairDataConfig(dirs=[str(pairs)], batch_size=2, val_fraction=0.0))
         trainer = L.Trainer(
-            accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
+            accelerator="cpu", devices=2, strategy=resolve_strategy("ddp"), max_steps=3, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             callbacks=[WriteHash(out, name)],
         )

@@ -18,7 +18,7 @@ def test_two_cpu_ranks_end_with_identical_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run(
         [sys.executable, str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path), str(pairs)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("distill", "adapt"):

@@ -24,9 +24,21 @@ def model_hash(model: nn.Module) -> str:
     return state_dict_hash(model.state_dict())
 
 
-def save_model(model: nn.Module, config: object, kind: str, path: str | Path, extra_metadata: dict | None = None) -> Path:
-    """Write ``model``'s state dict with ``kind``, ``config`` (YAML) and its hash in the header."""
-    state = model.state_dict()
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Storage dtypes for exported weights (loading always casts back to the model's dtype)."""
+
+
+def save_model(
+    model: nn.Module, config: object, kind: str, path: str | Path, extra_metadata: dict | None = None, dtype: str = "float32"
+) -> Path:
+    """Write ``model``'s state dict with ``kind``, ``config`` (YAML) and its hash in the header.
+
+    ``dtype`` (``float32``/``float16``/``bfloat16``) is the storage type of floating tensors;
+    ``float16`` halves the file for the weights shipped inside the package.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     metadata = {
         "kind": kind,
         "pe3d_version": pe3d.__version__,

@@ -172,11 +172,11 @@ class EditorCore(nn.Module):
 EDITOR_KIND = "pe3d-editor"
 
 
-def save_editor(editor: EditorCore, path, extra_metadata: dict | None = None):
+def save_editor(editor: EditorCore, path, extra_metadata: dict | None = None, dtype: str = "float32"):
     """Write a base editor (all weights + :class:`EditorConfig`) as safetensors."""
     from pe3d.models.checkpoints import save_model
 
-    return save_model(editor, editor.cfg, EDITOR_KIND, path, extra_metadata)
+    return save_model(editor, editor.cfg, EDITOR_KIND, path, extra_metadata, dtype)
 
 
 def load_editor(path, map_location: str | torch.device = "cpu") -> EditorCore:

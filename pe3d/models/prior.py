@@ -53,9 +53,9 @@ def model_config_from_yaml(path: str | Path, overrides: list[str] | tuple[str, .
     return editor_config_from_yaml(path, overrides).prior
 
 
-def save_prior(model: PriorModel, path: str | Path, extra_metadata: dict | None = None) -> Path:
+def save_prior(model: PriorModel, path: str | Path, extra_metadata: dict | None = None, dtype: str = "float32") -> Path:
     """Write ``model`` as safetensors with its config (YAML) and content hash in the header."""
-    return save_model(model, model.cfg, PRIOR_KIND, path, extra_metadata)
+    return save_model(model, model.cfg, PRIOR_KIND, path, extra_metadata, dtype)
 
 
 def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> PriorModel:

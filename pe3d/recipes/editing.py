@@ -47,6 +47,7 @@ class DistillFitConfig:
     pairs_per_style: int = 256
     pairs_dir: str = "runs/pairs"
     out: str = "runs/distill"
+    export_dtype: str = "float32"
     data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=8, val_fraction=0.05))
     system: EditSystemConfig = field(default_factory=_cpu_edit_system)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=600))
@@ -116,7 +117,8 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False) -> Path:
     data = copy.deepcopy(cfg.data)
     data.dirs = [str(f) for f in folders]
     minutes = _run(system, data, cfg.trainer, run_dir, resume)
-    out = save_editor(editor.cpu(), run_dir / "editor.safetensors", {"styles": ",".join(cfg.styles), "train_minutes": f"{minutes:.2f}"})
+    meta = {"styles": ",".join(cfg.styles), "train_minutes": f"{minutes:.2f}"}
+    out = save_editor(editor.cpu(), run_dir / "editor.safetensors", meta, cfg.export_dtype)
     print(f"base editor written to {out} ({minutes:.1f} min)")
     return out
 

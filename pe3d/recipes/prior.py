@@ -26,6 +26,7 @@ class PriorFitConfig:
     model: str = "mini"
     init: str = ""
     out: str = "runs/prior"
+    export_dtype: str = "float32"
     data: WorldViewsConfig = field(default_factory=WorldViewsConfig)
     val_data: WorldViewsConfig = field(default_factory=lambda: WorldViewsConfig(split="heldout", count=8))
     num_targets: int = 3
@@ -85,6 +86,7 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
     started = time.perf_counter()
     trainer.fit(system, train_loader, val_loader, ckpt_path=resume_path(run_dir, resume))
     minutes = (time.perf_counter() - started) / 60
-    out = save_prior(model.cpu(), run_dir / "prior.safetensors", {"train_minutes": f"{minutes:.2f}", "steps": str(trainer.global_step)})
+    meta = {"train_minutes": f"{minutes:.2f}", "steps": str(trainer.global_step)}
+    out = save_prior(model.cpu(), run_dir / "prior.safetensors", meta, cfg.export_dtype)
     print(f"prior written to {out} after {trainer.global_step} steps in {minutes:.1f} min")
     return out

@@ -66,6 +66,17 @@ class SafeCheckpointIO(CheckpointIO):
             os.remove(path)
 
 
+def resolve_strategy(name: str):
+    """``ddp`` becomes DDP with ``find_unused_parameters=True``: a batch whose items all use text
+    prompts leaves the image encoder without gradients on that rank (and vice versa), which
+    plain DDP would wait on forever. Other names pass through to Lightning."""
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True)
+    return name
+
+
 def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     """A ``Trainer`` writing checkpoints to ``run_dir/checkpoints`` and logs to ``run_dir/logs``."""
     if cfg.threads > 0:
@@ -97,7 +108,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=resolve_strategy(cfg.strategy),
         precision=cfg.precision,
         log_every_n_steps=cfg.log_every_n_steps,
         val_check_interval=cfg.val_every_n_steps if cfg.val_every_n_steps > 0 else None,
