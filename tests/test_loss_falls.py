@@ -1,0 +1,64 @@
+"""Each system's loss goes down when it trains on a fixed batch of the embedded world."""
+
+import copy
+
+import torch
+
+from pe3d.config import configs_dir
+from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, render_bank
+from pe3d.losses import EditLossConfig, ImageLossConfig, ReconstructionLossConfig
+from pe3d.models.editor import EditorCore, editor_config_from_yaml
+from pe3d.models.prior import PriorModel
+from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
+from pe3d.systems.prior import PriorSystem, PriorSystemConfig
+from pe3d.world import apply_style_filter
+
+FAST = ["renderer.ray_march.depth_resolution=8", "renderer.ray_march.depth_resolution_importance=8"]
+
+
+def _train(system, batch, steps, lr):
+    optimizer = torch.optim.Adam([p for p in system.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = system.compute_losses(batch)[0]["loss"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _world_batch():
+    bank = render_bank(WorldViewsConfig(count=4, views=3, resolution=64), progress=False)
+    data = WorldViewDataset(bank, num_targets=2, target_resolution=16, random_views=False)
+    return torch.utils.data.default_collate([data[i] for i in range(4)]), bank
+
+
+def test_prior_loss_falls():
+    torch.manual_seed(0)
+    batch, _ = _world_batch()
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", FAST)
+    system = PriorSystem(PriorModel(cfg.prior), PriorSystemConfig(loss=ReconstructionLossConfig(image=ImageLossConfig(perceptual="none"))))
+    losses = _train(system, batch, 25, 2e-3)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_distill_and_adapt_losses_fall():
+    batch, bank = _world_batch()
+    rgb = bank["rgb"][:, 0].float() / 255
+    edit_batch = {
+        "input_image": rgb,
+        "edited_image": apply_style_filter("zombie", rgb, bank["parts"][:, 0].long()),
+        "label": bank["labels"][:, 0],
+        "prompt": ["turn the person into a zombie"] * 4,
+    }
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", FAST)
+    system_cfg = EditSystemConfig(
+        loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="none")), num_views=1, render_resolution=16, image_log_every=0
+    )
+    for system_cls, lr in ((DistillSystem, 2e-3), (AdaptSystem, 1e-2)):
+        torch.manual_seed(0)
+        prior = PriorModel(cfg.prior)
+        editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder)
+        losses = _train(system_cls(editor, copy.deepcopy(prior), system_cfg), edit_batch, 20, lr)
+        assert losses[-1] < 0.8 * losses[0], (system_cls.__name__, losses)
