@@ -7,8 +7,9 @@ import torch
 from pe3d.config import configs_dir
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, render_bank
 from pe3d.losses import EditLossConfig, ImageLossConfig, ReconstructionLossConfig
-from pe3d.models.editor import EditorCore, editor_config_from_yaml
-from pe3d.models.prior import PriorModel
+from pe3d.models.editor import EditorCore, editor_config_from_yaml, load_editor
+from pe3d.models.prior import PriorModel, load_prior
+from pe3d.weights import shipped_path
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
 from pe3d.systems.prior import PriorSystem, PriorSystemConfig
 from pe3d.world import apply_style_filter
@@ -43,22 +44,32 @@ def test_prior_loss_falls():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_distill_and_adapt_losses_fall():
-    batch, bank = _world_batch()
+def _edit_batch(style_filter: str, prompt: str) -> dict:
+    _, bank = _world_batch()
     rgb = bank["rgb"][:, 0].float() / 255
-    edit_batch = {
+    return {
         "input_image": rgb,
-        "edited_image": apply_style_filter("zombie", rgb, bank["parts"][:, 0].long()),
+        "edited_image": apply_style_filter(style_filter, rgb, bank["parts"][:, 0].long()),
         "label": bank["labels"][:, 0],
-        "prompt": ["turn the person into a zombie"] * 4,
+        "prompt": [prompt] * 4,
     }
-    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", FAST)
-    system_cfg = EditSystemConfig(
-        loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="none")), num_views=1, render_resolution=16, image_log_every=0
-    )
-    for system_cls, lr in ((DistillSystem, 2e-3), (AdaptSystem, 1e-2)):
-        torch.manual_seed(0)
-        prior = PriorModel(cfg.prior)
-        editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder)
-        losses = _train(system_cls(editor, copy.deepcopy(prior), system_cfg), edit_batch, 20, lr)
-        assert losses[-1] < 0.8 * losses[0], (system_cls.__name__, losses)
+
+
+SYSTEM_CFG = EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="none")), num_views=1, render_resolution=16, image_log_every=0)
+
+
+def test_distill_loss_falls_from_the_trained_prior():
+    torch.manual_seed(0)
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml")
+    prior = load_prior(shipped_path("prior_mini"))  # editing starts from a trained prior, as in the paper
+    editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder)
+    losses = _train(DistillSystem(editor, copy.deepcopy(prior), SYSTEM_CFG), _edit_batch("zombie", "turn the person into a zombie"), 20, 1e-4)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_adapt_loss_falls_on_a_new_style():
+    torch.manual_seed(0)
+    editor = load_editor(shipped_path("editor_mini"))  # the base editor never saw golden_statue
+    batch = _edit_batch("golden_statue", "turn the person into a golden statue")
+    losses = _train(AdaptSystem(editor, load_prior(shipped_path("prior_mini")), SYSTEM_CFG), batch, 20, 3e-3)
+    assert losses[-1] < 0.8 * losses[0], losses

@@ -34,34 +34,7 @@ from pe3d.styles import discovery
 
 SHIPPED = ["anime_eyes", "blue_hair", "bronze_statue", "golden_statue", "marble_statue", "pencil_sketch", "pop_art", "zombie"]
 
-TRAIN = [f"train prompt {i}" for i in range(8)]
-TEST = [f"test prompt {i}" for i in range(5)]
-
-PLUGIN = '''
-from dataclasses import dataclass
-import torch
-from pe3d.styles import Pair, PairGenerator, register_generator
-
-@register_generator("{gname}")
-class TinyGenerator(PairGenerator):
-    """Random images; edited = shifted colours."""
-
-    @dataclass
-    class Params:
-        shift: float = 0.25
-
-    def generate(self, indices):
-        res = self.spec.pairs.resolution
-        out = []
-        for i in indices:
-            rng = self.rng(i)
-            image = torch.rand(3, res, res, generator=rng)
-            camera = self.sample_camera(rng)
-            prompt = self.pick_prompt(rng)
-            ref = torch.rand(3, res, res, generator=rng) if self.wants_reference(rng) else None
-            out.append(Pair(image, (image + self.params.shift) % 1.0, camera, prompt, ref, identity=i, seed=self.pair_seed(i)))
-        return out
-'''
+from style_helpers import PLUGIN, TEST, TRAIN  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -324,6 +324,15 @@ class PromptEncoder(nn.Module, abc.ABC):
             return path
         return self._resolve_tag(pretrained)
 
+    def find_hf_hub_file(self, tag: str, filenames: Sequence[str], what: str) -> Path:
+        """Local file of an ``hf-hub:org/name`` tag in the Hugging Face cache (never downloads)."""
+        cache_dirs: List[Optional[str]] = [self.cfg.cache_dir] if self.cfg.cache_dir else [None]
+        looked: List[str] = []
+        found = find_in_hf_cache(tag[len("hf-hub:"):].strip("/"), filenames, cache_dirs, looked)
+        if found is None:
+            raise not_found_error(f"{what} {tag!r}", looked)
+        return found
+
     @abc.abstractmethod
     def _resolve_tag(self, tag: str) -> Path:
         """Find the local file of a pretrained tag / ``hf-hub:`` name; never downloads."""

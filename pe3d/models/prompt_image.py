@@ -138,14 +138,10 @@ class TimmImagePromptEncoder(PromptEncoder):
         from timm.models import get_pretrained_cfg
 
         arch = str(self.cfg.arch)
+        if tag.startswith("hf-hub:"):
+            return self.find_hf_hub_file(tag, TIMM_HF_FILENAMES, "timm weights")
         cache_dirs: List[Optional[str]] = [self.cfg.cache_dir] if self.cfg.cache_dir else [None]
         looked: List[str] = []
-        if tag.startswith("hf-hub:"):
-            repo = tag[len("hf-hub:"):].strip("/")
-            found = find_in_hf_cache(repo, TIMM_HF_FILENAMES, cache_dirs, looked)
-            if found is None:
-                raise not_found_error(f"timm weights {tag!r}", looked)
-            return found
         base = arch.split(".")[0]
         name = f"{base}.{tag}"
         pcfg = get_pretrained_cfg(name, allow_unregistered=False) if name in timm.list_pretrained(name) else None

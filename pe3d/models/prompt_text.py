@@ -232,14 +232,10 @@ class ClipTextPromptEncoder(PromptEncoder):
         import open_clip
 
         arch = str(self.cfg.arch)
+        if tag.startswith("hf-hub:"):
+            return self.find_hf_hub_file(tag, OPEN_CLIP_HF_FILENAMES, "open_clip weights")
         cache_dirs: List[Optional[str]] = [self.cfg.cache_dir] if self.cfg.cache_dir else [None]
         looked: List[str] = []
-        if tag.startswith("hf-hub:"):
-            repo = tag[len("hf-hub:"):].strip("/")
-            found = find_in_hf_cache(repo, OPEN_CLIP_HF_FILENAMES, cache_dirs, looked)
-            if found is None:
-                raise not_found_error(f"open_clip weights {tag!r}", looked)
-            return found
         pcfg = open_clip.get_pretrained_cfg(arch, tag)
         if not pcfg:
             tags = open_clip.list_pretrained_tags_by_model(arch)
