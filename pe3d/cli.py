@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -151,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as error:
-        print(f"pe3d {args.command}: error: {error}", file=sys.stderr)
+        if os.environ.get("PE3D_DEBUG"):
+            raise
+        print(f"pe3d {args.command}: error: {error} (set PE3D_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
 
 
