@@ -6,3 +6,12 @@ volume rendering), :mod:`pe3d.models` (encoders, editor core), :mod:`pe3d.world`
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``pe3d.EditPipeline`` without importing torch on ``import pe3d``."""
+    if name == "EditPipeline":
+        from pe3d.pipeline import EditPipeline
+
+        return EditPipeline
+    raise AttributeError(f"module 'pe3d' has no attribute {name!r}")

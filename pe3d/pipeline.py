@@ -1,0 +1,192 @@
+"""Inference without Lightning: ``EditPipeline`` turns a portrait + prompt into an edited 3D triplane.
+
+    pipe = EditPipeline.from_pretrained()            # the shipped mini base editor
+    pipe.load_adapter("styles/golden_statue")        # several adapters may be loaded ...
+    pipe.set_adapter("golden_statue")                # ... and switched without reloading the base
+    out = pipe(image, prompt="make it a golden statue", strength=0.8)
+    out.image, out.views, out.depths                 # edit at the input camera, novel views, depth
+
+Adapters hold only the tensors norm-only adaptation trains; the pipeline keeps a copy of
+the base editor's values of those tensors, so switching or unloading restores them exactly.
+An adapter made for another base model is refused with both hashes in the message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pe3d.geometry import label_from_yaw_pitch
+from pe3d.models.checkpoints import model_hash
+from pe3d.models.editor import EditorCore, Prompts, load_editor
+from pe3d.styles.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
+
+DEFAULT_VIEW_YAWS_DEG = (-30.0, 0.0, 30.0)
+"""Yaw angles (degrees) of the novel views rendered when no cameras are given."""
+
+
+@dataclass
+class EditResult:
+    """Output of :meth:`EditPipeline.__call__` (batch ``B``, ``N`` novel cameras, render side ``R``).
+
+    Attributes:
+        triplane: ``[B, 3, C, Rt, Rt]`` the edited (strength-blended) triplane.
+        image: ``[B, 3, R, R]`` render at the input camera.
+        depth: ``[B, 1, R, R]`` depth at the input camera.
+        views: ``[B, N, 3, R, R]`` renders at the novel cameras.
+        depths: ``[B, N, 1, R, R]`` their depth maps.
+        cameras: ``[N, 25]`` the novel cameras.
+    """
+
+    triplane: Tensor
+    image: Tensor
+    depth: Tensor
+    views: Tensor
+    depths: Tensor
+    cameras: Tensor
+
+
+class EditPipeline:
+    """A base editor plus any number of loaded style adapters (one active at a time)."""
+
+    def __init__(self, editor: EditorCore, device: str | torch.device = "cpu") -> None:
+        self.editor = editor.to(device).eval()
+        self.device = torch.device(device)
+        self.base_hash = model_hash(self.editor)
+        names = adapter_parameter_names(self.editor, self.editor.adaptation_parameters())
+        params = dict(self.editor.named_parameters())
+        self._base_values = {name: params[name].detach().clone() for name in names}
+        self.adapters: dict[str, Adapter] = {}
+        self.active_adapter: Optional[str] = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "EditPipeline":
+        """Load a base editor file (or a folder holding ``editor.safetensors``); ``None`` = the shipped mini editor."""
+        if path is None:
+            from pe3d.weights import shipped_path
+
+            path = shipped_path("editor_mini")
+        path = Path(path)
+        if path.is_dir():
+            path = path / "editor.safetensors"
+        return cls(load_editor(path), device)
+
+    def load_adapter(self, source: str | Path, name: str | None = None) -> str:
+        """Read and check an adapter (a style folder or an ``.safetensors`` file); returns its name.
+
+        The adapter is not activated: call :meth:`set_adapter`.
+        """
+        path = Path(source)
+        if path.is_dir():
+            path = path / ADAPTER_FILE
+        adapter = read_adapter(path)
+        check_adapter(adapter, self.editor, self.base_hash, str(path))
+        name = name or adapter.style or path.stem
+        self.adapters[name] = adapter
+        return name
+
+    def set_adapter(self, name: str) -> None:
+        """Activate a loaded adapter (the base values are restored first)."""
+        if name not in self.adapters:
+            raise KeyError(f"adapter {name!r} is not loaded; loaded: {sorted(self.adapters)}")
+        self._restore_base()
+        apply_adapter(self.editor, self.adapters[name])
+        self.active_adapter = name
+
+    def unload_adapter(self) -> None:
+        """Back to the base editor (loaded adapters stay available to :meth:`set_adapter`)."""
+        self._restore_base()
+        self.active_adapter = None
+
+    def _restore_base(self) -> None:
+        params = dict(self.editor.named_parameters())
+        with torch.no_grad():
+            for name, value in self._base_values.items():
+                params[name].copy_(value)
+
+    def _prepare_image(self, image: Tensor) -> Tensor:
+        if image.ndim == 3:
+            image = image[None]
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError("image contains NaN or inf values")
+        size = self.editor.cfg.prior.encoder.image_size
+        image = image.to(self.device, torch.float32).clamp(0, 1)
+        if image.shape[-2:] != (size, size):
+            image = F.interpolate(image, size=(size, size), mode="area" if image.shape[-1] > size else "bilinear")
+        return image
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Tensor,
+        prompt: str | Sequence[str] | None = None,
+        prompt_image: Tensor | None = None,
+        cameras: Tensor | None = None,
+        input_camera: Tensor | None = None,
+        strength: float = 1.0,
+        resolution: int | None = None,
+    ) -> EditResult:
+        """Edit ``image`` (``[3,H,W]`` or ``[B,3,H,W]`` in [0,1]) following a text and/or image prompt.
+
+        Args:
+            prompt: one text for the batch or one per item.
+            prompt_image: reference image(s) ``[3,H,W]`` / ``[B,3,H,W]``.
+            cameras: ``[N, 25]`` novel cameras (default: yaw -30, 0, +30 degrees).
+            input_camera: ``[25]`` or ``[B, 25]`` camera of the input (default: frontal FFHQ camera).
+            strength: 0 = the unedited reconstruction, 1 = the full edit (triplanes interpolated).
+            resolution: render side (default: the model's neural rendering resolution).
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        image = self._prepare_image(image)
+        batch = image.shape[0]
+        prompts = self._prompts(prompt, prompt_image, batch)
+        edited = self.editor(image, prompts)
+        if strength < 1.0:
+            edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
+        if input_camera is None:
+            input_camera = label_from_yaw_pitch([0.0] * batch, [0.0] * batch)
+        input_camera = input_camera.reshape(-1, 25).expand(batch, 25).to(self.device)
+        if cameras is None:
+            cameras = label_from_yaw_pitch([math.radians(y) for y in DEFAULT_VIEW_YAWS_DEG], [0.0] * len(DEFAULT_VIEW_YAWS_DEG))
+        cameras = cameras.reshape(-1, 25).to(self.device)
+        n = cameras.shape[0]
+        front = self.editor.render(edited, input_camera, resolution=resolution)
+        novel = self.editor.render(edited.repeat_interleave(n, 0), cameras.repeat(batch, 1), resolution=resolution)
+        side = novel.image.shape[-1]
+        return EditResult(
+            triplane=edited,
+            image=front.image.clamp(0, 1),
+            depth=front.depth,
+            views=novel.image.clamp(0, 1).reshape(batch, n, 3, side, side),
+            depths=novel.depth.reshape(batch, n, 1, side, side),
+            cameras=cameras,
+        )
+
+    def _prompts(self, prompt, prompt_image, batch: int) -> Prompts:
+        texts = None
+        if prompt is not None:
+            texts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+            if len(texts) != batch:
+                raise ValueError(f"got {len(texts)} prompts for {batch} images")
+        images = None
+        if prompt_image is not None:
+            images = self._prepare_reference(prompt_image, batch)
+        if texts is None and images is None:
+            raise ValueError("give a text prompt, a prompt image, or both")
+        return Prompts(texts=texts, images=images)
+
+    def _prepare_reference(self, reference: Tensor, batch: int) -> Tensor:
+        if reference.ndim == 3:
+            reference = reference[None]
+        if reference.ndim != 4 or reference.shape[1] != 3:
+            raise ValueError(f"prompt_image must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(reference.shape)}")
+        return reference.to(self.device, torch.float32).clamp(0, 1).expand(batch, -1, -1, -1)

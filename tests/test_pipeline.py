@@ -1,0 +1,77 @@
+"""EditPipeline: shipped base editor, adapters loaded / switched / unloaded, strength, no Lightning."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pe3d
+from pe3d.models.checkpoints import model_hash
+from pe3d.styles.adapters import AdapterMismatchError, adapter_parameter_names, save_adapter
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return pe3d.EditPipeline.from_pretrained()
+
+
+def _fake_adapter(pipe, path, style, scale, base_hash=None):
+    editor = pipe.editor
+    names = adapter_parameter_names(editor, editor.adaptation_parameters())
+    params = dict(editor.named_parameters())
+    backup = {n: params[n].detach().clone() for n in names}
+    with torch.no_grad():
+        for n in names:
+            params[n].add_(scale)
+    save_adapter(path, editor, names, style, base_hash or pipe.base_hash)
+    with torch.no_grad():
+        for n in names:
+            params[n].copy_(backup[n])
+    return path
+
+
+def test_call_shapes_and_strength(pipe):
+    image = torch.rand(2, 3, 64, 64)
+    out = pipe(image, prompt="turn the person into a bronze statue", resolution=16)
+    assert out.triplane.shape[:2] == (2, 3) and out.image.shape == (2, 3, 16, 16)
+    assert out.views.shape == (2, 3, 3, 16, 16) and out.depths.shape == (2, 3, 1, 16, 16)
+    zero = pipe(image, prompt="turn the person into a bronze statue", strength=0.0, resolution=16)
+    with torch.no_grad():
+        assert torch.allclose(zero.triplane, pipe.editor.reconstruct(image))
+    with pytest.raises(ValueError, match="strength"):
+        pipe(image, prompt="x", strength=1.5)
+    with pytest.raises(ValueError, match="prompt"):
+        pipe(image)
+    with pytest.raises(ValueError, match="NaN"):
+        pipe(torch.full((3, 64, 64), float("nan")), prompt="x")
+
+
+def test_adapters_switch_and_unload_exactly(pipe, tmp_path):
+    base = {n: p.detach().clone() for n, p in pipe.editor.named_parameters()}
+    a = pipe.load_adapter(_fake_adapter(pipe, tmp_path / "a.safetensors", "style_a", 0.1))
+    b = pipe.load_adapter(_fake_adapter(pipe, tmp_path / "b.safetensors", "style_b", -0.1))
+    image = torch.rand(1, 3, 64, 64)
+    pipe.set_adapter(a)
+    out_a = pipe(image, prompt="p", resolution=8).triplane
+    pipe.set_adapter(b)
+    out_b = pipe(image, prompt="p", resolution=8).triplane
+    pipe.set_adapter(a)
+    assert torch.equal(pipe(image, prompt="p", resolution=8).triplane, out_a) and not torch.equal(out_a, out_b)
+    pipe.unload_adapter()
+    assert all(torch.equal(p, base[n]) for n, p in pipe.editor.named_parameters())
+    with pytest.raises(KeyError, match="style_a"):
+        pipe.set_adapter("nope")
+
+
+def test_adapter_for_another_base_names_both_hashes(pipe, tmp_path):
+    path = _fake_adapter(pipe, tmp_path / "other.safetensors", "other", 0.1, base_hash="0123456789abcdef")
+    with pytest.raises(AdapterMismatchError, match=f"0123456789abcdef.*{pipe.base_hash}"):
+        pipe.load_adapter(path)
+    assert model_hash(pipe.editor) == pipe.base_hash
+
+
+def test_pipeline_does_not_import_lightning():
+    code = "import sys, pe3d; pe3d.EditPipeline; import pe3d.pipeline; print('lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
