@@ -5,6 +5,7 @@ Commands:
     pe3d fit prior|distill|adapt [--config YAML] [--resume] [key=value ...]
     pe3d pairs --style NAME [--count N]      write (or resume) a style's pairs
     pe3d styles                              list discovered styles
+    pe3d edit PHOTO --style NAME --out DIR    edited image, depth and turntable of a portrait
     pe3d demo --out DIR                      prior -> base editor -> adapt -> turntable + metrics
     pe3d eval prior --weights FILE           quality table on held-out identities
 """
@@ -61,6 +62,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from pe3d.recipes.demo import run_demo
 
     run_demo(Path(args.out), style=args.style, train=args.train, adapt_minutes=args.adapt_minutes, eval_count=args.count)
+    return 0
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from pe3d.recipes.edit import edit_photo
+
+    files = edit_photo(args.photo, args.out, style=args.style, prompt=args.prompt, prompt_image=args.prompt_image,
+                       views=args.views, strength=args.strength, weights=args.weights)
+    for kind, path in files.items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -124,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=8, help="held-out identities to evaluate")
     demo.set_defaults(func=_cmd_demo)
 
+    edit = sub.add_parser("edit", help="edit a portrait: edited image, depth and a turntable GIF")
+    edit.add_argument("photo", help="portrait image file")
+    edit.add_argument("--out", required=True, help="output folder")
+    edit.add_argument("--style", default=None, help="style name (its adapter is used when present)")
+    edit.add_argument("--prompt", default=None, help="text prompt")
+    edit.add_argument("--prompt-image", default=None, help="reference image prompt")
+    edit.add_argument("--views", type=int, default=24, help="turntable frames")
+    edit.add_argument("--strength", type=float, default=1.0, help="0 = reconstruction, 1 = full edit")
+    edit.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
+    edit.set_defaults(func=_cmd_edit)
+
     styles = sub.add_parser("styles", help="list the discovered styles")
     styles.set_defaults(func=_cmd_styles)
 
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, OSError) as error:
         if os.environ.get("PE3D_DEBUG"):
             raise
         print(f"pe3d {args.command}: error: {error} (set PE3D_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -27,3 +27,18 @@ def test_unknown_style_and_bad_override_are_clear_errors(capsys, tmp_path):
 def test_world_command_writes_images(tmp_path, capsys):
     assert main(["world", "--out", str(tmp_path), "--count", "1", "--resolution", "32"]) == 0
     assert (tmp_path / "turntable.gif").is_file() and list(tmp_path.glob("*.png"))
+
+
+def test_edit_command_writes_image_depth_and_turntable(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((80, 60, 3)) * 255).astype("uint8")).save(photo)
+    out = tmp_path / "out"
+    assert main(["edit", str(photo), "--style", "bronze_statue", "--out", str(out), "--views", "3"]) == 0
+    for name in ("edited.png", "depth.png", "turntable.gif"):
+        assert (out / name).is_file()
+    assert Image.open(out / "edited.png").size == (64, 64)
+    assert main(["edit", str(tmp_path / "nope.png"), "--prompt", "x", "--out", str(out)]) == 2
+    assert "nope.png" in capsys.readouterr().err

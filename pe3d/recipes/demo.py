@@ -9,37 +9,15 @@ in the output folder.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pe3d.geometry import label_from_yaw_pitch
-from pe3d.models.editor import EditorCore, Prompts, load_editor
+from pe3d.models.editor import load_editor
+from pe3d.pipeline import EditPipeline
+from pe3d.turntable import turntable_cameras, write_turntable_gif
 from pe3d.recipes.eval_editor import evaluate_editor
 from pe3d.recipes.eval_prior import evaluate_prior, format_table
-
-
-def write_turntable(editor: EditorCore, image: torch.Tensor, prompt: str, path: Path, frames: int = 24, resolution: int = 64) -> Path:
-    """GIF of the edited triplane of ``image [1,3,H,W]`` seen from yaw -45..45 deg (input | edit | depth)."""
-    import imageio.v2 as imageio
-
-    with torch.no_grad():
-        planes = editor(image, Prompts(texts=[prompt]))
-        yaws = [math.radians(-45 + 90 * i / (frames - 1)) for i in range(frames)]
-        out = editor.render(planes.expand(frames, -1, -1, -1, -1), label_from_yaw_pitch(yaws, [0.0] * frames), resolution=resolution)
-    source = torch.nn.functional.interpolate(image, size=(resolution, resolution), mode="area")[0]
-    depth = out.depth.clamp(2.3, 3.1)
-    depth = 1 - (depth - 2.3) / 0.8
-    gif = []
-    for i in range(frames):
-        row = torch.cat([source, out.image[i].clamp(0, 1), depth[i].expand(3, -1, -1) * out.weights[i]], dim=-1)
-        gif.append((row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, gif + gif[::-1], duration=0.08, loop=0)
-    return path
 
 
 def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 2.0, eval_count: int = 8) -> dict:
@@ -80,7 +58,8 @@ def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt
     after = evaluate_editor(editor, spec, count=eval_count)
     identity = sample_identity(0, WorldSplit().heldout_indices(1)[0])
     view = render_identities([identity], label_from_yaw_pitch([0.0], [0.0]), 64).rgb
-    gif = write_turntable(editor, view, spec.prompts.test[0], out / "turntable.gif")
+    result = EditPipeline(editor)(view, prompt=spec.prompts.test[0], cameras=turntable_cameras(), resolution=64)
+    gif = write_turntable_gif(view[0], result.views[0], result.depths[0], out / "turntable.gif")
     metrics = {
         "style": style,
         "prior": {k: vars(v) for k, v in prior_scores.items()},

@@ -1,0 +1,78 @@
+"""Loading user images safely: every odd format converted, every bad file a one-line error.
+
+:func:`load_image` returns ``[3, H, W]`` float RGB in ``[0, 1]``:
+
+* grayscale, palette, RGBA / LA (composited on white), CMYK and 16-bit images are converted;
+* a missing file, a non-image, or a truncated image raises :class:`ImageLoadError` naming the file;
+* images smaller than :data:`MIN_SIDE` pixels on a side are refused;
+* images above :data:`MAX_PIXELS` are refused before decoding (decompression-bomb guard), and
+  large images are downscaled so their longer side is at most ``max_side``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+MIN_SIDE = 16
+"""Smallest accepted image side in pixels."""
+MAX_PIXELS = 80_000_000
+"""Largest accepted pixel count (decompression-bomb guard)."""
+
+
+class ImageLoadError(ValueError):
+    """An image file cannot be used; the message names the file and the problem."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        return Image.fromarray((array / peak * 255).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        array = (array - array.min()) / max(array.max() - array.min(), 1e-12)
+        return Image.fromarray((array * 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
+    """Read ``path`` as ``[3, H, W]`` float RGB in [0, 1] (see the module docstring for the rules)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: file not found")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageLoadError(f"{path}: {width}x{height} image exceeds the {MAX_PIXELS:,}-pixel limit")
+            if min(width, height) < MIN_SIDE:
+                raise ImageLoadError(f"{path}: {width}x{height} image is smaller than the {MIN_SIDE}-pixel minimum side")
+            image.load()
+            rgb = _to_rgb(image)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image file (or an unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageLoadError(f"{path}: cannot read image ({error})") from None
+    if max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.LANCZOS)
+    array = np.asarray(rgb, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def center_square(image: torch.Tensor) -> torch.Tensor:
+    """The largest centred square crop of ``[3, H, W]``."""
+    _, height, width = image.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[:, top : top + side, left : left + side]
