@@ -76,3 +76,32 @@ def test_truncated_and_garbage_files_are_detected(tmp_path):
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_text(tmp_path / "x.txt", "hello")
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["inner", "rate", "size", "inner.size", "x"]), _values, max_size=3))
+def test_random_sources_load_or_raise_config_error(source):
+    try:
+        cfg = load_structured(Outer, [source])
+    except ConfigError:
+        return
+    assert isinstance(cfg, Outer) and isinstance(cfg.inner.size, int)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=3))
+def test_random_overrides_load_or_raise_config_error(overrides):
+    try:
+        load_structured(Outer, [], overrides)
+    except ConfigError:
+        pass
