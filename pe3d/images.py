@@ -61,8 +61,8 @@ def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
         raise
     except UnidentifiedImageError:
         raise ImageLoadError(f"{path}: not an image file (or an unsupported format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"{path}: cannot read image ({error})") from None
+    except Exception as error:  # decoders of crafted files raise many types (OSError, struct.error, ...)
+        raise ImageLoadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
     if max(rgb.size) > max_side:
         scale = max_side / max(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.LANCZOS)

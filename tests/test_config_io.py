@@ -43,6 +43,8 @@ def test_wrong_type_names_key(tmp_path):
 def test_bad_override_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["novalue"])
+    with pytest.raises(ConfigError, match="overrides"):
+        parse_overrides(["0=\x1f"])  # found by Hypothesis: control characters are not YAML
     path = tmp_path / "broken.yaml"
     path.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="broken.yaml"):

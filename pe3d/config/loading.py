@@ -45,7 +45,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         dotlist.append(item)
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))  # type: ignore[return-value]
-    except OmegaConfBaseException as error:
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
         raise ConfigError(f"overrides {list(overrides)}: {error}") from error
 
 
