@@ -11,7 +11,8 @@ import lightning as L
 import torch
 
 from pe3d.config import configs_dir
-from pe3d.data.pairs import PairDataConfig, PairDataModule
+from pe3d.data.datamodule import PairDataModule
+from pe3d.data.pairs import PairDataConfig
 from pe3d.losses import EditLossConfig, ImageLossConfig
 from pe3d.models.checkpoints import model_hash
 from pe3d.models.editor import EditorCore, editor_config_from_yaml

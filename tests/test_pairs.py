@@ -17,11 +17,11 @@ import pytest
 import torch
 import yaml
 
+from pe3d.data.datamodule import PairDataModule
 from pe3d.data.pairs import (
     MANIFEST_FILE,
     ManifestError,
     PairDataConfig,
-    PairDataModule,
     PairDataset,
     collate_pairs,
     load_png,

@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pe3d.models.cross_attention import PromptCrossAttentionConfig
 from pe3d.models.layers import (
     ACTIVATIONS,
     ASPP,

@@ -90,7 +90,7 @@ def ensure_pairs(style: str, pairs_dir: str, count: int) -> Path:
 
 
 def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: TrainerConfig, run_dir: Path, resume: bool) -> float:
-    from pe3d.data.pairs import PairDataModule
+    from pe3d.data.datamodule import PairDataModule
 
     L.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
     datamodule = PairDataModule(data_cfg)

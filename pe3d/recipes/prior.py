@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from pe3d.config import configs_dir, load_structured, save_resolved
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
 from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
 from pe3d.models.prior import PriorModel, load_prior, model_config_from_yaml, save_prior
-from pe3d.systems.common import OptimConfig
 from pe3d.systems.prior import PriorSystem, PriorSystemConfig
 from pe3d.systems.runner import TrainerConfig, build_trainer, resume_path
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import lightning as L
-import torch
 from torch import Tensor
 
 from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, opacity_loss, triplane_loss

@@ -1,0 +1,91 @@
+"""``PairDataModule``: training / validation loaders over pair-set folders (one per style).
+
+Kept apart from :mod:`pe3d.data.pairs` so that writing pairs never imports Lightning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from pe3d.data.pairs import MANIFEST_FILE, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
+
+
+class PairDataModule(LightningDataModule):
+    """Training / validation loaders over one or more pair-set folders (one per style).
+
+    Batches are :func:`collate_pairs` dicts. Typical use::
+
+        dm = PairDataModule(PairDataConfig(dirs=["runs/pairs/bronze_statue"], batch_size=8))
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+    """
+
+    def __init__(self, config: PairDataConfig) -> None:
+        super().__init__()
+        if not config.dirs:
+            raise ValueError("PairDataConfig.dirs: at least one pair-set folder is required")
+        if config.batch_size < 1:
+            raise ValueError(f"PairDataConfig.batch_size: must be >= 1, got {config.batch_size}")
+        if not 0.0 <= config.val_fraction < 1.0:
+            raise ValueError(f"PairDataConfig.val_fraction: must be in [0, 1), got {config.val_fraction}")
+        self.config = config
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the manifests, check resolutions agree and split each folder into train / val."""
+        cfg = self.config
+        train_parts: list[Dataset] = []
+        val_parts: list[Dataset] = []
+        resolutions: dict[int, str] = {}
+        for folder in cfg.dirs:
+            meta = read_meta(folder)
+            resolution = int(meta.get("pairs", {}).get("resolution", -1))
+            resolutions.setdefault(resolution, folder)
+            if len(resolutions) > 1:
+                raise ManifestError(f"{folder}: resolution {resolution} differs from {resolutions} of the other folders")
+            ids = sorted(r.id for r in read_manifest(Path(folder) / MANIFEST_FILE))
+            if cfg.limit is not None:
+                ids = ids[: cfg.limit]
+            if not ids:
+                raise ManifestError(f"{folder}: no pairs (run write_pairs first)")
+            train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+            train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids))
+            if val_ids:
+                val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids))
+        self.train_set = ConcatDataset(train_parts)
+        self.val_set = ConcatDataset(val_parts) if val_parts else None
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        if self.train_set is None:
+            self.setup("fit")
+        return DataLoader(
+            self.train_set,  # type: ignore[arg-type]
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            num_workers=self.config.num_workers,
+            collate_fn=collate_pairs,
+            drop_last=self.config.drop_last and len(self.train_set) > self.config.batch_size,  # type: ignore[arg-type]
+            generator=torch.Generator().manual_seed(self.config.seed),
+            persistent_workers=self.config.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches in id order (an empty list when there is no validation split)."""
+        if self.train_set is None:
+            self.setup("validate")
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+            collate_fn=collate_pairs,
+        )
+
