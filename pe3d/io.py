@@ -38,6 +38,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete the temp files :func:`atomic_write` leaves in ``folder`` when its process is killed
+    mid-write (``.<name>.<random>.tmp``); returns how many were removed."""
+    folder = Path(folder)
+    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from pe3d.io import atomic_write, atomic_write_text
+from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
 
 __all__ = [
     "MANIFEST_FILE",
@@ -259,9 +259,7 @@ def _append_line(path: Path, line: str) -> None:
 
 def _clean_temp_files(folder: Path) -> None:
     for sub in (folder, *(folder / name for name in IMAGE_DIRS)):
-        if sub.is_dir():
-            for tmp in sub.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+        remove_stale_temp_files(sub)
 
 
 def _recover(folder: Path, manifest: Path) -> dict[int, PairRecord]:

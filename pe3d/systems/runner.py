@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from pe3d.io import atomic_write_bytes
+from pe3d.io import atomic_write_bytes, remove_stale_temp_files
 
 
 @dataclass
@@ -125,9 +125,13 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
 
 
 def resume_path(run_dir: Path, resume: bool) -> Optional[str]:
-    """``run_dir/checkpoints/last.ckpt`` when resuming and it exists; ``None`` otherwise."""
+    """``run_dir/checkpoints/last.ckpt`` when resuming and it exists; ``None`` otherwise.
+
+    Resuming also removes the temp file of a checkpoint write that a kill interrupted.
+    """
     if not resume:
         return None
+    remove_stale_temp_files(run_dir / "checkpoints")
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         print(f"resume: no checkpoint at {last}; starting from scratch")
