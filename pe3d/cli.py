@@ -34,7 +34,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
         fit_prior(load_prior_fit_config(args.config, overrides), resume=args.resume)
         return 0
-    from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill, load_fit_config
+    from pe3d.config import load_fit_config
+    from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill
 
     if args.system == "distill":
         if args.styles:

@@ -52,6 +52,18 @@ class EditResult:
     cameras: Tensor
 
 
+def as_image_batch(image: Tensor, name: str) -> Tensor:
+    """``[3,H,W]`` or ``[B,3,H,W]`` finite RGB -> float ``[B,3,H,W]`` clamped to [0, 1]; clear errors otherwise."""
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(image.shape)}")
+    image = image.float()
+    if not torch.isfinite(image).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return image.clamp(0, 1)
+
+
 class EditPipeline:
     """A base editor plus any number of loaded style adapters (one active at a time)."""
 
@@ -111,14 +123,8 @@ class EditPipeline:
                 params[name].copy_(value)
 
     def _prepare_image(self, image: Tensor) -> Tensor:
-        if image.ndim == 3:
-            image = image[None]
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(image.shape)}")
-        if not torch.isfinite(image).all():
-            raise ValueError("image contains NaN or inf values")
+        image = as_image_batch(image, "image").to(self.device)
         size = self.editor.cfg.prior.encoder.image_size
-        image = image.to(self.device, torch.float32).clamp(0, 1)
         if image.shape[-2:] != (size, size):
             image = F.interpolate(image, size=(size, size), mode="area" if image.shape[-1] > size else "bilinear")
         return image
@@ -179,14 +185,7 @@ class EditPipeline:
                 raise ValueError(f"got {len(texts)} prompts for {batch} images")
         images = None
         if prompt_image is not None:
-            images = self._prepare_reference(prompt_image, batch)
+            images = as_image_batch(prompt_image, "prompt_image").to(self.device).expand(batch, -1, -1, -1)
         if texts is None and images is None:
             raise ValueError("give a text prompt, a prompt image, or both")
         return Prompts(texts=texts, images=images)
-
-    def _prepare_reference(self, reference: Tensor, batch: int) -> Tensor:
-        if reference.ndim == 3:
-            reference = reference[None]
-        if reference.ndim != 4 or reference.shape[1] != 3:
-            raise ValueError(f"prompt_image must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(reference.shape)}")
-        return reference.to(self.device, torch.float32).clamp(0, 1).expand(batch, -1, -1, -1)

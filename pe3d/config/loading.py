@@ -101,6 +101,14 @@ def load_structured(
         raise ConfigError(f"config key '{key}': {str(error).splitlines()[0]}") from error
 
 
+def load_fit_config(
+    schema: type[T], config: str | Path | None, overrides: Sequence[str], default: str | Path | None = None
+) -> T:
+    """A recipe config: ``schema`` defaults <- YAML (``config``, else ``default``) <- ``key=value`` overrides."""
+    source = config or default
+    return load_structured(schema, [Path(source)] if source else [], overrides)
+
+
 def to_yaml(config: Any) -> str:
     """YAML text of a dataclass config."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))

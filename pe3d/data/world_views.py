@@ -50,17 +50,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PE3D_CACHE", Path.home() / ".cache" / "pe3d")).expanduser()
 
 
-def _identity_indices(cfg: WorldViewsConfig) -> list[int]:
-    from pe3d.world import WorldSplit
-
-    split = WorldSplit()
-    if cfg.split == "train":
-        return list(split.train_indices(cfg.count))
-    if cfg.split == "heldout":
-        return list(split.heldout_indices(cfg.count))
-    raise ValueError(f"world split must be 'train' or 'heldout', got {cfg.split!r}")
-
-
 def sample_view_angles(cfg: WorldViewsConfig, identity_index: int) -> tuple[Tensor, Tensor]:
     """Deterministic yaw/pitch ``[views]`` for one identity (view 0 is near-frontal)."""
     gen = torch.Generator().manual_seed(cfg.seed * 7_919 + identity_index)
@@ -76,7 +65,9 @@ def render_bank(cfg: WorldViewsConfig, progress: bool = True) -> dict[str, Tenso
     ``parts uint8 [N,V,R,R]``, ``labels f32 [N,V,25]``, ``index i64 [N]``."""
     from pe3d.world import render_identities, sample_identity
 
-    indices = _identity_indices(cfg)
+    from pe3d.world import WorldSplit
+
+    indices = WorldSplit().indices(cfg.split, cfg.count)
     rgb, depth, parts, labels = [], [], [], []
     for index in tqdm(indices, desc=f"rendering world ({cfg.split})", disable=not progress, unit="id"):
         yaw, pitch = sample_view_angles(cfg, index)

@@ -22,7 +22,8 @@ from pe3d.recipes.eval_prior import evaluate_prior, format_table
 
 def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 2.0, eval_count: int = 8) -> dict:
     """Run the embedded pipeline into ``out``; returns the metrics written to ``out/metrics.json``."""
-    from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill, load_fit_config
+    from pe3d.config import load_fit_config
+    from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill
     from pe3d.recipes.prior import fit_prior, load_prior_fit_config
     from pe3d.models.prior import load_prior
     from pe3d.styles.adapters import load_adapter_into

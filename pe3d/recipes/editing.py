@@ -16,7 +16,7 @@ from typing import Optional
 import lightning as L
 from omegaconf import OmegaConf
 
-from pe3d.config import load_structured, save_resolved
+from pe3d.config import save_resolved
 from pe3d.data.pairs import PairDataConfig, write_pairs
 from pe3d.losses import EditLossConfig, ImageLossConfig
 from pe3d.models.checkpoints import model_hash
@@ -76,11 +76,6 @@ class AdaptFitConfig:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=0, checkpoint_every_n_steps=50))
 
 
-def load_fit_config(schema: type, config: str | Path | None, overrides: list[str]):
-    """``schema`` defaults <- optional YAML <- ``key=value`` overrides."""
-    return load_structured(schema, [Path(config)] if config else [], overrides)
-
-
 def ensure_pairs(style: str, pairs_dir: str, count: int) -> Path:
     """Write (or resume) ``count`` pairs of ``style`` into ``<pairs_dir>/<style>``; returns the folder."""
     spec = load_named_style(style)
@@ -111,8 +106,6 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False) -> Path:
     prior = load_prior(resolve_weights(cfg.prior, "prior_mini"))
     model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model))
     editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder)
-    if cfg.system.optim.max_steps <= 0:
-        cfg.system.optim.max_steps = cfg.trainer.max_steps
     system = DistillSystem(editor, prior, cfg.system)
     data = copy.deepcopy(cfg.data)
     data.dirs = [str(f) for f in folders]
@@ -142,7 +135,7 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False) -> Path:
     if trainer_cfg.max_minutes <= 0 and spec.adapt.max_minutes:
         trainer_cfg.max_minutes = spec.adapt.max_minutes
     system_cfg = copy.deepcopy(cfg.system)
-    system_cfg.optim = OptimConfig(lr=cfg.lr or spec.adapt.lr, warmup_steps=0, max_steps=trainer_cfg.max_steps)
+    system_cfg.optim = OptimConfig(lr=cfg.lr or spec.adapt.lr, warmup_steps=0)
     data = copy.deepcopy(cfg.data)
     data.dirs, data.limit = [str(folder)], num_pairs
     data.batch_size = min(data.batch_size, num_pairs)

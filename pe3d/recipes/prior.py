@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from pe3d.config import configs_dir, load_structured, save_resolved
+from pe3d.config import configs_dir, load_fit_config, save_resolved
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
 from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
 from pe3d.models.prior import PriorModel, load_prior, model_config_from_yaml, save_prior
@@ -54,8 +54,7 @@ def model_yaml_path(name_or_path: str) -> Path:
 
 def load_prior_fit_config(config: str | Path | None, overrides: list[str]) -> PriorFitConfig:
     """Defaults <- ``configs/prior/mini.yaml`` (or ``config``) <- overrides."""
-    source = Path(config) if config else configs_dir() / "prior" / "mini.yaml"
-    return load_structured(PriorFitConfig, [source], overrides)
+    return load_fit_config(PriorFitConfig, config, overrides, default=configs_dir() / "prior" / "mini.yaml")
 
 
 def build_prior_model(cfg: PriorFitConfig) -> PriorModel:
@@ -77,8 +76,6 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
     train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs)
     val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs)
     model = build_prior_model(cfg)
-    if cfg.system.optim.max_steps <= 0:
-        cfg.system.optim.max_steps = cfg.trainer.max_steps
     system = PriorSystem(model, cfg.system)
     trainer = build_trainer(cfg.trainer, run_dir)
     started = time.perf_counter()

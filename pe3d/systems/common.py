@@ -19,27 +19,41 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 50
     max_steps: int = 0
+    """Length of the cosine decay; 0 = the trainer's ``max_steps``."""
     min_lr_ratio: float = 0.1
 
 
-def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter]):
-    """Lightning ``configure_optimizers`` return value for ``cfg``."""
+def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter], total_steps: int = 0):
+    """Lightning ``configure_optimizers`` return value for ``cfg``.
+
+    The cosine decay runs over ``cfg.max_steps``, or ``total_steps`` (the trainer's
+    ``max_steps``) when ``cfg.max_steps`` is 0.
+    """
     params = list(params)
     if not params:
         raise ValueError("no trainable parameters: check which modules the system freezes")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
 
+    horizon = cfg.max_steps if cfg.max_steps > 0 else max(0, total_steps)
+
     def schedule(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        if cfg.max_steps <= 0:
+        if horizon <= 0:
             return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, horizon - cfg.warmup_steps))
         cosine = 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi))).item()
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def trainer_max_steps(module) -> int:
+    """The attached trainer's ``max_steps`` (0 when there is no trainer or no step limit)."""
+    trainer = getattr(module, "_trainer", None)
+    steps = getattr(trainer, "max_steps", 0) if trainer is not None else 0
+    return steps if steps and steps > 0 else 0
 
 
 def image_grid(inputs: Tensor, targets: Tensor, preds: Tensor, max_rows: int = 4) -> Tensor:

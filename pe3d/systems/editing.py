@@ -25,7 +25,7 @@ from pe3d.geometry import sample_camera_labels
 from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
-from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid, DilatedRays
+from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 
 
 @dataclass
@@ -126,7 +126,7 @@ class EditingSystem(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=batch["input_image"].shape[0])
 
     def configure_optimizers(self):
-        return build_optimizer(self.cfg.optim, [p for p in self.parameters() if p.requires_grad])
+        return build_optimizer(self.cfg.optim, [p for p in self.parameters() if p.requires_grad], total_steps=trainer_max_steps(self))
 
 
 class DistillSystem(EditingSystem):

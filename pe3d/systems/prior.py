@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, opacity_loss, triplane_loss
 from pe3d.models.prior import PriorModel
-from pe3d.systems.common import OptimConfig, build_optimizer, log_image_grid, DilatedRays
+from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 
 
 @dataclass
@@ -82,4 +82,4 @@ class PriorSystem(L.LightningModule):
             log_image_grid(self, "val/views", batch["input_image"], images["target"], images["pred"])
 
     def configure_optimizers(self):
-        return build_optimizer(self.cfg.optim, [p for p in self.model.parameters() if p.requires_grad])
+        return build_optimizer(self.cfg.optim, [p for p in self.model.parameters() if p.requires_grad], total_steps=trainer_max_steps(self))

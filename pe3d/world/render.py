@@ -429,13 +429,6 @@ def render_identities(
     groups: dict[Identity, list[int]] = {}
     for i, ident in enumerate(identities):
         groups.setdefault(ident, []).append(i)
-    if len(groups) == len(identities):
-        return WorldRender.cat(
-            [
-                render_identity(ident, labels[i : i + 1], resolution, supersample, max_steps, num_threads)
-                for i, ident in enumerate(identities)
-            ]
-        )
     parts_of: list[WorldRender] = []
     order: list[int] = []
     for ident, rows in groups.items():
