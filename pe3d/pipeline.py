@@ -5,6 +5,7 @@
     pipe.set_adapter("golden_statue")                # ... and switched without reloading the base
     out = pipe(image, prompt="make it a golden statue", strength=0.8)
     out.image, out.views, out.depths                 # edit at the input camera, novel views, depth
+    mesh = pipe.mesh(out.triplane[0])                # marching cubes on the edited density (pe3d.mesh)
 
 Adapters hold only the tensors norm-only adaptation trains; the pipeline keeps a copy of
 the base editor's values of those tensors, so switching or unloading restores them exactly.
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pe3d.geometry import label_from_yaw_pitch
+from pe3d.mesh import DEFAULT_GRID, DEFAULT_LEVEL, Mesh, triplane_mesh
 from pe3d.models.checkpoints import model_hash
 from pe3d.models.editor import EditorCore, Prompts, load_editor
 from pe3d.styles.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
@@ -176,6 +178,16 @@ class EditPipeline:
             depths=novel.depth.reshape(batch, n, 1, side, side),
             cameras=cameras,
         )
+
+    def check_prompt(self, prompt: str | Sequence[str] | None) -> None:
+        """Raise the encoder's ``ValueError`` now for an empty text prompt (before any image work)."""
+        if prompt is not None and self.editor.text_encoder is not None:
+            self.editor.text_encoder.tokenize(prompt)
+
+    def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
+        """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``
+        (e.g. ``result.triplane[0]``), with vertex colours; see :mod:`pe3d.mesh`."""
+        return triplane_mesh(self.editor.renderer, triplane.to(self.device), resolution, level)
 
     def _prompts(self, prompt, prompt_image, batch: int) -> Prompts:
         texts = None

@@ -36,7 +36,7 @@ def test_edit_command_writes_image_depth_and_turntable(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray((np.random.default_rng(0).random((80, 60, 3)) * 255).astype("uint8")).save(photo)
     out = tmp_path / "out"
-    assert main(["edit", str(photo), "--style", "bronze_statue", "--out", str(out), "--views", "3"]) == 0
+    assert main(["edit", str(photo), "--style", "bronze_statue", "--out", str(out), "--views", "3", "--no-align"]) == 0
     for name in ("edited.png", "depth.png", "turntable.gif"):
         assert (out / name).is_file()
     assert Image.open(out / "edited.png").size == (64, 64)

@@ -15,7 +15,15 @@ from pe3d.faces.models import dlib_models
 
 
 class FaceSelectionError(ValueError):
-    """No face, or several faces and no choice of which; the message says what to pass."""
+    """No face, or several faces and no choice of which; the message says what to pass.
+
+    Attributes:
+        count: how many faces were found (``None`` when not known).
+    """
+
+    def __init__(self, message: str, count: int | None = None) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,12 @@ def detect_faces(image: np.ndarray | torch.Tensor, upsample: int = 1, min_score:
 def choose_face(faces: list[Face], choice: str | int | None, source: str = "image") -> Face:
     """Pick one face: ``None`` demands exactly one, ``"largest"`` the biggest, an int that index (largest first)."""
     if not faces:
-        raise FaceSelectionError(f"{source}: no face found; use a photo with one visible, roughly frontal face")
+        raise FaceSelectionError(f"{source}: no face found; use a photo with one visible, roughly frontal face", 0)
     if choice is None:
         if len(faces) > 1:
             raise FaceSelectionError(
-                f"{source}: found {len(faces)} faces; choose one with --face largest or --face N (0..{len(faces) - 1}, largest first)"
+                f"{source}: found {len(faces)} faces; choose one with --face largest or --face N (0..{len(faces) - 1}, largest first)",
+                len(faces),
             )
         return faces[0]
     if choice == "largest":
@@ -85,9 +94,9 @@ def choose_face(faces: list[Face], choice: str | int | None, source: str = "imag
     try:
         index = int(choice)
     except (TypeError, ValueError):
-        raise FaceSelectionError(f"{source}: --face must be 'largest' or an integer index, got {choice!r}") from None
+        raise FaceSelectionError(f"{source}: --face must be 'largest' or an integer index, got {choice!r}", len(faces)) from None
     if not 0 <= index < len(faces):
-        raise FaceSelectionError(f"{source}: --face {index} is out of range; found {len(faces)} face(s) (0..{len(faces) - 1})")
+        raise FaceSelectionError(f"{source}: --face {index} is out of range; found {len(faces)} face(s) (0..{len(faces) - 1})", len(faces))
     return faces[index]
 
 

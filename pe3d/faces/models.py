@@ -23,7 +23,7 @@ MODEL_FILES = {
 INSTALL_HINT = "pip install dlib-bin face-recognition-models"
 
 
-class FaceModelsMissing(RuntimeError):
+class FaceModelsMissing(FileNotFoundError):
     """dlib or its model files are not installed; the message says how to install them."""
 
 

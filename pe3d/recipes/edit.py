@@ -1,19 +1,48 @@
-"""``pe3d edit``: a portrait file in, the edited image, a turntable GIF and depth maps out.
+"""``pe3d edit``: photos in; the edited image, turntable GIF / MP4, depth maps and a mesh out.
 
-The photo is centre-cropped to a square and resized to the model's input; there is no face
-detection or camera estimation yet (the input camera is the frontal FFHQ camera), so it works
-best on portraits framed like FFHQ or the embedded world.
+A real photo goes through :func:`pe3d.faces.prepare_portrait`: dlib finds the face (one, or
+the one ``face`` picks), the crop is aligned like the world's frontal renders and the camera
+is estimated from the landmarks, so the edit is rendered at the photo's own viewpoint.
+``align=False`` keeps the old path for inputs that are already framed like the world (e.g.
+world renders): centre square, frontal camera.
+
+Files per photo (in ``out``): ``input.png`` (what the model sees), ``edited.png`` (the edit
+at the input camera), ``depth.png``, ``overview.png`` (photo | model input | edit | views at
+yaw -30 / +30 | depth, one strip), ``turntable.gif`` (``input | view | depth``, ping-pong),
+``turntable.mp4`` (one sweep), ``depth/view_000.png ...`` (the turntable's depth maps),
+``portrait.json`` (face box, detection score, camera angles, 25-d label; aligned photos only)
+and, when asked, a PLY mesh of the edited head.
+
+A folder of photos (:func:`edit_folder`) writes one subfolder per photo, shows a progress
+bar, reports and skips photos that fail, and ends with a summary.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image
+from torch import Tensor
 
-from pe3d.images import center_square, load_image
+from pe3d.images import ImageLoadError, center_square, load_image
+from pe3d.io import atomic_write, atomic_write_text
 from pe3d.pipeline import EditPipeline
-from pe3d.turntable import depth_to_gray, to_uint8, turntable_cameras, write_turntable_gif
+from pe3d.turntable import (
+    depth_to_gray,
+    to_uint8,
+    turntable_cameras,
+    write_depth_pngs,
+    write_turntable_gif,
+    write_turntable_mp4,
+)
+
+ALIGNED_SIZE = 256
+"""Side of the aligned crop saved as ``input.png`` (the pipeline resizes it to the model's input)."""
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+"""File types a batch folder is scanned for."""
 
 
 def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
@@ -28,6 +57,141 @@ def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     return (spec.prompts.test or spec.prompts.train)[0]
 
 
+@dataclass
+class EditSettings:
+    """How every photo of one ``pe3d edit`` run is edited.
+
+    Attributes:
+        prompt: text prompt (resolved from the style when only a style is given).
+        reference: ``[3, H, W]`` reference image prompt, or ``None``.
+        views: turntable frames.
+        strength: 0 = reconstruction, 1 = full edit.
+        resolution: render side in pixels.
+        face: ``None`` (exactly one face), ``"largest"`` or an index.
+        align: detect / align / estimate the camera (``False``: centre square, frontal camera).
+        mesh: PLY file name or path, or ``None`` for no mesh (see :func:`mesh_path`).
+        mesh_resolution: marching-cubes grid points per axis.
+    """
+
+    prompt: str | None = None
+    reference: Tensor | None = None
+    views: int = 24
+    strength: float = 1.0
+    resolution: int = 64
+    face: str | int | None = None
+    align: bool = True
+    mesh: str | None = None
+    mesh_resolution: int = 96
+
+
+def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
+    """Where the mesh goes: a bare file name lands in ``out``; a path is used as given, except
+    in batch mode, where its file name lands in each photo's folder."""
+    path = Path(mesh)
+    if path.suffix.lower() != ".ply":
+        raise ValueError(f"--mesh {mesh}: the mesh file must end in .ply")
+    if batch or path.parent == Path("."):
+        return out / path.name
+    return path
+
+
+def prepare_input(image: Tensor, settings: EditSettings, source: str) -> tuple[Tensor, Tensor | None, dict]:
+    """``(model input [3, S, S], input camera [25] or None, facts for portrait.json)`` of one photo."""
+    if not settings.align:
+        return center_square(image), None, {}
+    from pe3d.faces import FaceSelectionError, prepare_portrait
+
+    try:
+        portrait = prepare_portrait(image, ALIGNED_SIZE, face=settings.face, source=source)
+    except FaceSelectionError as error:
+        if error.count != 0:
+            raise
+        raise FaceSelectionError(f"{error} (or --no-align for an image already framed like the world's renders)", 0) from None
+    facts = {
+        "face_box": list(portrait.face.box),
+        "face_score": portrait.face.score,
+        "yaw_deg": portrait.yaw_deg,
+        "pitch_deg": portrait.pitch_deg,
+        "estimated_yaw_deg": portrait.estimate.yaw_deg,
+        "estimated_pitch_deg": portrait.estimate.pitch_deg,
+        "roll_deg": portrait.estimate.roll_deg,
+        "reprojection_rms": portrait.estimate.rms_error,
+        "camera": [round(float(v), 6) for v in portrait.camera],
+    }
+    return portrait.image, portrait.camera, facts
+
+
+def _save_png(path: Path, image: Tensor) -> Path:
+    picture = Image.fromarray(to_uint8(image))
+    return atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+OVERVIEW_TILE = 128
+"""Side of each tile of ``overview.png``."""
+OVERVIEW_YAWS_DEG = (-30.0, 30.0)
+"""Novel views shown on ``overview.png`` (the turntable frames nearest these yaws)."""
+
+
+def overview_image(photo: Tensor, model_input: Tensor, edited: Tensor, views: Tensor, cameras: Tensor, depth: Tensor) -> Image.Image:
+    """One strip: photo (centre square) | model input | edit at the input camera | novel views | depth.
+
+    ``views [N, 3, R, R]`` are the turntable renders at ``cameras [N, 25]``; the frames nearest
+    :data:`OVERVIEW_YAWS_DEG` are shown.
+    """
+    from pe3d.geometry import yaw_pitch_from_cam2world
+
+    yaws = torch.rad2deg(yaw_pitch_from_cam2world(cameras[:, :16].reshape(-1, 4, 4))[0])
+    picks = [int((yaws - target).abs().argmin()) for target in OVERVIEW_YAWS_DEG]
+    tiles = [center_square(photo), model_input, edited, *[views[i] for i in picks], depth_to_gray(depth)]
+    size = (OVERVIEW_TILE, OVERVIEW_TILE)
+    resized = [torch.nn.functional.interpolate(t[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0] for t in tiles]
+    return Image.fromarray(to_uint8(torch.cat(resized, dim=-1)))
+
+
+def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: EditSettings, batch: bool = False) -> dict[str, Path]:
+    """Edit one photo file with a ready pipeline; returns the written files by kind."""
+    photo, out = Path(photo), Path(out)
+    original = load_image(photo)
+    image, camera, facts = prepare_input(original, settings, str(photo))
+    result = pipe(image, prompt=settings.prompt, prompt_image=settings.reference, strength=settings.strength,
+                  cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "input": _save_png(out / "input.png", image),
+        "edited": _save_png(out / "edited.png", result.image[0]),
+        "depth": _save_png(out / "depth.png", depth_to_gray(result.depth[0])),
+        "turntable": write_turntable_gif(image, result.views[0], result.depths[0], out / "turntable.gif"),
+        "video": write_turntable_mp4(image, result.views[0], result.depths[0], out / "turntable.mp4"),
+    }
+    files["depth_views"] = write_depth_pngs(result.depths[0], out / "depth")[0].parent
+    sheet = overview_image(original, image, result.image[0], result.views[0], result.cameras, result.depth[0])
+    files["overview"] = atomic_write(out / "overview.png", lambda tmp: sheet.save(tmp, format="PNG", optimize=True))
+    if facts:
+        files["portrait"] = atomic_write_text(out / "portrait.json", json.dumps({"photo": str(photo), **facts}, indent=2) + "\n")
+    if settings.mesh is not None:
+        from pe3d.mesh import write_ply
+
+        files["mesh"] = write_ply(mesh_path(settings.mesh, out, batch), pipe.mesh(result.triplane[0], resolution=settings.mesh_resolution))
+    return files
+
+
+def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -> EditSettings:
+    if sum(x is not None for x in (style, prompt, prompt_image)) == 0:
+        raise ValueError("give --style NAME, --prompt TEXT or --prompt-image FILE")
+    if style is not None:
+        prompt = prompt or resolve_style_prompt(pipe, style)
+    pipe.check_prompt(prompt)
+    reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
+    settings = EditSettings(prompt=prompt, reference=reference, **options)
+    if settings.views < 1:
+        raise ValueError(f"--views must be at least 1, got {settings.views}")
+    if not 0.0 <= settings.strength <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1], got {settings.strength}")
+    if settings.mesh is not None:
+        mesh_path(settings.mesh, Path("."), batch=False)  # validates the name
+    return settings
+
+
 def edit_photo(
     photo: str | Path,
     out: str | Path,
@@ -38,21 +202,70 @@ def edit_photo(
     strength: float = 1.0,
     weights: str | None = None,
     resolution: int = 64,
+    face: str | int | None = None,
+    align: bool = True,
+    mesh: str | None = None,
 ) -> dict[str, Path]:
-    """Edit one photo; returns the written files by kind."""
-    if sum(x is not None for x in (style, prompt, prompt_image)) == 0:
-        raise ValueError("give --style NAME, --prompt TEXT or --prompt-image FILE")
+    """Edit one photo (see the module docstring); returns the written files by kind."""
     pipe = EditPipeline.from_pretrained(weights)
-    if style is not None:
-        prompt = prompt or resolve_style_prompt(pipe, style)
-    image = center_square(load_image(photo))
-    reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
-    front = pipe(image, prompt=prompt, prompt_image=reference, strength=strength, resolution=resolution)
-    turn = pipe(image, prompt=prompt, prompt_image=reference, strength=strength, cameras=turntable_cameras(views), resolution=resolution)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"edited": out / "edited.png", "depth": out / "depth.png", "turntable": out / "turntable.gif"}
-    Image.fromarray(to_uint8(front.image[0])).save(files["edited"])
-    Image.fromarray(to_uint8(depth_to_gray(front.depth[0]))).save(files["depth"])
-    write_turntable_gif(image, turn.views[0], turn.depths[0], files["turntable"])
-    return files
+    settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,
+                              face=face, align=align, mesh=mesh)
+    return edit_one(pipe, photo, out, settings)
+
+
+@dataclass
+class BatchReport:
+    """Outcome of :func:`edit_folder`: the photos done (with their folders) and those that failed (with the message)."""
+
+    done: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line per failure plus a count line."""
+        lines = [f"failed: {path}: {message}" for path, message in self.failed]
+        lines.append(f"edited {len(self.done)} of {len(self.done) + len(self.failed)} photos ({len(self.failed)} failed)")
+        return "\n".join(lines)
+
+
+def list_photos(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by suffix), sorted; an error when there are none."""
+    photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise ValueError(f"{folder}: no image files ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+    return photos
+
+
+def edit_folder(folder: str | Path, out: str | Path, weights: str | None = None, style: str | None = None,
+                prompt: str | None = None, prompt_image: str | Path | None = None, progress: bool = True, **options) -> BatchReport:
+    """Edit every photo in ``folder`` into ``out/<photo stem>/``; a failing photo is reported and skipped.
+
+    ``options`` are those of :func:`edit_photo` (views, strength, resolution, face, align, mesh).
+    """
+    from tqdm import tqdm
+
+    folder, out = Path(folder), Path(out)
+    photos = list_photos(folder)
+    pipe = EditPipeline.from_pretrained(weights)
+    settings = _load_settings(pipe, style, prompt, prompt_image, **options)
+    report = BatchReport()
+    names = _unique_stems(photos)
+    bar = tqdm(photos, desc="pe3d edit", unit="photo", disable=not progress)
+    for photo in bar:
+        bar.set_postfix_str(photo.name)
+        try:
+            edit_one(pipe, photo, out / names[photo], settings, batch=True)
+        except (ValueError, OSError, ImageLoadError) as error:
+            report.failed.append((photo, str(error)))
+            bar.write(f"skipped {photo}: {error}")
+            continue
+        report.done.append((photo, out / names[photo]))
+    return report
+
+
+def _unique_stems(photos: list[Path]) -> dict[Path, str]:
+    """Output folder name per photo: its stem, with the suffix added when two photos share a stem."""
+    stems = [p.stem for p in photos]
+    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}") for p in photos}
+
+
+__all__ = ["BatchReport", "EditSettings", "edit_folder", "edit_one", "edit_photo", "list_photos", "mesh_path", "resolve_style_prompt"]

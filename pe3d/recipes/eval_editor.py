@@ -12,15 +12,13 @@ identity (frontal input) and each test prompt of the style we report
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from pe3d.geometry import label_from_yaw_pitch
+from pe3d.metrics.ground_truth import build_world_targets, psnr
 from pe3d.models.editor import EditorCore, Prompts
-from pe3d.recipes.eval_prior import psnr
 
 NOVEL_YAWS_DEG = (-30.0, 30.0)
 """Yaw angles of the novel views scored."""
@@ -57,30 +55,23 @@ def evaluate_editor(
     progress: bool = True,
 ) -> EditScores:
     """Score ``editor`` on ``count`` held-out identities with every test prompt of ``spec``."""
-    from pe3d.world import WorldSplit, apply_style_filter, render_identities, sample_identity
-
     editor.eval()
     filter_name = style_filter_name(spec)
     prompts = list(spec.prompts.test) or list(spec.prompts.train)
     size = editor.cfg.prior.encoder.image_size
-    ids = [sample_identity(seed, i) for i in WorldSplit().heldout_indices(count)]
-    n = len(ids)
     views = {"input": (0.0, 0.0), **{f"yaw{y:+.0f}": (y, 0.0) for y in NOVEL_YAWS_DEG}}
-    truth = {}
-    for name, (yaw, pitch) in views.items():
-        labels = label_from_yaw_pitch([math.radians(yaw)] * n, [math.radians(pitch)] * n)
-        gt = render_identities(ids, labels, resolution)
-        truth[name] = (labels, apply_style_filter(filter_name, gt.rgb, gt.parts), gt.rgb)
-    image = torch.nn.functional.interpolate(truth["input"][2], size=(size, size), mode="area")
+    truth = build_world_targets(filter_name, count, resolution, seed, views).views
+    image = torch.nn.functional.interpolate(truth["input"].source, size=(size, size), mode="area")
     sums = torch.zeros(3)
     for prompt in tqdm(prompts, desc=f"evaluating {spec.name}", disable=not progress):
-        planes = editor(image, Prompts(texts=[prompt] * n))
-        for name, (labels, target, _) in truth.items():
-            render = editor.render(planes, labels, resolution=resolution).image.clamp(0, 1)
+        planes = editor(image, Prompts(texts=[prompt] * count))
+        for name, view in truth.items():
+            render = editor.render(planes, view.labels, resolution=resolution).image.clamp(0, 1)
+            target = view.image
             if name == "input":
                 sums[0] += (render - target).abs().flatten(1).mean(1).sum()
                 sums[1] += psnr(render, target).sum()
             else:
                 sums[2] += psnr(render, target).sum() / len(NOVEL_YAWS_DEG)
-    total = n * len(prompts)
+    total = count * len(prompts)
     return EditScores(*(float(v) / total for v in sums))

@@ -9,23 +9,18 @@ the input's ground-truth depth map) unchanged at every view.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from pe3d.geometry import label_from_yaw_pitch
+from pe3d.metrics.ground_truth import GT_VIEWS, build_world_targets, masked_abs_error, psnr
 from pe3d.models.prior import PriorModel
 
-EVAL_VIEWS: dict[str, tuple[float, float]] = {
-    "input": (0.0, 0.0),
-    "yaw-30": (-30.0, 0.0),
-    "yaw+30": (30.0, 0.0),
-    "pitch-15": (0.0, -15.0),
-    "pitch+15": (0.0, 15.0),
-}
-"""View name -> (yaw, pitch) in degrees."""
+__all__ = ["EVAL_VIEWS", "ViewScores", "evaluate_prior", "format_table", "masked_abs_error", "psnr"]
+
+EVAL_VIEWS: dict[str, tuple[float, float]] = dict(GT_VIEWS)
+"""View name -> (yaw, pitch) in degrees (the input camera, yaw +-30, pitch +-15)."""
 
 
 @dataclass
@@ -38,18 +33,6 @@ class ViewScores:
     baseline_depth_error: float
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of ``[B,3,H,W]`` images in [0,1] -> ``[B]``."""
-    mse = ((pred.clamp(0, 1) - target) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return -10.0 * torch.log10(mse)
-
-
-def masked_abs_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image mean ``|pred - target|`` over ``mask`` -> ``[B]``."""
-    mask = mask.float()
-    return ((pred - target).abs() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1.0)
-
-
 @torch.no_grad()
 def evaluate_prior(
     model: PriorModel,
@@ -60,27 +43,22 @@ def evaluate_prior(
     progress: bool = True,
 ) -> dict[str, ViewScores]:
     """Scores per view name of :data:`EVAL_VIEWS` on ``count`` held-out identities."""
-    from pe3d.world import WorldSplit, render_identities, sample_identity
-
     model.eval()
     input_size = model.cfg.encoder.image_size
-    indices = list(WorldSplit().heldout_indices(count))
     sums: dict[str, list[float]] = {name: [0.0, 0.0, 0.0, 0.0] for name in EVAL_VIEWS}
     for start in tqdm(range(0, count, batch_size), desc="evaluating prior", disable=not progress):
-        ids = [sample_identity(seed, i) for i in indices[start : start + batch_size]]
-        frontal = label_from_yaw_pitch([0.0] * len(ids), [0.0] * len(ids))
-        source = render_identities(ids, frontal, resolution, supersample=2)
-        image = torch.nn.functional.interpolate(source.rgb, size=(input_size, input_size), mode="area")
+        size = min(batch_size, count - start)
+        targets = build_world_targets(None, size, resolution, seed, EVAL_VIEWS, supersample=2, offset=start)
+        source = targets.views["input"]
+        image = torch.nn.functional.interpolate(source.source, size=(input_size, input_size), mode="area")
         planes = model(image)
-        for name, (yaw, pitch) in EVAL_VIEWS.items():
-            labels = label_from_yaw_pitch([math.radians(yaw)] * len(ids), [math.radians(pitch)] * len(ids))
-            truth = render_identities(ids, labels, resolution, supersample=2)
-            out = model.render(planes, labels, resolution=resolution)
+        for name, truth in targets.views.items():
+            out = model.render(planes, truth.labels, resolution=resolution)
             scores = (
-                psnr(out.image, truth.rgb),
-                masked_abs_error(out.depth, truth.depth, truth.mask[:, None]),
-                psnr(source.rgb, truth.rgb),
-                masked_abs_error(source.depth, truth.depth, truth.mask[:, None]),
+                psnr(out.image, truth.image),
+                masked_abs_error(out.depth, truth.depth, truth.mask),
+                psnr(source.source, truth.image),
+                masked_abs_error(source.depth, truth.depth, truth.mask),
             )
             for k, value in enumerate(scores):
                 sums[name][k] += float(value.sum())
