@@ -27,6 +27,14 @@ def _png(path: Path, size=(64, 64)) -> Path:
     return path
 
 
+def _two_faces_png(path: Path) -> Path:
+    from skimage.data import astronaut
+
+    face = astronaut()[:256, 100:356]
+    Image.fromarray(np.concatenate([face, face], axis=1)).save(path)
+    return path
+
+
 def _huge_png(path: Path) -> Path:
     Image.new("1", (9500, 9500)).save(path)  # 90 M pixels in the header; refused before decoding
     return path
@@ -39,6 +47,9 @@ CLI_CASES = [
     ("truncated image", lambda t: ["edit", str(_truncated(t)), "--prompt", "x", "--out", str(t / "o")], r"cut\.png: cannot read image"),
     ("tiny image", lambda t: ["edit", str(_png(t / "tiny.png", (8, 8))), "--prompt", "x", "--out", str(t / "o")], r"tiny\.png: 8x8 image is smaller than"),
     ("huge image", lambda t: ["edit", str(_huge_png(t / "huge.png")), "--prompt", "x", "--out", str(t / "o")], r"huge\.png: 9500x9500 image exceeds"),
+    ("no face", lambda t: ["edit", str(_png(t / "blank.png")), "--prompt", "x", "--out", str(t / "o")], r"blank\.png: no face found"),
+    ("several faces", lambda t: ["edit", str(_two_faces_png(t / "two.png")), "--prompt", "x", "--out", str(t / "o")], r"two\.png: found 2 faces; choose one with --face largest or --face N"),
+    ("face index out of range", lambda t: ["edit", str(_two_faces_png(t / "two.png")), "--prompt", "x", "--face", "5", "--out", str(t / "o")], r"two\.png: --face 5 is out of range; found 2"),
     ("no prompt", lambda t: ["edit", str(_png(t / "a.png")), "--out", str(t / "o")], r"give --style NAME, --prompt TEXT or --prompt-image"),
     ("empty prompt", lambda t: ["edit", str(_png(t / "a.png")), "--prompt", "   ", "--out", str(t / "o")], r"prompt 0 is empty"),
     ("unknown style", lambda t: ["pairs", "--style", "no_such_style"], r"no_such_style.*bronze_statue"),

@@ -40,6 +40,11 @@ __all__ = [
     "MANIFEST_FILE",
     "META_FILE",
     "ManifestError",
+    "check_or_write_meta",
+    "complete_records",
+    "locked_pair_set",
+    "pair_set_complete",
+    "resolve_pair_count",
     "PairDataConfig",
     "PairDataset",
     "PairRecord",
@@ -220,7 +225,8 @@ def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked_pair_set(folder: Path) -> Iterator[None]:
+    """Hold the pair-set folder's writer lock (``ManifestError`` when another process holds it)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a+") as handle:
         try:
@@ -298,12 +304,73 @@ def _write_one(folder: Path, manifest: Path, style: str, index: int, pair: Any) 
     return record
 
 
+def resolve_pair_count(spec: Any, generator: Any, count: int | None) -> int:
+    """``count``, or by default ``spec.pairs.count`` capped to what ``generator`` can make.
+
+    Raises:
+        ValueError: ``count`` is negative or exceeds what the generator can make.
+    """
+    limit = generator.max_pairs()
+    if count is None:
+        count = spec.pairs.count if limit is None else min(spec.pairs.count, limit)
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if limit is not None and count > limit:
+        raise ValueError(f"style {spec.name!r}: generator {spec.generator!r} can make only {limit} pairs, asked for {count}")
+    return count
+
+
+def complete_records(folder: str | Path) -> dict[int, PairRecord]:
+    """Read-only: the records of ``folder``'s manifest whose image files all exist, by id
+    (a torn last line is ignored; ``{}`` when there is no manifest)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST_FILE).is_file():
+        return {}
+    records = read_manifest(folder / MANIFEST_FILE, drop_torn_tail=True)
+    return {r.id: r for r in records if all((folder / p).is_file() for p in r.files())}
+
+
+def check_or_write_meta(spec: Any, folder: str | Path) -> None:
+    """Write ``pairs.json`` for ``spec``, or check that the one on disk has the same settings.
+
+    Raises:
+        ManifestError: the folder holds pairs made with other settings (the first difference named).
+    """
+    folder = Path(folder)
+    meta = json.loads(json.dumps(pair_set_meta(spec)))
+    meta_path = folder / META_FILE
+    if meta_path.is_file():
+        difference = _diff(read_meta(folder), meta)
+        if difference:
+            raise ManifestError(f"{meta_path}: pairs here were made with other settings ({difference}); use a new folder")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+
+
+def pair_set_complete(spec: Any, folder: str | Path, count: int) -> bool:
+    """Read-only check: ``folder`` holds pairs ``0 .. count-1`` of ``spec`` (same settings, files present).
+
+    Takes no lock and writes nothing, so any number of processes (e.g. the ranks of a
+    distributed training launch) may call it at once.
+    """
+    folder = Path(folder)
+    try:
+        if not (folder / META_FILE).is_file() or _diff(read_meta(folder), json.loads(json.dumps(pair_set_meta(spec)))):
+            return False
+        done = complete_records(folder)
+    except ManifestError:
+        return False
+    return all(i in done for i in range(count))
+
+
 def write_pairs(
     spec: Any,
     out_dir: str | Path,
     count: int | None = None,
     progress: bool = True,
     batch_size: int = 8,
+    ids: Sequence[int] | None = None,
 ) -> Path:
     """Generate ``count`` pairs of a style into ``out_dir`` (resumable); return the manifest path.
 
@@ -314,6 +381,8 @@ def write_pairs(
             what the generator can make.
         progress: show a tqdm bar.
         batch_size: pairs generated per generator call.
+        ids: write only these ids (each below ``count``), e.g. one shard of a sharded run
+            (:mod:`pe3d.data.sharding`); default all of ``0 .. count-1``.
 
     Raises:
         ManifestError: the folder holds pairs made with other settings, is being written by
@@ -325,26 +394,17 @@ def write_pairs(
     folder = Path(out_dir)
     manifest = folder / MANIFEST_FILE
     generator = build_generator(spec)
-    limit = generator.max_pairs()
-    if count is None:
-        count = spec.pairs.count if limit is None else min(spec.pairs.count, limit)
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    if limit is not None and count > limit:
-        raise ValueError(f"style {spec.name!r}: generator {spec.generator!r} can make only {limit} pairs, asked for {count}")
-    with _locked(folder):
-        meta = json.loads(json.dumps(pair_set_meta(spec)))
-        meta_path = folder / META_FILE
-        if meta_path.is_file():
-            difference = _diff(read_meta(folder), meta)
-            if difference:
-                raise ManifestError(f"{meta_path}: pairs here were made with other settings ({difference}); use a new folder")
-        else:
-            atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    count = resolve_pair_count(spec, generator, count)
+    wanted = list(range(count)) if ids is None else sorted(set(int(i) for i in ids))
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < count:
+        raise ValueError(f"ids must lie in [0, {count}), got {wanted[0]} .. {wanted[-1]}")
+    with locked_pair_set(folder):
+        check_or_write_meta(spec, folder)
         _clean_temp_files(folder)
         done = _recover(folder, manifest)
-        todo = [i for i in range(count) if i not in done]
-        bar = tqdm(total=count, initial=count - len(todo), desc=f"pairs {spec.name}", unit="pair", disable=not progress)
+        todo = [i for i in wanted if i not in done]
+        total = len(wanted)
+        bar = tqdm(total=total, initial=total - len(todo), desc=f"pairs {spec.name}", unit="pair", disable=not progress)
         try:
             step = max(1, batch_size)
             for start in range(0, len(todo), step):

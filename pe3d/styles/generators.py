@@ -1,6 +1,7 @@
 """Pair generators: make (input portrait, edited portrait) pseudo-label pairs for a style.
 
-They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1). Built-ins:
+They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1), or run it
+(``instruct-pix2pix``). Built-ins:
 
 ``filter``
     ``params: {filter: <name>, source: world|folder, dir: <images>, cameras: cameras.json}``.
@@ -15,6 +16,9 @@ They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1). Built
     ``params: {dir: <folder>}`` with ``before/`` and ``after/`` images matched by file name
     (stem): user- or artist-made example pairs, as for the paper's fast adaptation (Sec. 4.3).
     Cameras come from ``<dir>/cameras.json`` when present, else frontal.
+
+``instruct-pix2pix``
+    The paper's 2D editor with BLIP captions for image prompts: :mod:`pe3d.styles.ip2p`.
 
 Every generator is deterministic per pair index: pair ``i`` depends only on the style and
 ``i`` (its seed is :meth:`PairGenerator.pair_seed`), so a pair set can be extended or
@@ -192,11 +196,13 @@ def resolve_data_dir(spec: StyleSpec, value: str, key: str) -> Path:
     return resolved
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files of ``folder`` sorted by name."""
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files of ``folder`` sorted by name (by relative path when ``recursive``, e.g. the
+    ``00000/img00000000.png`` layout of EG3D's FFHQ folders)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load_image(path: str | Path, resolution: int) -> Tensor:
@@ -247,7 +253,8 @@ def load_cameras(path: Path) -> dict[str, Tensor]:
     return out
 
 
-def _camera_for(cameras: dict[str, Tensor], image: Path) -> Tensor:
+def camera_for(cameras: dict[str, Tensor], image: Path) -> Tensor:
+    """The camera of ``image`` in a :func:`load_cameras` mapping (by name, then stem); frontal if absent."""
     for key in (image.name, image.stem):
         if key in cameras:
             return cameras[key].clone()
@@ -269,6 +276,16 @@ def world_seed() -> int:
     from pe3d.world import WorldSplit
 
     return int(WorldSplit().seed)
+
+
+def render_world(identity_indices: Sequence[int], cameras: Sequence[Tensor], resolution: int, supersample: int = 1) -> tuple[Tensor, Tensor]:
+    """RGB ``[N, 3, R, R]`` and part masks of world identities (:func:`world_seed`) at ``cameras`` (``[25]`` each)."""
+    from pe3d.world import render_identities, sample_identity
+
+    seed = world_seed()
+    identities = [sample_identity(seed, int(index)) for index in identity_indices]
+    render = render_identities(identities, torch.stack(list(cameras)), resolution=resolution, supersample=supersample)
+    return render.rgb, render.parts
 
 
 def filter_names() -> list[str]:
@@ -330,8 +347,6 @@ class FilterGenerator(PairGenerator):
             self._images = list_images(folder)
             if (folder / params.cameras).is_file():
                 self._cameras = load_cameras(folder / params.cameras)
-        else:
-            self._world_seed = world_seed()
 
     def max_pairs(self) -> int | None:
         """Unlimited for world renders; the number of images for a folder."""
@@ -341,16 +356,7 @@ class FilterGenerator(PairGenerator):
         return world_identity(self.spec.pairs.split, self.spec.pairs.identity_offset + position)
 
     def _render(self, identity_indices: list[int], cameras: list[Tensor]) -> tuple[Tensor, Tensor]:
-        from pe3d.world import render_identities, sample_identity
-
-        identities = [sample_identity(self._world_seed, index) for index in identity_indices]
-        render = render_identities(
-            identities,
-            torch.stack(cameras),
-            resolution=self.spec.pairs.resolution,
-            supersample=self.spec.pairs.supersample,
-        )
-        return render.rgb, render.parts
+        return render_world(identity_indices, cameras, self.spec.pairs.resolution, self.spec.pairs.supersample)
 
     def generate(self, indices: Sequence[int]) -> list[Pair]:
         """Pairs for ``indices`` (world renders are batched)."""
@@ -405,7 +411,7 @@ class FilterGenerator(PairGenerator):
         return Pair(
             input=image,
             edited=apply_filter(self.params.filter, image, None, seed),
-            camera=_camera_for(self._cameras, self._images[index]),
+            camera=camera_for(self._cameras, self._images[index]),
             prompt=prompt,
             reference=reference,
             identity=-1,
@@ -478,7 +484,7 @@ class FolderGenerator(PairGenerator):
                 Pair(
                     input=load_image(before, resolution),
                     edited=load_image(after, resolution),
-                    camera=_camera_for(self._cameras, before),
+                    camera=camera_for(self._cameras, before),
                     prompt=prompt,
                     reference=reference,
                     identity=-1,
@@ -486,3 +492,7 @@ class FolderGenerator(PairGenerator):
                 )
             )
         return out
+
+
+# InstructPix2Pix (``generator: instruct-pix2pix``) lives in its own module; importing it registers it.
+from pe3d.styles import ip2p as _ip2p  # noqa: E402,F401
