@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,10 @@ def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
     if not path.is_file():
         raise ImageLoadError(f"{path}: file not found")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # our own pixel cap below replaces PIL's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageLoadError(f"{path}: {width}x{height} image exceeds the {MAX_PIXELS:,}-pixel limit")

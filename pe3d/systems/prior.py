@@ -32,7 +32,8 @@ class PriorSystemConfig:
 
 
 class PriorSystem(L.LightningModule):
-    """Lightning wrapper around a :class:`PriorModel`; batches come from ``WorldViewDataset``."""
+    """Lightning wrapper around a :class:`PriorModel`; batches come from ``WorldViewDataset`` (the world)
+    or ``EG3DTeacherDataset`` (an EG3D teacher, which also provides ``teacher_planes``)."""
 
     def __init__(self, model: PriorModel, cfg: PriorSystemConfig) -> None:
         super().__init__()
