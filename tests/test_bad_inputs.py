@@ -35,6 +35,11 @@ def _two_faces_png(path: Path) -> Path:
     return path
 
 
+def _eg3d_bomb(tmp: Path) -> Path:
+    (tmp / "ffhq512-128.pkl").write_bytes(pickle.dumps({"G_ema": _RunsCode(str(tmp / "PWNED"))}))
+    return tmp / "ffhq512-128.pkl"
+
+
 def _huge_png(path: Path) -> Path:
     Image.new("1", (9500, 9500)).save(path)  # 90 M pixels in the header; refused before decoding
     return path
@@ -58,6 +63,7 @@ CLI_CASES = [
     ("unknown config key", lambda t: ["fit", "prior", "trainer.max_stepz=3"], r"trainer\.max_stepz"),
     ("missing weights", lambda t: ["eval", "prior", "--weights", str(t / "w.safetensors")], r"w\.safetensors: file not found"),
     ("truncated weights", lambda t: ["eval", "prior", "--weights", str(_truncated_weights(t))], r"cut\.safetensors: truncated"),
+    ("EG3D pickle that runs code", lambda t: ["import-eg3d", str(_eg3d_bomb(t)), str(t / "out.safetensors")], r"ffhq512-128\.pkl: .*pathlib"),
     ("wrong kind of weights", lambda t: ["eval", "prior", "--weights", str(ROOT / "pe3d/weights/editor_mini.safetensors")], r"expected a pe3d-prior checkpoint"),
 ]
 
@@ -81,6 +87,7 @@ def test_cli_bad_input(case, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert __import__("re").search(message, err), err
+    assert not (tmp_path / "PWNED").exists(), "pickled code ran"
 
 
 def test_pipeline_refuses_nan_and_truncates_long_prompts():
@@ -141,6 +148,8 @@ def bad_files(tmp_path):
         "bomb.ckpt": pickle.dumps({"state_dict": _RunsCode(str(marker))}),
         "bomb.safetensors": pickle.dumps(_RunsCode(str(marker))),
         "bomb.jsonl": pickle.dumps(_RunsCode(str(marker))),
+        "bomb.pkl": pickle.dumps({"G_ema": _RunsCode(str(marker))}),  # an EG3D network pickle with a payload
+        "bomb.pth": pickle.dumps({"G_init_args": [], "G_init_kwargs": {}, "G": _RunsCode(str(marker))}),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -149,6 +158,8 @@ def bad_files(tmp_path):
 
 def test_crafted_bad_files_through_every_loader(bad_files):
     from pe3d.data.pairs import ManifestError, read_manifest
+    from pe3d.eg3d.importer import read_eg3d_checkpoint
+    from pe3d.metrics.arcface import load_arcface
     from pe3d.images import ImageLoadError, load_image
     from pe3d.io import CorruptFileError, load_tensors
     from pe3d.models.prior import load_prior
@@ -163,6 +174,8 @@ def test_crafted_bad_files_through_every_loader(bad_files):
         "adapter": (read_adapter, (CorruptFileError, AdapterMismatchError)),
         "checkpoint": (SafeCheckpointIO().load_checkpoint, ValueError),
         "manifest": (read_manifest, ManifestError),
+        "eg3d": (read_eg3d_checkpoint, ValueError),
+        "arcface": (load_arcface, (ValueError, OSError)),
     }
     assert load_image(folder / "png_named.safetensors").shape == (3, 64, 64)  # content decides, not the name
     assert read_manifest(folder / "zero.png") == []  # an empty manifest is a pair set with no pairs yet
