@@ -32,3 +32,21 @@ def styles_dir() -> Path:
 def runs_dir() -> Path:
     """Default parent folder of training runs: ``<project_root>/runs``."""
     return project_root() / "runs"
+
+
+def named_config(group: str, name_or_path: str | Path, what: str) -> Path:
+    """``configs/<group>/<name>.yaml`` for a short name, or a YAML path as given.
+
+    ``what`` names the config in errors (e.g. ``"model config"``); an unknown name lists the known ones.
+    """
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"}:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {what} not found")
+        return path
+    folder = configs_dir() / group
+    candidate = folder / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise FileNotFoundError(f"unknown {what} {str(name_or_path)!r}; known: {known}")
+    return candidate

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
-from pe3d.config import ConfigError, configs_dir, load_structured
+from pe3d.config import ConfigError, load_structured, named_config
 
 SR_MODULE_8XDC = "training.superresolution.SuperresolutionHybrid8XDC"
 """The only super-resolution module supported: EG3D's choice for 512^2 (FFHQ, AFHQ)."""
@@ -141,16 +141,7 @@ class EG3DConfig:
 
 def eg3d_preset_path(name_or_path: str | Path) -> Path:
     """``configs/eg3d/<name>.yaml`` for a preset name, or the given YAML path."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"}:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: EG3D config not found")
-        return path
-    candidate = configs_dir() / "eg3d" / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in (configs_dir() / "eg3d").glob("*.yaml"))
-        raise FileNotFoundError(f"unknown EG3D preset {str(name_or_path)!r}; known: {known}")
-    return candidate
+    return named_config("eg3d", name_or_path, "EG3D preset")
 
 
 def load_eg3d_config(name_or_path: str | Path = "ffhq512", overrides: list[str] | tuple[str, ...] = ()) -> EG3DConfig:

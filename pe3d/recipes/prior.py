@@ -15,7 +15,7 @@ from typing import List
 import lightning as L
 from torch.utils.data import DataLoader
 
-from pe3d.config import configs_dir, load_fit_config, save_resolved
+from pe3d.config import configs_dir, load_fit_config, named_config, save_resolved
 from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig, load_teacher, teacher_device
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
 from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
@@ -51,16 +51,7 @@ class PriorFitConfig:
 
 def model_yaml_path(name_or_path: str) -> Path:
     """``configs/model/<name>.yaml`` for a short name, or the path itself."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"}:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: model config not found")
-        return path
-    candidate = configs_dir() / "model" / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml"))
-        raise FileNotFoundError(f"unknown model config {name_or_path!r}; known: {known}")
-    return candidate
+    return named_config("model", name_or_path, "model config")
 
 
 def load_prior_fit_config(config: str | Path | None, overrides: list[str]) -> PriorFitConfig:
