@@ -3,11 +3,15 @@
 Commands:
     pe3d world --out DIR --count N           sample renders + turntable GIF of the world
     pe3d fit prior|distill|adapt [--config YAML] [--resume] [key=value ...]
-    pe3d pairs --style NAME [--count N]      write (or resume) a style's pairs
+    pe3d pairs --style NAME [--count N] [--devices N] [key=value ...]   write (or resume) a style's pairs, sharded
     pe3d styles                              list discovered styles
-    pe3d edit PHOTO --style NAME --out DIR    edited image, depth and turntable of a portrait
+    pe3d edit PHOTO|DIR --style NAME --out DIR  edited image, depth, turntable GIF/MP4 (+ mesh) of portraits
+    pe3d edit-video IN.mp4 --style NAME --out OUT.mp4 [--camera fixed|orbit] [--smooth S]
+    pe3d serve [--host 127.0.0.1] [--port 7860]  the gradio web interface
     pe3d demo --out DIR                      prior -> base editor -> adapt -> turntable + metrics
     pe3d eval prior --weights FILE           quality table on held-out identities
+    pe3d import-eg3d SRC.pkl OUT.safetensors  EG3D checkpoint -> safetensors (no pickled code runs)
+    pe3d bench CONFIG [--out DIR] [k=v ...]  run a benchmark (table1, ablation_losses, adaptation, speed)
 """
 
 from __future__ import annotations
@@ -49,12 +53,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_pairs(args: argparse.Namespace) -> int:
-    from pe3d.data.pairs import write_pairs
+    from pe3d.data.sharding import LaunchConfig, generate_pairs, merge_shards, write_shard
     from pe3d.styles.discovery import load_named_style
 
-    spec = load_named_style(args.style)
+    spec = load_named_style(args.style, overrides=args.overrides)
     out = Path(args.out) if args.out else Path("runs/pairs") / spec.name
-    manifest = write_pairs(spec, out, count=args.count)
+    if args.merge:
+        manifest = merge_shards(spec, out, count=args.count)
+    elif args.shard:
+        rank, _, world = args.shard.partition("/")
+        if not (rank.isdigit() and world.isdigit() and int(rank) < int(world)):
+            raise ValueError(f"--shard {args.shard!r}: expected RANK/WORLD_SIZE with 0 <= RANK < WORLD_SIZE, e.g. 3/8")
+        folder = write_shard(spec, out, int(rank), int(world), count=args.count)
+        print(f"shard {args.shard} of {spec.name!r} in {folder}; merge with `pe3d pairs --style {spec.name} --out {out} --merge`")
+        return 0
+    else:
+        launch = LaunchConfig(devices=args.devices, num_nodes=args.num_nodes, accelerator=args.accelerator)
+        manifest = generate_pairs(spec, out, count=args.count, launch=launch)
     print(f"pairs of {spec.name!r} in {manifest.parent} (manifest: {manifest.name})")
     return 0
 
@@ -66,13 +81,63 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_edit(args: argparse.Namespace) -> int:
-    from pe3d.recipes.edit import edit_photo
+def _face_choice(value: str | None) -> str | int | None:
+    """``--face`` value: ``largest``, an integer index, or ``None``."""
+    if value is None or value == "largest":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--face must be 'largest' or an integer index, got {value!r}") from None
 
-    files = edit_photo(args.photo, args.out, style=args.style, prompt=args.prompt, prompt_image=args.prompt_image,
-                       views=args.views, strength=args.strength, weights=args.weights)
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from pe3d.recipes.edit import edit_folder, edit_photo
+
+    options = dict(style=args.style, prompt=args.prompt, prompt_image=args.prompt_image, views=args.views,
+                   strength=args.strength, weights=args.weights, resolution=args.resolution,
+                   face=_face_choice(args.face), align=not args.no_align, mesh=args.mesh)
+    if Path(args.photo).is_dir():
+        report = edit_folder(args.photo, args.out, **options)
+        print(report.summary())
+        return 1 if report.failed else 0
+    files = edit_photo(args.photo, args.out, **options)
     for kind, path in files.items():
         print(f"{kind}: {path}")
+    return 0
+
+
+def _cmd_edit_video(args: argparse.Namespace) -> int:
+    from pe3d.recipes.edit_video import VideoEditConfig, edit_video
+    from pe3d.video import SmoothingConfig
+
+    cfg = VideoEditConfig(
+        style=args.style, prompt=args.prompt, prompt_image=args.prompt_image, camera=args.camera,
+        orbit_yaw_deg=args.orbit_yaw, orbit_period_s=args.orbit_period, strength=args.strength,
+        resolution=args.resolution, max_frames=args.max_frames, face=_face_choice(args.face), weights=args.weights,
+        compare=args.compare, smooth=SmoothingConfig(strength=args.smooth, adaptive=args.smooth_adaptive),
+    )
+    report = edit_video(args.video, args.out, cfg)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pe3d.config import load_structured
+    from pe3d.web import WebUnavailable, require_gradio, serve
+    from pe3d.web.settings import WebSettings
+
+    try:
+        require_gradio()
+    except WebUnavailable as error:
+        print(f"pe3d serve: error: {error}", file=sys.stderr)
+        return 2
+    flags = {"host": args.host, "port": args.port}
+    if args.weights:
+        flags["weights"] = args.weights
+    settings = load_structured(WebSettings, [args.config, flags] if args.config else [flags], args.overrides)
+    print(f"pe3d serve: http://{settings.host}:{settings.port} (Ctrl+C to stop)")
+    serve(settings)
     return 0
 
 
@@ -81,6 +146,13 @@ def _cmd_styles(args: argparse.Namespace) -> int:
 
     for name, folder in sorted(discover_styles().items()):
         print(f"{name:20s} {folder}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pe3d.bench import run_benchmark
+
+    run_benchmark(args.config, out=args.out, overrides=list(args.overrides))
     return 0
 
 
@@ -97,6 +169,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "prior_quality.md").write_text(table + "\n")
         (out / "prior_quality.json").write_text(json.dumps({k: vars(v) for k, v in scores.items()}, indent=2))
+    return 0
+
+
+def _cmd_import_eg3d(args: argparse.Namespace) -> int:
+    from pe3d.eg3d.importer import import_eg3d
+
+    out = import_eg3d(args.src, args.out, dtype=args.dtype)
+    print(f"EG3D generator from {args.src} written to {out}")
     return 0
 
 
@@ -126,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--style", required=True, help="style name (see `pe3d styles`)")
     pairs.add_argument("--count", type=int, default=None, help="number of pairs (default: the style's pairs.count)")
     pairs.add_argument("--out", default=None, help="folder (default: runs/pairs/<style>)")
+    pairs.add_argument("--devices", type=int, default=1, help="processes per node, sharded (GPUs; CPU processes with --accelerator cpu)")
+    pairs.add_argument("--num-nodes", type=int, default=1, help="nodes of a sharded run (torchrun: taken from its environment)")
+    pairs.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"], help="device kind of a sharded run")
+    pairs.add_argument("--shard", default=None, metavar="RANK/WORLD", help="write only this shard, no process group (e.g. 3/8)")
+    pairs.add_argument("--merge", action="store_true", help="merge the shards of --out into its manifest")
+    pairs.add_argument("overrides", nargs="*", help="key=value style overrides, e.g. params.dir=/data/ffhq512")
     pairs.set_defaults(func=_cmd_pairs)
 
     demo = sub.add_parser("demo", help="the embedded pipeline end to end: prior -> base editor -> adapt -> turntable + metrics")
@@ -136,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=8, help="held-out identities to evaluate")
     demo.set_defaults(func=_cmd_demo)
 
-    edit = sub.add_parser("edit", help="edit a portrait: edited image, depth and a turntable GIF")
-    edit.add_argument("photo", help="portrait image file")
+    edit = sub.add_parser("edit", help="edit a portrait photo (or a folder of them): image, depth, turntable GIF/MP4, mesh")
+    edit.add_argument("photo", help="portrait image file, or a folder of them (batch mode: one subfolder each)")
     edit.add_argument("--out", required=True, help="output folder")
     edit.add_argument("--style", default=None, help="style name (its adapter is used when present)")
     edit.add_argument("--prompt", default=None, help="text prompt")
@@ -145,7 +231,40 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--views", type=int, default=24, help="turntable frames")
     edit.add_argument("--strength", type=float, default=1.0, help="0 = reconstruction, 1 = full edit")
     edit.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
+    edit.add_argument("--resolution", type=int, default=64, help="render side in pixels")
+    edit.add_argument("--face", default=None, help="which face when the photo has several: 'largest' or an index (largest first)")
+    edit.add_argument("--no-align", action="store_true", help="skip face detection/alignment: centre square, frontal camera (for world renders)")
+    edit.add_argument("--mesh", default=None, metavar="FILE.ply",
+                      help="also write a mesh of the edited head (a bare name goes into the output folder)")
     edit.set_defaults(func=_cmd_edit)
+
+    video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")
+    video.add_argument("video", help="input video file")
+    video.add_argument("--out", required=True, help="output MP4 file")
+    video.add_argument("--style", default=None, help="style name (its adapter is used when present)")
+    video.add_argument("--prompt", default=None, help="text prompt")
+    video.add_argument("--prompt-image", default=None, help="reference image prompt")
+    video.add_argument("--camera", choices=["fixed", "orbit"], default="fixed",
+                       help="fixed: each frame's own camera; orbit: yaw swings +-ORBIT_YAW degrees")
+    video.add_argument("--orbit-yaw", type=float, default=30.0, help="orbit amplitude in degrees")
+    video.add_argument("--orbit-period", type=float, default=4.0, help="orbit period in seconds of video")
+    video.add_argument("--smooth", type=float, default=0.7, help="temporal smoothing in [0, 1): 0 = off")
+    video.add_argument("--smooth-adaptive", type=float, default=0.0, help="one-euro-style lag reduction (0 = plain EMA)")
+    video.add_argument("--compare", action="store_true", help="also measure the flicker without smoothing")
+    video.add_argument("--max-frames", type=int, default=None, help="edit only the first N frames")
+    video.add_argument("--resolution", type=int, default=64, help="output side in pixels")
+    video.add_argument("--strength", type=float, default=1.0, help="0 = reconstruction, 1 = full edit")
+    video.add_argument("--face", default="largest", help="which face per frame: largest or an index")
+    video.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
+    video.set_defaults(func=_cmd_edit_video)
+
+    web = sub.add_parser("serve", help='the web interface (gradio; pip install "pe3d[web]")')
+    web.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    web.add_argument("--port", type=int, default=7860)
+    web.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
+    web.add_argument("--config", default=None, help="YAML of pe3d.web.settings.WebSettings (limits, views, ...)")
+    web.add_argument("overrides", nargs="*", help="key=value settings, e.g. limits.max_bytes=5000000")
+    web.set_defaults(func=_cmd_serve)
 
     styles = sub.add_parser("styles", help="list the discovered styles")
     styles.set_defaults(func=_cmd_styles)
@@ -157,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--resolution", type=int, default=64)
     evaluate.add_argument("--out", default=None, help="folder for the table (Markdown + JSON)")
     evaluate.set_defaults(func=_cmd_eval)
+
+    bench = sub.add_parser("bench", help="run a benchmark (benchmarks/*.yaml): results.md, results.csv, plots")
+    bench.add_argument("config", help="benchmark YAML, or a name under benchmarks/: table1, ablation_losses, adaptation, speed, ci/...")
+    bench.add_argument("--out", default=None, help="results folder (default: runs/bench/<name>)")
+    bench.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. world.identities=4")
+    bench.set_defaults(func=_cmd_bench)
+
+    import_eg3d = sub.add_parser("import-eg3d", help="convert an EG3D .pkl (or 3DPE's converted .pth) to safetensors, running no pickled code")
+    import_eg3d.add_argument("src", help="EG3D network pickle, e.g. ffhq512-128.pkl")
+    import_eg3d.add_argument("out", help="output .safetensors file")
+    import_eg3d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="storage type of the weights")
+    import_eg3d.set_defaults(func=_cmd_import_eg3d)
     return parser
 
 
