@@ -2,7 +2,9 @@
 
 Main rooms: :mod:`pe3d.geometry` (cameras, rays), :mod:`pe3d.rendering` (triplane
 volume rendering), :mod:`pe3d.models` (encoders, editor core), :mod:`pe3d.world`
-(the embedded procedural portrait world), :mod:`pe3d.systems` (Lightning training).
+(the embedded procedural portrait world), :mod:`pe3d.systems` (Lightning training),
+:mod:`pe3d.eg3d` (the EG3D generator and its safe importer), :mod:`pe3d.faces` (real photos in),
+:mod:`pe3d.metrics` (the paper's metrics), :mod:`pe3d.bench` (benchmarks), :mod:`pe3d.web` (gradio).
 """
 
 __version__ = "0.1.0"

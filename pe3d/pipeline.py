@@ -152,14 +152,8 @@ class EditPipeline:
             strength: 0 = the unedited reconstruction, 1 = the full edit (triplanes interpolated).
             resolution: render side (default: the model's neural rendering resolution).
         """
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
-        image = self._prepare_image(image)
-        batch = image.shape[0]
-        prompts = self._prompts(prompt, prompt_image, batch)
-        edited = self.editor(image, prompts)
-        if strength < 1.0:
-            edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
+        edited = self.edit_triplane(image, prompt=prompt, prompt_image=prompt_image, strength=strength)
+        batch = edited.shape[0]
         if input_camera is None:
             input_camera = label_from_yaw_pitch([0.0] * batch, [0.0] * batch)
         input_camera = input_camera.reshape(-1, 25).expand(batch, 25).to(self.device)
@@ -167,8 +161,8 @@ class EditPipeline:
             cameras = label_from_yaw_pitch([math.radians(y) for y in DEFAULT_VIEW_YAWS_DEG], [0.0] * len(DEFAULT_VIEW_YAWS_DEG))
         cameras = cameras.reshape(-1, 25).to(self.device)
         n = cameras.shape[0]
-        front = self.editor.render(edited, input_camera, resolution=resolution)
-        novel = self.editor.render(edited.repeat_interleave(n, 0), cameras.repeat(batch, 1), resolution=resolution)
+        front = self.render(edited, input_camera, resolution=resolution)
+        novel = self.render(edited.repeat_interleave(n, 0), cameras.repeat(batch, 1), resolution=resolution)
         side = novel.image.shape[-1]
         return EditResult(
             triplane=edited,
@@ -178,6 +172,30 @@ class EditPipeline:
             depths=novel.depth.reshape(batch, n, 1, side, side),
             cameras=cameras,
         )
+
+    @torch.no_grad()
+    def edit_triplane(
+        self,
+        image: Tensor,
+        prompt: str | Sequence[str] | None = None,
+        prompt_image: Tensor | None = None,
+        strength: float = 1.0,
+    ) -> Tensor:
+        """The edited triplane ``[B, 3, C, Rt, Rt]`` alone (no rendering); arguments as in :meth:`__call__`."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        image = self._prepare_image(image)
+        prompts = self._prompts(prompt, prompt_image, image.shape[0])
+        edited = self.editor(image, prompts)
+        if strength < 1.0:
+            edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
+        return edited
+
+    @torch.no_grad()
+    def render(self, triplane: Tensor, camera: Tensor, resolution: int | None = None):
+        """Render triplanes ``[B, 3, C, Rt, Rt]`` at cameras ``[B, 25]``; a :class:`~pe3d.rendering.RenderOutput`
+        (``image`` is not clamped)."""
+        return self.editor.render(triplane, camera.reshape(-1, 25).to(self.device), resolution=resolution)
 
     def check_prompt(self, prompt: str | Sequence[str] | None) -> None:
         """Raise the encoder's ``ValueError`` now for an empty text prompt (before any image work)."""

@@ -37,9 +37,6 @@ CAMERA_MODES = ("fixed", "orbit")
 """Where the edited frames are rendered from (see the module docstring)."""
 DETECTION_MAX_SIDE = 512
 """Frames are downscaled to this longer side before face detection and editing."""
-_DISCARDED_RENDER_SIDE = 2
-"""``EditPipeline`` always renders its result; in this recipe those renders are discarded
-(the smoothed triplane is rendered instead), so they are made at this tiny size."""
 
 
 @dataclass
@@ -194,8 +191,7 @@ def _prompt_of(pipe: EditPipeline, cfg: VideoEditConfig) -> tuple[Optional[str],
 
 def _render(pipe: EditPipeline, planes: Tensor, camera: Tensor, resolution: int) -> Tensor:
     """``[3, R, R]`` render of ``planes [1, 3, C, Rt, Rt]`` at ``camera [1, 25]``."""
-    with torch.no_grad():
-        return pipe.editor.render(planes, camera.to(planes.device), resolution=resolution).image[0].clamp(0, 1).cpu()
+    return pipe.render(planes, camera, resolution=resolution).image[0].clamp(0, 1).cpu()
 
 
 def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Optional[EditPipeline] = None) -> VideoEditReport:
@@ -207,10 +203,9 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
         tracker = FaceTracker(pipe.editor.cfg.prior.encoder.image_size, cfg.face)
         smoother = TemporalSmoother(cfg.smooth)
 
-        def edited_view(image: Tensor, camera: Tensor, view: Tensor, smooth: bool) -> Tensor:
-            result = pipe(image, prompt=prompt, prompt_image=reference, strength=cfg.strength,
-                          input_camera=camera, cameras=camera[None], resolution=_DISCARDED_RENDER_SIDE)
-            planes = smoother.triplane(result.triplane) if smooth else result.triplane
+        def edited_view(image: Tensor, view: Tensor, smooth: bool) -> Tensor:
+            planes = pipe.edit_triplane(image, prompt=prompt, prompt_image=reference, strength=cfg.strength)
+            planes = smoother.triplane(planes) if smooth else planes
             return _render(pipe, planes, view, cfg.resolution)
 
         outputs, input_flicker, unsmoothed_flicker = [], FlickerMeter(), FlickerMeter()
@@ -223,10 +218,10 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
             orbit = orbit_camera(index / fps, cfg.orbit_yaw_deg, cfg.orbit_period_s)[None]
             input_flicker.update(frame)
             image = tracker.crop(frame, square)
-            outputs.append(edited_view(image, camera, camera[None] if cfg.camera == "fixed" else orbit, smooth=True))
+            outputs.append(edited_view(image, camera[None] if cfg.camera == "fixed" else orbit, smooth=True))
             if cfg.compare:
                 view = face.camera[None] if cfg.camera == "fixed" else orbit
-                unsmoothed_flicker.update(edited_view(tracker.crop(frame, face.square), face.camera, view, smooth=False))
+                unsmoothed_flicker.update(edited_view(tracker.crop(frame, face.square), view, smooth=False))
     if not outputs:
         raise ValueError(f"{src}: the video has no frames")
     frames = torch.stack(outputs)
