@@ -136,7 +136,7 @@ def test_upload_pick_a_style_and_get_the_edit(page, uploads):
     page.locator("#style input").click()
     page.get_by_role("option", name="bronze_statue").click()
     page.locator("#edit-button").click()
-    page.wait_for_function("document.querySelector('#edit-status').innerText.startsWith('edited')")
+    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').startsWith('edited')")
     page.wait_for_selector("#edited img")
     response = page.request.get(page.locator("#edited img").get_attribute("src"))
     assert response.ok
@@ -158,10 +158,10 @@ def test_upload_pick_a_style_and_get_the_edit(page, uploads):
 )
 def test_bad_uploads_show_a_message_in_the_page(page, uploads, name, message):
     _upload_portrait(page, uploads / name)
-    page.wait_for_function(f"document.querySelector('#edit-status').innerText.includes({message!r})")
+    page.wait_for_function(f"(document.querySelector('#edit-status')?.innerText ?? '').includes({message!r})")
     assert page.locator("#edit-status .pe3d-error").count() == 1
     page.locator("#edit-button").click()  # submitting anyway gives the same refusal, and no output
-    page.wait_for_function("document.querySelector('#edit-status').innerText.includes('⚠')")
+    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').includes('⚠')")
     assert message in _status(page) and page.locator("#edited img").count() == 0
 
 
