@@ -1,0 +1,292 @@
+"""Typed benchmark configs (``benchmarks/*.yaml``) and how they are found and loaded.
+
+A benchmark YAML names its ``kind``; the kind selects the schema:
+
+* ``table1``: ours against the two baselines (paper Table 1), :class:`Table1Benchmark`;
+* ``ablation``: distillation-loss variants (paper Fig. 6), :class:`AblationBenchmark`;
+* ``adaptation``: pairs x time checkpoints of norm-only adaptation (paper Table 2), :class:`AdaptationBenchmark`;
+* ``speed``: latency of image -> edited triplane -> image, :class:`SpeedBenchmark`.
+
+Order of precedence: schema defaults <- the YAML <- ``key=value`` overrides. Unknown keys
+and wrong types fail naming the file and the key path (:func:`pe3d.config.load_structured`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from pe3d.config import ConfigError, load_structured, parse_overrides, project_root
+from pe3d.losses import ImageLossConfig
+from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig
+
+
+@dataclass
+class WorldEvalConfig:
+    """Held-out world identities, styles and cameras every method or variant is scored on.
+
+    The input is the frontal render of each identity; ground truth at every camera is the
+    style's filter applied to the world's render there (exact, since filters are local).
+    """
+
+    identities: int = 8
+    world_seed: int = 0
+    offset: int = 0
+    """First held-out position (identity index = 1,000,000 + offset + i)."""
+    resolution: int = 64
+    """Side of the renders and ground-truth views compared."""
+    styles: list[str] = field(default_factory=lambda: ["bronze_statue", "zombie", "blue_hair"])
+    prompts_per_style: int = 2
+    """How many of each style's *test* prompts are used (the first ones)."""
+    novel_yaws_deg: list[float] = field(default_factory=lambda: [-30.0, 30.0])
+    novel_pitches_deg: list[float] = field(default_factory=lambda: [-15.0, 15.0])
+
+
+@dataclass
+class MetricsConfig:
+    """Which metrics run and where their weights come from (nothing is downloaded)."""
+
+    identity_backend: str = "dlib"
+    face_upsample: int = 2
+    """dlib detector upsampling (2 finds the faces of 64-pixel renders)."""
+    clip_model: str = "ViT-B-32"
+    clip_weights: str = ""
+    """Local open_clip weights; without them CLIP_r is reported as n/a."""
+    lpips_net: str = "alex"
+    lpips_weights: str = ""
+    """Local torchvision backbone for LPIPS; without it LPIPS is reported as n/a and
+    ``1 - SSIM`` stands in as the perceptual distance."""
+    consistency_yaws_deg: list[float] = field(default_factory=lambda: [-30.0, -15.0, 0.0, 15.0, 30.0])
+    """Cameras of the multi-view identity consistency (3D) score."""
+
+
+@dataclass
+class RealPhotoConfig:
+    """Real portraits scored without ground truth (identity and 3D consistency only).
+
+    ``photos``: ``astronaut`` (``skimage.data.astronaut()``, ships offline) or image paths.
+    """
+
+    photos: list[str] = field(default_factory=lambda: ["astronaut"])
+    face: str = "largest"
+    resolution: int = 64
+    """Side of the aligned crop and of the renders scored."""
+
+
+@dataclass
+class BenchmarkBase:
+    """Fields every benchmark has."""
+
+    kind: str = ""
+    title: str = ""
+    note: str = ""
+    """Printed under the title: budgets, scaled-down settings, the machine."""
+    out: str = ""
+    """Results folder (default ``runs/bench/<config name>``; ``--out`` wins)."""
+    threads: int = 0
+    """``torch.set_num_threads`` (0 = leave as is)."""
+    progress: bool = True
+
+
+@dataclass
+class OptimisationBaselineConfig:
+    """Per-image optimisation: the prior's triplane of the input, optimised for ``steps`` Adam
+    steps so its render at the input camera matches the 2D edit (``loss``)."""
+
+    steps: int = 100
+    lr: float = 0.01
+    render_resolution: int = 32
+    loss: ImageLossConfig = field(default_factory=lambda: ImageLossConfig(l2=1.0, perceptual="none", perceptual_weight=0.0))
+
+
+@dataclass
+class Table1Benchmark(BenchmarkBase):
+    """Ours against the two-stage (2D edit, then prior) and per-image optimisation baselines."""
+
+    kind: str = "table1"
+    editor: str = ""
+    """Base editor weights ("" = the shipped mini editor)."""
+    prior: str = ""
+    """Prior weights for the baselines ("" = the shipped mini prior)."""
+    methods: list[str] = field(default_factory=lambda: ["ours", "two_stage", "optimisation"])
+    world: WorldEvalConfig = field(default_factory=WorldEvalConfig)
+    real: RealPhotoConfig = field(default_factory=RealPhotoConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    optimisation: OptimisationBaselineConfig = field(default_factory=OptimisationBaselineConfig)
+
+
+@dataclass
+class VariantConfig:
+    """One ablation variant: a name and ``key=value`` overrides of the distillation config."""
+
+    name: str = ""
+    overrides: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+def _ablation_distill() -> DistillFitConfig:
+    cfg = DistillFitConfig(styles=["bronze_statue", "zombie"], pairs_per_style=64)
+    cfg.trainer.max_steps = 120
+    cfg.trainer.max_minutes = 3.0
+    cfg.trainer.checkpoint_every_n_steps = 50
+    cfg.system.num_views = 2
+    cfg.system.view_ray_stride = 2
+    return cfg
+
+
+@dataclass
+class AblationBenchmark(BenchmarkBase):
+    """Each variant's editor is distilled from the prior with the same budget, then scored."""
+
+    kind: str = "ablation"
+    distill: DistillFitConfig = field(default_factory=_ablation_distill)
+    """Settings shared by every variant (``out`` and ``pairs_dir`` are set by the benchmark)."""
+    variants: list[VariantConfig] = field(default_factory=list)
+    world: WorldEvalConfig = field(default_factory=WorldEvalConfig)
+    figure_identities: int = 2
+    """Held-out identities shown in the Fig. 6-like figure."""
+
+
+@dataclass
+class AdaptationBenchmark(BenchmarkBase):
+    """Norm-only adaptation with ``pair_counts`` pairs, scored at training-time checkpoints."""
+
+    kind: str = "adaptation"
+    adapt: AdaptFitConfig = field(default_factory=lambda: AdaptFitConfig(style="golden_statue"))
+    """Settings shared by every run (``num_pairs``, ``out``, ``export``, ``pairs_dir`` and the
+    trainer's time limit are set by the benchmark)."""
+    pair_counts: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50])
+    checkpoints_min: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0])
+    """Training minutes at which the adapter is snapshotted and later scored (paper: 0.1, 1, 2, 5 on a GPU)."""
+    world: WorldEvalConfig = field(default_factory=lambda: WorldEvalConfig(styles=["golden_statue"]))
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    table_metrics: list[str] = field(default_factory=lambda: ["distance", "edit_psnr"])
+    """One Table 2 (pairs x checkpoints) and one plot per metric: ``distance`` (LPIPS, or 1 - SSIM without
+    its weights), ``edit_psnr``, ``novel_psnr``, ``novel_depth_error``."""
+
+
+@dataclass
+class SpeedSetting:
+    """A model size to time: ``model`` names ``configs/model/<model>.yaml``.
+
+    ``editor`` / ``prior``: weight files, ``shipped`` (the mini weights in the package) or
+    ``random`` (fresh weights of the model config: enough for timing).
+    """
+
+    name: str = ""
+    model: str = "mini"
+    editor: str = "shipped"
+    prior: str = "shipped"
+    prompt: str = "turn the person into a bronze statue"
+    style_filter: str = "bronze_statue"
+    """The 2D editor of the embedded world (a style filter) used by the two-stage baseline."""
+    ip2p_estimate: bool = False
+    """Also time the paper-scale 2D editor (:class:`UNetEstimateConfig`) next to this setting."""
+
+
+@dataclass
+class UNetEstimateConfig:
+    """A paper-scale 2D editor (InstructPix2Pix: the SD-1.5 UNet with 8 input channels), random
+    weights, timed for one denoising step; its cost x ``steps`` estimates the 2D edit."""
+
+    enabled: bool = True
+    steps: int = 100
+    """Denoising steps (the diffusers InstructPix2Pix pipeline's default)."""
+    guidance_batch: int = 3
+    """Classifier-free guidance on text and image runs the UNet on 3 latents per step."""
+    latent_size: int = 64
+    block_out_channels: list[int] = field(default_factory=lambda: [320, 640, 1280, 1280])
+    layers_per_block: int = 2
+    cross_attention_dim: int = 768
+    attention_head_dim: int = 8
+    text_tokens: int = 77
+    repeats: int = 2
+    warmup: int = 1
+
+
+@dataclass
+class SpeedBenchmark(BenchmarkBase):
+    """Latency of ours and of the two-stage baseline, per model size and device."""
+
+    kind: str = "speed"
+    settings: list[SpeedSetting] = field(
+        default_factory=lambda: [SpeedSetting(name="mini"), SpeedSetting(name="paper", model="paper", editor="random", prior="random", ip2p_estimate=True)]
+    )
+    devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])
+    """Devices to time on; ``cuda`` is skipped (and said so) when absent."""
+    repeats: int = 5
+    warmup: int = 2
+    compile_on_gpu: bool = True
+    bf16_on_gpu: bool = True
+    unet: UNetEstimateConfig = field(default_factory=UNetEstimateConfig)
+
+
+BENCHMARK_KINDS: dict[str, type] = {
+    "table1": Table1Benchmark,
+    "ablation": AblationBenchmark,
+    "adaptation": AdaptationBenchmark,
+    "speed": SpeedBenchmark,
+}
+"""``kind`` -> its config schema."""
+
+
+def benchmarks_dir() -> Path:
+    """``<project root>/benchmarks``."""
+    return project_root() / "benchmarks"
+
+
+def resolve_benchmark(name: str | Path) -> Path:
+    """A benchmark YAML path from a path or a name under ``benchmarks/`` (``table1``, ``ci/table1``)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: benchmark config not found")
+        return path
+    candidate = benchmarks_dir() / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(str(p.relative_to(benchmarks_dir()).with_suffix("")) for p in benchmarks_dir().rglob("*.yaml"))
+    raise ConfigError(f"unknown benchmark {str(name)!r}: give a YAML path or one of {known}")
+
+
+def load_benchmark(name: str | Path, overrides: Sequence[str] = ()) -> BenchmarkBase:
+    """The typed config of a benchmark YAML (chosen by its ``kind``), with ``key=value`` overrides."""
+    path = resolve_benchmark(name)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    kind = parse_overrides(overrides).get("kind", data.get("kind"))
+    if kind not in BENCHMARK_KINDS:
+        raise ConfigError(f"{path}: key 'kind' must be one of {sorted(BENCHMARK_KINDS)}, got {kind!r}")
+    cfg = load_structured(BENCHMARK_KINDS[kind], [path], overrides)
+    if not cfg.out:
+        inside = path.resolve().is_relative_to(benchmarks_dir().resolve())
+        name = path.resolve().relative_to(benchmarks_dir().resolve()).with_suffix("") if inside else Path(path.stem)
+        cfg.out = str(Path("runs") / "bench" / name)
+    return cfg
+
+
+__all__ = [
+    "AblationBenchmark",
+    "AdaptationBenchmark",
+    "BENCHMARK_KINDS",
+    "BenchmarkBase",
+    "MetricsConfig",
+    "OptimisationBaselineConfig",
+    "RealPhotoConfig",
+    "SpeedBenchmark",
+    "SpeedSetting",
+    "Table1Benchmark",
+    "UNetEstimateConfig",
+    "VariantConfig",
+    "WorldEvalConfig",
+    "benchmarks_dir",
+    "load_benchmark",
+    "resolve_benchmark",
+]
