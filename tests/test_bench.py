@@ -104,7 +104,6 @@ def _check_written(run) -> None:
     assert sorted((run.folder / "runs").glob("*/config.yaml")), "every run writes its resolved config"
 
 
-@pytest.mark.slow
 def test_ci_table1(tmp_path):
     run = run_benchmark("ci/table1", out=tmp_path)
     _check_written(run)
@@ -119,7 +118,6 @@ def test_ci_table1(tmp_path):
     assert ours["time_ratio"] == pytest.approx(1.0)
 
 
-@pytest.mark.slow
 def test_ci_ablation_and_resume(tmp_path):
     from pe3d.bench.ablation import train_variant, variant_config
 
@@ -135,7 +133,6 @@ def test_ci_ablation_and_resume(tmp_path):
     assert train_variant(cfg) == (editor, False) and editor.stat().st_mtime_ns == before
 
 
-@pytest.mark.slow
 def test_ci_adaptation(tmp_path):
     run = run_benchmark("ci/adaptation", out=tmp_path)
     _check_written(run)

@@ -125,7 +125,8 @@ def _notes(cfg: Table1Benchmark, data, suite: MetricSuite) -> list[str]:
         f"{', '.join(f'{y:+.0f}°' for y in cfg.metrics.consistency_yaws_deg)}. When dlib finds no face in an edited "
         "render, ID_t is measured inside the input's face box (counted in the 'ID pairs measured' column); the 3D "
         f"score has no such fallback and is n/a when no two views of a head show a detectable face. {perceptual}.",
-        "Time: one image at a time (image → edited triplane → render at the input camera), warm-up excluded; "
+        "Time: one image at a time (image → edited triplane → render at the input camera), the methods taking turns "
+        "image by image in the same run, warm-up excluded; "
         "the 2D editor of the baselines is the style filter (milliseconds here; the paper's InstructPix2Pix "
         "takes seconds: see the speed benchmark for a paper-scale estimate).",
         f"Per-image optimisation: {cfg.optimisation.steps} Adam steps (lr {cfg.optimisation.lr}) on the triplane at "
