@@ -180,6 +180,13 @@ def _cmd_import_eg3d(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--style`` / ``--prompt`` / ``--prompt-image``, shared by the editing commands."""
+    parser.add_argument("--style", default=None, help="style name (its adapter is used when present)")
+    parser.add_argument("--prompt", default=None, help="text prompt")
+    parser.add_argument("--prompt-image", default=None, help="reference image prompt")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every ``pe3d`` command."""
     parser = argparse.ArgumentParser(prog="pe3d", description="Real-time 3D-aware portrait editing (3DPE framework).")
@@ -225,9 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit = sub.add_parser("edit", help="edit a portrait photo (or a folder of them): image, depth, turntable GIF/MP4, mesh")
     edit.add_argument("photo", help="portrait image file, or a folder of them (batch mode: one subfolder each)")
     edit.add_argument("--out", required=True, help="output folder")
-    edit.add_argument("--style", default=None, help="style name (its adapter is used when present)")
-    edit.add_argument("--prompt", default=None, help="text prompt")
-    edit.add_argument("--prompt-image", default=None, help="reference image prompt")
+    _add_prompt_arguments(edit)
     edit.add_argument("--views", type=int, default=24, help="turntable frames")
     edit.add_argument("--strength", type=float, default=1.0, help="0 = reconstruction, 1 = full edit")
     edit.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
@@ -241,9 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")
     video.add_argument("video", help="input video file")
     video.add_argument("--out", required=True, help="output MP4 file")
-    video.add_argument("--style", default=None, help="style name (its adapter is used when present)")
-    video.add_argument("--prompt", default=None, help="text prompt")
-    video.add_argument("--prompt-image", default=None, help="reference image prompt")
+    _add_prompt_arguments(video)
     video.add_argument("--camera", choices=["fixed", "orbit"], default="fixed",
                        help="fixed: each frame's own camera; orbit: yaw swings +-ORBIT_YAW degrees")
     video.add_argument("--orbit-yaw", type=float, default=30.0, help="orbit amplitude in degrees")
