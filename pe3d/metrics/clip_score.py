@@ -16,7 +16,6 @@ and are refused (no code is unpickled); use the Hugging Face copies of the ``ope
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -27,49 +26,13 @@ from torchmetrics import Metric
 
 from pe3d.metrics.face_identity import check_images
 from pe3d.metrics.weights import MetricWeightsMissing
-from pe3d.models.prompt_base import (
-    find_flat_file,
-    find_in_hf_cache,
-    load_state_dict_strict,
-    looks_like_path,
-    read_state_dict,
-)
-from pe3d.models.prompt_text import IGNORED_CLIP_KEYS, OPEN_CLIP_HF_FILENAMES
+from pe3d.models.prompt_base import load_state_dict_strict, looks_like_path, read_state_dict
+from pe3d.models.prompt_text import IGNORED_CLIP_KEYS, find_open_clip_tag_file
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 """CLIP's image normalisation mean (open_clip's default)."""
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 """CLIP's image normalisation standard deviation (open_clip's default)."""
-
-
-def find_open_clip_tag_file(model_name: str, tag: str, cache_dir: Optional[str], looked: list[str]) -> Optional[Path]:
-    """Local file of open_clip pretrained ``tag`` of ``model_name`` (explicit file, Hugging Face cache, flat
-    download cache), or ``None``; every place tried is appended to ``looked``. Never downloads."""
-    import open_clip
-
-    if tag.startswith("hf-hub:"):
-        dirs: list[Optional[str]] = [cache_dir] if cache_dir else [None]
-        return find_in_hf_cache(tag[len("hf-hub:"):].strip("/"), OPEN_CLIP_HF_FILENAMES, dirs, looked)
-    pcfg = open_clip.get_pretrained_cfg(model_name, tag)
-    if not pcfg:
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ValueError(f"{tag!r} is neither a file nor an open_clip pretrained tag of {model_name!r}; tags: {', '.join(tags) or '(none)'}")
-    if pcfg.get("file"):
-        looked.append(str(pcfg["file"]))
-        if Path(pcfg["file"]).is_file():
-            return Path(pcfg["file"])
-    if pcfg.get("hf_hub"):
-        repo, filename = os.path.split(pcfg["hf_hub"])  # 'org/name/' -> default names; 'org/name/f.bin' -> that file
-        names = [filename] if filename else list(OPEN_CLIP_HF_FILENAMES)
-        if filename.endswith((".bin", ".pth")):
-            names.insert(0, filename[:-4] + ".safetensors")
-        found = find_in_hf_cache(repo, names, [cache_dir] if cache_dir else [None], looked)
-        if found is not None:
-            return found
-    if pcfg.get("url"):
-        dirs_flat = [cache_dir] if cache_dir else [os.path.expanduser("~/.cache/clip")]
-        return find_flat_file(os.path.basename(pcfg["url"]), dirs_flat, looked)
-    return None
 
 
 def resolve_clip_weights(model_name: str, weights: Optional[str], cache_dir: Optional[str] = None) -> tuple[Path, dict[str, Any]]:

@@ -234,35 +234,42 @@ class ClipTextPromptEncoder(PromptEncoder):
         arch = str(self.cfg.arch)
         if tag.startswith("hf-hub:"):
             return self.find_hf_hub_file(tag, OPEN_CLIP_HF_FILENAMES, "open_clip weights")
-        cache_dirs: List[Optional[str]] = [self.cfg.cache_dir] if self.cfg.cache_dir else [None]
         looked: List[str] = []
-        pcfg = open_clip.get_pretrained_cfg(arch, tag)
-        if not pcfg:
-            tags = open_clip.list_pretrained_tags_by_model(arch)
-            raise ValueError(
-                f"{tag!r} is neither an existing file nor an open_clip pretrained tag of {arch!r}; "
-                f"tags: {', '.join(tags) or '(none)'}"
-            )
-        self._tag_cfg = dict(pcfg)
-        if pcfg.get("file"):
-            looked.append(str(pcfg["file"]))
-            if Path(pcfg["file"]).is_file():
-                return Path(pcfg["file"])
-        if pcfg.get("hf_hub"):
-            # open_clip's convention: 'org/name/' -> default file names, 'org/name/file.bin' -> that file
-            repo, filename = os.path.split(pcfg["hf_hub"])
-            names = list(OPEN_CLIP_HF_FILENAMES) if not filename else [filename]
-            if filename.endswith((".bin", ".pth")):
-                names.insert(0, filename[:-4] + ".safetensors")
-            found = find_in_hf_cache(repo, names, cache_dirs, looked)
-            if found is not None:
-                return found
-        if pcfg.get("url"):
-            dirs = [self.cfg.cache_dir] if self.cfg.cache_dir else [os.path.expanduser("~/.cache/clip")]
-            found = find_flat_file(os.path.basename(pcfg["url"]), dirs, looked)
-            if found is not None:
-                return found
-        raise not_found_error(f"open_clip weights {arch!r} / {tag!r}", looked)
+        found = find_open_clip_tag_file(arch, tag, self.cfg.cache_dir or None, looked)
+        self._tag_cfg = dict(open_clip.get_pretrained_cfg(arch, tag))
+        if found is None:
+            raise not_found_error(f"open_clip weights {arch!r} / {tag!r}", looked)
+        return found
+
+
+def find_open_clip_tag_file(model_name: str, tag: str, cache_dir: Optional[str], looked: list[str]) -> Optional[Path]:
+    """Local file of open_clip pretrained ``tag`` of ``model_name`` (explicit file, Hugging Face cache, flat
+    download cache), or ``None``; every place tried is appended to ``looked``. Never downloads."""
+    import open_clip
+
+    if tag.startswith("hf-hub:"):
+        dirs: list[Optional[str]] = [cache_dir] if cache_dir else [None]
+        return find_in_hf_cache(tag[len("hf-hub:"):].strip("/"), OPEN_CLIP_HF_FILENAMES, dirs, looked)
+    pcfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not pcfg:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise ValueError(f"{tag!r} is neither an existing file nor an open_clip pretrained tag of {model_name!r}; tags: {', '.join(tags) or '(none)'}")
+    if pcfg.get("file"):
+        looked.append(str(pcfg["file"]))
+        if Path(pcfg["file"]).is_file():
+            return Path(pcfg["file"])
+    if pcfg.get("hf_hub"):
+        repo, filename = os.path.split(pcfg["hf_hub"])  # 'org/name/' -> default names; 'org/name/f.bin' -> that file
+        names = [filename] if filename else list(OPEN_CLIP_HF_FILENAMES)
+        if filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+        found = find_in_hf_cache(repo, names, [cache_dir] if cache_dir else [None], looked)
+        if found is not None:
+            return found
+    if pcfg.get("url"):
+        dirs_flat = [cache_dir] if cache_dir else [os.path.expanduser("~/.cache/clip")]
+        return find_flat_file(os.path.basename(pcfg["url"]), dirs_flat, looked)
+    return None
 
 
 def extract_text_tower_state_dict(state_dict: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], List[str]]:
