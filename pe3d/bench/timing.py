@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from pe3d.metrics.timing import synchronize
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -30,13 +32,6 @@ class Timing:
     def fps(self) -> float:
         """Calls per second at the mean time."""
         return 1000.0 / self.mean_ms if self.mean_ms > 0 else float("inf")
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued kernels on ``device`` (no-op on the CPU)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1, device: torch.device | str = "cpu") -> Timing:
