@@ -74,6 +74,12 @@ def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def quantize_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, H, W]`` float in [0, 1] -> uint8 tensor, clamped and rounded: the one 8-bit
+    quantisation pe3d uses for PNGs, videos and face detection (same layout, same device)."""
+    return (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
 def center_square(image: torch.Tensor) -> torch.Tensor:
     """The largest centred square crop of ``[3, H, W]``."""
     _, height, width = image.shape

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from pe3d.geometry import label_from_yaw_pitch
+from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write
 
 
@@ -27,7 +28,7 @@ def depth_to_gray(depth: Tensor, near: float = 2.3, far: float = 3.1) -> Tensor:
 
 def to_uint8(image: Tensor) -> np.ndarray:
     """``[3, H, W]`` in [0,1] -> ``[H, W, 3]`` uint8."""
-    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return quantize_uint8(image).permute(1, 2, 0).cpu().numpy()
 
 
 def turntable_frames(source: Tensor, views: Tensor, depths: Tensor) -> list[np.ndarray]:

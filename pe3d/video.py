@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pe3d.geometry import FFHQ_LOOKAT, cam2world_from_yaw_pitch, camera_label, split_label, yaw_pitch_from_cam2world
+from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write
 
 MAX_VIDEO_PIXELS = 4096 * 4096
@@ -132,7 +133,7 @@ def write_video(path: str | Path, frames: Tensor, fps: float, quality: float = 8
 
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"frames must be [T, 3, H, W] with T >= 1, got {list(frames.shape)}")
-    array = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    array = quantize_uint8(frames).permute(0, 2, 3, 1).cpu().numpy()
     height, width = array.shape[1:3]
 
     def encode(tmp: Path) -> None:

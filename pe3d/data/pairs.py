@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
 
 __all__ = [
@@ -240,7 +241,7 @@ def locked_pair_set(folder: Path) -> Iterator[None]:
 
 
 def _save_png(path: Path, image: Tensor) -> None:
-    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    array = quantize_uint8(image).permute(1, 2, 0).contiguous()
     pil = Image.fromarray(array.numpy(), mode="RGB")
     atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from pe3d.geometry import label_from_yaw_pitch
+from pe3d.images import quantize_uint8
 from pe3d.io import load_tensors, save_tensors
 
 
@@ -74,7 +75,7 @@ def render_bank(cfg: WorldViewsConfig, progress: bool = True) -> dict[str, Tenso
         label = label_from_yaw_pitch(yaw, pitch)
         identity = sample_identity(cfg.seed, index)
         out = render_identities([identity] * cfg.views, label, cfg.resolution, supersample=cfg.supersample)
-        rgb.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+        rgb.append(quantize_uint8(out.rgb))
         depth.append(out.depth.to(torch.float16))
         parts.append(out.parts.to(torch.uint8))
         labels.append(label)

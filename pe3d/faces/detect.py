@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from pe3d.faces.models import dlib_models
+from pe3d.images import quantize_uint8
 
 
 class FaceSelectionError(ValueError):
@@ -46,7 +47,7 @@ def to_uint8_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"expected an image tensor [3, H, W], got {tuple(image.shape)}")
-        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        image = quantize_uint8(image).permute(1, 2, 0).cpu().numpy()
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image [H, W, 3], got {array.dtype} {array.shape}")

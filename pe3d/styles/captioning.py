@@ -14,15 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pe3d.images import quantize_uint8
 from pe3d.styles.pretrained import resolve_device, resolve_dtype, resolve_model_dir
 
 BLIP_MARKER = "config.json"
 """File at the top of every saved BLIP model folder."""
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """``[..., 3, H, W]`` float in ``[0, 1]`` -> uint8 with the rounding pe3d uses when it writes PNGs."""
-    return (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
 @dataclass
@@ -63,7 +59,7 @@ class Captioner:
         """
         from PIL import Image
 
-        pixels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+        pixels = quantize_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
         inputs = self.processor(images=[Image.fromarray(p) for p in pixels], return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
         tokens = self.model.generate(

@@ -50,7 +50,8 @@ from torch import Tensor
 
 from pe3d.config import ConfigError
 from pe3d.geometry import label_from_yaw_pitch
-from pe3d.styles.captioning import BLIP_MARKER, Captioner, CaptionerConfig, to_uint8
+from pe3d.images import quantize_uint8
+from pe3d.styles.captioning import BLIP_MARKER, Captioner, CaptionerConfig
 from pe3d.styles.generators import (
     IMAGE_SUFFIXES,
     Pair,
@@ -78,7 +79,7 @@ EG3D_CAMERAS = "dataset.json"
 
 def quantize(image: Tensor) -> Tensor:
     """``image`` rounded to 8 bits (as written to PNG), back as float in ``[0, 1]``."""
-    return to_uint8(image).float() / 255.0
+    return quantize_uint8(image).float() / 255.0
 
 
 def caption_to_instruction(template: str, caption: str) -> str:
