@@ -109,7 +109,7 @@ def test_adapt_handler_trains_a_new_selectable_style(handlers, portraits, tmp_pa
     assert reports[-1] == (2, 2)
     assert "gold_test" in handlers.editing.style_choices() and dropdown.value == "gold_test"
     status, edited, *_ = handlers.run_edit(before[0], "gold_test", "", None, 1.0, 0, 0)
-    assert "edited" in status and handlers.editing.pipe.active_adapter == "gold_test"
+    assert "adapter gold_test" in status and handlers.editing.pipe.active_adapter == "gold_test"
     status, _ = handlers.run_adapt("gold_test", "", before, after, 3, progress=progress)
     assert "already exists" in status
     status, _ = handlers.run_adapt("../escape", "", before, after, 3, progress=progress)

@@ -88,10 +88,11 @@ def uploads(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     """The page on 127.0.0.1 (a free port) with the shipped mini editor, in this process."""
     port = _free_port()
     settings = WebSettings(port=port, resolution=RESOLUTION, view_yaws_deg=[30.0],
+                           runs_dir=str(tmp_path_factory.mktemp("web-runs")),
                            limits=UploadLimits(max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS))
     app = serve(settings, block=False)
     assert app.server_name == "127.0.0.1"  # localhost unless told otherwise
@@ -171,3 +172,59 @@ def test_oversized_upload_is_refused_before_it_reaches_the_server(page, uploads)
     toast.first.wait_for()
     assert "maximum allowed size" in toast.first.inner_text()
     assert page.locator("#preview img").count() == 0 and "face" not in _status(page)
+
+
+@pytest.fixture(scope="module")
+def adapt_pairs(tmp_path_factory):
+    """Three held-out world portraits (``faceN.png``) and their golden-statue edits (``faceN.png`` in ``after/``)."""
+    from pe3d.world import apply_style_filter, render_identities
+
+    folder = tmp_path_factory.mktemp("adapt-uploads")
+    split = WorldSplit()
+    identities = [sample_identity(split.seed, int(i)) for i in split.indices("heldout", 3, 20)]
+    render = render_identities(identities, label_from_yaw_pitch([0.0] * 3, [0.0] * 3), resolution=RESOLUTION)
+    edited = apply_style_filter("golden_statue", render.rgb, render.parts).clamp(0, 1)
+    (folder / "before").mkdir()
+    (folder / "after").mkdir()
+    for index in range(3):
+        Image.fromarray(to_uint8(render.rgb[index])).save(folder / "before" / f"face{index}.png")
+        Image.fromarray(to_uint8(edited[index])).save(folder / "after" / f"face{index}.png")
+    return folder
+
+
+@pytest.fixture
+def own_styles_dir(tmp_path, monkeypatch):
+    """New styles go to a temporary styles folder (the server runs in this process and reads PE3D_STYLES per call)."""
+    monkeypatch.setenv("PE3D_STYLES", str(tmp_path / "styles"))
+    return tmp_path / "styles"
+
+
+def test_adapt_tab_trains_a_style_that_the_edit_tab_then_uses(page, adapt_pairs, own_styles_dir):
+    page.get_by_role("tab", name="Adapt").click()
+    for side in ("before", "after"):
+        files = sorted(str(path) for path in (adapt_pairs / side).glob("*.png"))
+        page.locator(f"#adapt-{side} input[type=file]").set_input_files(files)
+        page.wait_for_selector(f"#adapt-{side} td.filename[aria-label='face2.png']")  # the upload finished
+    page.locator("#adapt-name").get_by_role("textbox").fill("gold_in_browser")
+    page.locator("#adapt-prompt").get_by_role("textbox").fill("make the person a golden statue")
+    steps = page.locator("#adapt-steps input[type=number]")
+    steps.fill("3")
+    steps.press("Enter")
+    page.locator("#adapt-button").click()
+    page.wait_for_function("/is ready|⚠/.test(document.querySelector('#adapt-status')?.innerText ?? '')")
+    status = page.locator("#adapt-status").inner_text()
+    assert "'gold_in_browser' is ready" in status, status
+    assert (own_styles_dir / "gold_in_browser" / "adapter.safetensors").is_file()
+    assert len(list((own_styles_dir / "gold_in_browser" / "pairs" / "after").glob("*.png"))) == 3
+
+    page.get_by_role("tab", name="Edit").click()
+    assert page.locator("#style input").input_value() == "gold_in_browser"  # selected for the user after training
+    _upload_portrait(page, adapt_pairs / "before" / "face0.png")
+    page.wait_for_function("document.querySelector('#preview img') !== null")
+    page.locator("#edit-button").click()
+    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').startsWith('edited')")
+    assert "adapter gold_in_browser" in _status(page), _status(page)  # the edit ran with the new adapter
+    page.wait_for_selector("#edited img")
+    response = page.request.get(page.locator("#edited img").get_attribute("src"))
+    edited = Image.open(io.BytesIO(response.body())).convert("RGB")
+    assert edited.size == (RESOLUTION, RESOLUTION)

@@ -19,7 +19,6 @@ index always gives the same identity and views; the teacher's ray jitter is EG3D
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -82,15 +81,6 @@ class TeacherConfig:
             raise ValueError(f"teacher.conditioning must be one of {CONDITIONING}, got {self.conditioning!r}")
         if self.batches_per_epoch < 1 or self.val_batches < 0:
             raise ValueError("teacher.batches_per_epoch must be >= 1 and teacher.val_batches >= 0")
-
-
-def teacher_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda:$LOCAL_RANK`` when CUDA is available, else CPU; other names as given."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def load_teacher(path: str | Path) -> TriPlaneGenerator:

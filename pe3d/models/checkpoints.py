@@ -14,6 +14,7 @@ from torch import nn
 
 import pe3d
 from pe3d.config import load_structured
+from pe3d.devices import STORAGE_DTYPES
 from pe3d.io import load_tensors, save_tensors, state_dict_hash
 
 M = TypeVar("M", bound=nn.Module)
@@ -24,7 +25,7 @@ def model_hash(model: nn.Module) -> str:
     return state_dict_hash(model.state_dict())
 
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = STORAGE_DTYPES
 """Storage dtypes for exported weights (loading always casts back to the model's dtype)."""
 
 

@@ -16,8 +16,9 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from pe3d.config import configs_dir, load_fit_config, named_config, save_resolved
-from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig, load_teacher, teacher_device
+from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig, load_teacher
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
+from pe3d.devices import resolve_device
 from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
 from pe3d.models.prior import PriorModel, load_prior, model_config_from_yaml, save_prior
 from pe3d.systems.prior import PriorSystem, PriorSystemConfig
@@ -97,7 +98,7 @@ def build_eg3d_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoad
             copy_decoder_into(model.renderer.decoder, generator.decoder)
         except ValueError as error:
             print(f"student decoder kept its own initialisation: {error}")
-    device = teacher_device(teacher_cfg.device)
+    device = resolve_device(teacher_cfg.device)
 
     def dataset(length: int, seed: int) -> EG3DTeacherDataset:
         return EG3DTeacherDataset(generator, teacher_cfg, cfg.batch_size, cfg.num_targets, cfg.target_resolution,

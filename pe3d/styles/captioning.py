@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from pe3d.images import quantize_uint8
-from pe3d.styles.pretrained import resolve_device, resolve_dtype, resolve_model_dir
+from pe3d.devices import resolve_device, resolve_dtype
+from pe3d.styles.pretrained import resolve_model_dir
 
 BLIP_MARKER = "config.json"
 """File at the top of every saved BLIP model folder."""

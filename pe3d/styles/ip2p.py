@@ -65,7 +65,8 @@ from pe3d.styles.generators import (
     resolve_data_dir,
     world_identity,
 )
-from pe3d.styles.pretrained import DTYPES, resolve_device, resolve_dtype, resolve_model_dir
+from pe3d.devices import DTYPES, resolve_device, resolve_dtype
+from pe3d.styles.pretrained import resolve_model_dir
 from pe3d.styles.registry import register_generator
 from pe3d.styles.spec import StyleSpec
 

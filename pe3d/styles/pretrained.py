@@ -4,15 +4,13 @@ A reference is either a local folder written by ``save_pretrained`` or a hub id
 (``org/name``) that is already in a local Hugging Face cache (e.g. after
 ``hf download org/name`` on a machine with network). Nothing here downloads:
 the lookup goes through :func:`pe3d.models.prompt_base.find_in_hf_cache`. ``device`` /
-``dtype`` strings of the generator configs resolve with :func:`resolve_device` / :func:`resolve_dtype`.
+``dtype`` strings of the generator configs resolve with :mod:`pe3d.devices`.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import torch
 
 from pe3d.models.prompt_base import find_in_hf_cache
 
@@ -49,21 +47,3 @@ def resolve_model_dir(reference: str, marker: str, what: str, cache_dir: str = "
         f"Give a save_pretrained folder, or fetch the hub id into the Hugging Face cache beforehand "
         f"(hf download {reference if HUB_ID.match(reference) else 'ORG/NAME'})"
     )
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: the current CUDA device (each rank's own under a distributed launch), else the CPU."""
-    if device == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto``: float16 on CUDA, float32 elsewhere; otherwise ``float32`` / ``float16`` / ``bfloat16``."""
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-
-
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-"""Accepted ``dtype`` strings of :func:`resolve_dtype`."""

@@ -38,7 +38,8 @@ class PreparedInput:
 @dataclass
 class EditOutput:
     """Images for the page (``[H, W, 3]`` uint8): the edit at the portrait's own camera, the
-    chosen yaw/pitch view and its depth, and the gallery of novel views with captions."""
+    chosen yaw/pitch view and its depth, and the gallery of novel views with captions. ``note``
+    says which adapter edited it (or the base editor) and what was found in the portrait."""
 
     edited: np.ndarray
     view: np.ndarray
@@ -135,6 +136,7 @@ class EditService:
             text = self._activate(style, prompt)
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution)
+            adapter = self.pipe.active_adapter
         views = result.views[0]
         gallery = [(to_uint8(views[i + 1]), f"yaw {yaw:+.0f}°") for i, yaw in enumerate(self.settings.view_yaws_deg)]
         return EditOutput(
@@ -142,6 +144,6 @@ class EditService:
             view=to_uint8(views[0]),
             depth=to_uint8(depth_to_gray(result.depths[0, 0])),
             gallery=gallery,
-            note=prepared.note,
+            note=f"{f'adapter {adapter}' if adapter else 'base editor'}; {prepared.note}",
         )
 
