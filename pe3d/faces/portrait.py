@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch.nn.functional as F
 from torch import Tensor
 
-from pe3d.faces.align import AlignedFace, align_face
+from pe3d.faces.align import AlignedFace, align_face, warp_square
 from pe3d.faces.camera import CameraEstimate, estimate_camera
 from pe3d.faces.detect import Face, choose_face, detect_faces
 from pe3d.geometry import yaw_pitch_from_cam2world
@@ -64,4 +65,32 @@ def prepare_portrait(image: Tensor, size: int, face: str | int | None = None, so
     )
 
 
-__all__ = ["PreparedPortrait", "prepare_portrait"]
+ASPECT_TOLERANCE = 0.02
+"""Largest relative difference of width/height between the two images of an example pair."""
+
+
+def align_pair(before: Tensor, after: Tensor, size: int, face: str | int | None = "largest",
+               source: str = "image") -> tuple[PreparedPortrait, Tensor]:
+    """Align an example pair (a photo and its edit) with the face found in ``before``.
+
+    The same crop square cuts both images, so the edit stays registered with its input; an
+    ``after`` of another resolution (e.g. an editor's 512² output of a 1024² photo) is resized
+    to ``before``'s size first. Returns the prepared ``before`` (crop and estimated camera) and
+    the ``[3, size, size]`` crop of ``after``.
+
+    Raises:
+        FaceSelectionError: as :func:`prepare_portrait`, naming ``source``.
+        ValueError: the two images have different aspect ratios (not the same photo), naming ``source``.
+    """
+    (height, width), (after_height, after_width) = before.shape[-2:], after.shape[-2:]
+    if abs((after_width / after_height) / (width / height) - 1.0) > ASPECT_TOLERANCE:
+        raise ValueError(f"{source}: the edited image is {after_width}x{after_height} but the photo is "
+                         f"{width}x{height}; an example pair must keep the photo's aspect ratio")
+    prepared = prepare_portrait(before, size, face, source)
+    if (after_height, after_width) != (height, width):
+        after = F.interpolate(after[None].float(), size=(height, width), mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp(0, 1)
+    return prepared, warp_square(after, prepared.aligned.square, size)
+
+
+__all__ = ["PreparedPortrait", "align_pair", "prepare_portrait"]

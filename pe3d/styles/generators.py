@@ -13,9 +13,13 @@ They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1), or ru
     cameras from ``cameras.json`` when present, else frontal.
 
 ``folder``
-    ``params: {dir: <folder>}`` with ``before/`` and ``after/`` images matched by file name
-    (stem): user- or artist-made example pairs, as for the paper's fast adaptation (Sec. 4.3).
-    Cameras come from ``<dir>/cameras.json`` when present, else frontal.
+    ``params: {dir: <folder>, align: none|face|auto}`` with ``before/`` and ``after/`` images
+    matched by file name (stem): user- or artist-made example pairs, as for the paper's fast
+    adaptation (Sec. 4.3). ``align: none`` centre-crops both images (right for renders framed
+    like the world's); ``face`` aligns both with the face of the ``before`` image, exactly as
+    ``pe3d edit`` aligns a photo, and estimates its camera (an image without a face is an
+    error naming it); ``auto`` does the same but centre-crops images where no face is found.
+    Cameras from ``<dir>/cameras.json`` win when present; otherwise the estimate, else frontal.
 
 ``instruct-pix2pix``
     The paper's 2D editor with BLIP captions for image prompts: :mod:`pe3d.styles.ip2p`.
@@ -39,6 +43,7 @@ Writing a new generator (e.g. in a style folder's ``generator.py``)::
 from __future__ import annotations
 
 import json
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +61,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """Image files read from folders."""
 CAMERAS_FILE = "cameras.json"
 """Optional camera file of image folders (EG3D ``dataset.json`` layout or ``{name: label}``)."""
+FOLDER_ALIGN_MODES = ("none", "face", "auto")
+"""Values of the ``folder`` generator's ``align`` parameter."""
 
 
 class ParamError(ValueError):
@@ -253,12 +260,18 @@ def load_cameras(path: Path) -> dict[str, Tensor]:
     return out
 
 
-def camera_for(cameras: dict[str, Tensor], image: Path) -> Tensor:
-    """The camera of ``image`` in a :func:`load_cameras` mapping (by name, then stem); frontal if absent."""
+def lookup_camera(cameras: dict[str, Tensor], image: Path) -> Tensor | None:
+    """The camera of ``image`` in a :func:`load_cameras` mapping (by name, then stem), or ``None``."""
     for key in (image.name, image.stem):
         if key in cameras:
             return cameras[key].clone()
-    return label_from_yaw_pitch(0.0, 0.0)[0]
+    return None
+
+
+def camera_for(cameras: dict[str, Tensor], image: Path) -> Tensor:
+    """The camera of ``image`` in a :func:`load_cameras` mapping (by name, then stem); frontal if absent."""
+    camera = lookup_camera(cameras, image)
+    return label_from_yaw_pitch(0.0, 0.0)[0] if camera is None else camera
 
 
 # ----------------------------------------------------------------------------- world helpers
@@ -426,12 +439,13 @@ class FolderGenerator(PairGenerator):
     @dataclass
     class Params:
         """``dir``: folder with ``before``/``after`` sub-folders of images matched by file stem,
-        and an optional ``cameras`` file."""
+        and an optional ``cameras`` file; ``align``: one of :data:`FOLDER_ALIGN_MODES` (see the module docstring)."""
 
         dir: str = ""
         before: str = "before"
         after: str = "after"
         cameras: str = CAMERAS_FILE
+        align: str = "none"
 
     @staticmethod
     def _match(params: Any, spec: StyleSpec) -> tuple[list[tuple[Path, Path]], Path]:
@@ -448,7 +462,9 @@ class FolderGenerator(PairGenerator):
 
     @classmethod
     def validate_params(cls, params: Any, spec: StyleSpec) -> None:
-        """``dir`` must hold matching ``before``/``after`` images; a camera file must parse."""
+        """``dir`` must hold matching ``before``/``after`` images; a camera file must parse; ``align`` must be known."""
+        if params.align not in FOLDER_ALIGN_MODES:
+            raise ParamError("align", f"must be one of {list(FOLDER_ALIGN_MODES)}, got {params.align!r}")
         _, folder = cls._match(params, spec)
         if (folder / params.cameras).is_file():
             try:
@@ -468,7 +484,6 @@ class FolderGenerator(PairGenerator):
 
     def generate(self, indices: Sequence[int]) -> list[Pair]:
         """Pairs ``indices`` in file-name order; references are other pairs' ``after`` images."""
-        resolution = self.spec.pairs.resolution
         out = []
         for index in indices:
             if not 0 <= index < len(self._pairs):
@@ -479,12 +494,13 @@ class FolderGenerator(PairGenerator):
             reference = None
             if len(self._pairs) > 1 and self.wants_reference(rng):
                 other = (index + 1 + int(torch.randint(len(self._pairs) - 1, (1,), generator=rng))) % len(self._pairs)
-                reference = load_image(self._pairs[other][1], resolution)
+                reference = self._crop_pair(*self._pairs[other])[1]
+            image, edited, camera = self._crop_pair(before, after)
             out.append(
                 Pair(
-                    input=load_image(before, resolution),
-                    edited=load_image(after, resolution),
-                    camera=camera_for(self._cameras, before),
+                    input=image,
+                    edited=edited,
+                    camera=camera,
                     prompt=prompt,
                     reference=reference,
                     identity=-1,
@@ -492,6 +508,24 @@ class FolderGenerator(PairGenerator):
                 )
             )
         return out
+
+    def _crop_pair(self, before: Path, after: Path) -> tuple[Tensor, Tensor, Tensor]:
+        """Input crop, edited crop and camera of one pair, as ``params.align`` says."""
+        resolution = self.spec.pairs.resolution
+        if self.params.align != "none":
+            from pe3d.faces import FaceSelectionError, align_pair
+            from pe3d.images import load_image as load_photo
+
+            try:
+                prepared, edited = align_pair(load_photo(before), load_photo(after), resolution, "largest", str(before))
+            except FaceSelectionError as error:
+                if self.params.align == "face":
+                    raise FaceSelectionError(f"{error} (or set params.align to auto or none)", error.count) from None
+                warnings.warn(f"{error}; the pair is centre-cropped instead (align: auto)", stacklevel=2)
+            else:
+                camera = lookup_camera(self._cameras, before)
+                return prepared.image, edited, prepared.camera.reshape(25).float() if camera is None else camera
+        return load_image(before, resolution), load_image(after, resolution), camera_for(self._cameras, before)
 
 
 # InstructPix2Pix (``generator: instruct-pix2pix``) lives in its own module; importing it registers it.

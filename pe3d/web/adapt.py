@@ -1,7 +1,9 @@
 """The adapt tab's work: uploaded before/after pairs become a new style, then norm-only adaptation.
 
 The pairs are checked (:mod:`pe3d.web.limits`), re-encoded as PNGs into a new style folder
-under :func:`pe3d.config.styles_dir` that uses the ``folder`` pair generator, and
+under :func:`pe3d.config.styles_dir` that uses the ``folder`` pair generator with
+``align: auto`` (photos with a face are aligned and get an estimated camera, exactly as the
+edit tab treats its input; others are centre-cropped), and
 :func:`pe3d.recipes.editing.fit_adapt` (the recipe behind ``pe3d fit adapt``) trains and
 exports ``<style>/adapter.safetensors``; the style is then listed like any other. A
 :class:`~pe3d.web.progress.StepProgress` callback reports the steps to the page's progress bar.
@@ -74,7 +76,7 @@ def _check_request(request: AdaptRequest, settings: WebSettings) -> str:
 
 
 def _save_png(image: Tensor, path: Path) -> None:
-    """Re-encode a checked upload as PNG (the ``folder`` generator centre-crops and resizes it)."""
+    """Re-encode a checked upload as PNG (the ``folder`` generator aligns or centre-crops it, then resizes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(image)).save(path)
 
@@ -92,7 +94,7 @@ def write_style_folder(folder: Path, prompt: str, pairs: list[tuple[str, str]], 
             "name": folder.name,
             "description": f"made in the web interface from {len(pairs)} before/after pairs",
             "generator": "folder",
-            "params": {"dir": PAIRS_FOLDER},
+            "params": {"dir": PAIRS_FOLDER, "align": "auto"},  # photos are face-aligned like edit inputs
             "pairs": {"count": len(pairs), "resolution": resolution, "pose": {"kind": "frontal"}},
             "adapt": {"num_pairs": len(pairs), "max_steps": steps, "max_minutes": max_minutes},
             "prompts": {"train": [prompt], "test": [prompt]},
