@@ -26,6 +26,7 @@ from pe3d.metrics import (
     TimePerImage,
     ViewConsistency,
     build_world_targets,
+    face_boxes,
     load_arcface,
 )
 from pe3d.metrics.arcface import arcface_from_state_dict
@@ -257,6 +258,24 @@ def test_view_consistency_of_identical_views_is_one_and_faceless_views_are_left_
     metric.update(views[:1])
     assert float(metric.compute()) == pytest.approx(1.0, abs=1e-6)
     assert mixed < 0.96  # mean of 1.0 and a different person's similarity
+
+
+def test_view_consistency_measures_faceless_views_inside_known_face_boxes(astronaut):
+    hidden = astronaut.clone()
+    boxes = face_boxes(torch.stack([astronaut, astronaut], dim=1))
+    assert boxes[0][0] is not None and boxes[0][0] == boxes[0][1]
+    left, top, right, bottom = boxes[0][0]
+    hidden[:, :, top + (bottom - top) // 3 : bottom, left:right] = 0.5  # the detector no longer finds the face
+    views = torch.stack([astronaut, hidden], dim=1)
+    plain = ViewConsistency()
+    plain.update(views)
+    assert int(plain.pairs) == 0 and int(plain.missed_views) == 1
+    boxed = ViewConsistency()
+    boxed.update(views, boxes)
+    assert int(boxed.pairs) == 1 and int(boxed.boxed_views) == 1 and int(boxed.missed_views) == 0
+    assert 0.0 < float(boxed.compute()) < 0.999  # measured, and the covered face is not the same descriptor
+    with pytest.raises(ValueError, match="1 heads x 2 views"):
+        boxed.update(views, [boxes[0][:1]])
 
 
 def test_view_consistency_checks_shapes(astronaut):

@@ -219,7 +219,9 @@ class MetricSuite:
             out["consistency"] = value if math.isfinite(value) else Missing(
                 f"no view pair with faces ({int(self.consistency.missed_views)} views without a face)"
             )
-            out["consistency_pairs"] = f"{int(self.consistency.pairs)} ({int(self.consistency.missed_views)} views without a face)"
+            boxed = int(self.consistency.boxed_views)
+            in_box = f"{boxed} in the true face box, " if boxed else ""
+            out["consistency_pairs"] = f"{int(self.consistency.pairs)} ({in_box}{int(self.consistency.missed_views)} views without a face)"
         out["clip_r"] = float(_quiet(self.clip.compute)) if self.clip is not None else Missing(self.clip_missing)
         if self.timer is not None:
             out["ms_per_image"] = float(self.timer.compute())
@@ -293,12 +295,13 @@ def score_world_case(entries: list[Scored], case: WorldCase, data: WorldEvalSet)
     and update each method's suite; returns the edited triplanes ``[N, ...]`` per method."""
     all_planes = edit_in_turns(entries, [world_requests(method, case, data) for method, _ in entries])
     views = case.targets.views
+    boxes = _true_face_boxes(entries, views, data.plan.consistency)
     for (method, suite), planes in zip(entries, all_planes):
         renders = {name: method.render(planes, views[name].labels, resolution=data.resolution) for name in suite.cameras(data.plan)}
         update_ground_truth(suite.edit, renders["input"], views["input"])
         for name in data.plan.novel:
             update_ground_truth(suite.novel, renders[name], views[name])
-        _update_faces(suite, views["input"].source, renders, data.plan.consistency)
+        _update_faces(suite, views["input"].source, renders, data.plan.consistency, boxes)
         if suite.clip is not None:
             suite.clip.update(renders["input"].image.clamp(0, 1), texts=[case.prompt] * data.count)
     return all_planes
@@ -309,11 +312,22 @@ def update_ground_truth(metric, render, target) -> None:
     metric.update(render.image.clamp(0, 1), target.image, render.depth, target.depth, target.mask)
 
 
-def _update_faces(suite: MetricSuite, source: Tensor, renders: dict, consistency: list[str]) -> None:
+def _true_face_boxes(entries: list[Scored], views: dict, consistency: list[str]):
+    """Face boxes of the unedited ground-truth views at the 3D cameras (``None`` when no suite scores 3D)."""
+    suites = [suite for _, suite in entries if suite.consistency is not None]
+    if not suites:
+        return None
+    from pe3d.metrics import face_boxes
+
+    truth = torch.stack([views[name].source for name in consistency], dim=1)
+    return face_boxes(truth, upsample=suites[0].cfg.face_upsample)
+
+
+def _update_faces(suite: MetricSuite, source: Tensor, renders: dict, consistency: list[str], boxes=None) -> None:
     if suite.identity is not None:
         suite.identity.update(source, renders["input"].image.clamp(0, 1))
     if suite.consistency is not None:
-        suite.consistency.update(torch.stack([renders[name].image.clamp(0, 1) for name in consistency], dim=1))
+        suite.consistency.update(torch.stack([renders[name].image.clamp(0, 1) for name in consistency], dim=1), boxes)
 
 
 @torch.no_grad()

@@ -123,8 +123,10 @@ def _notes(cfg: Table1Benchmark, data, suite: MetricSuite) -> list[str]:
         f"ID_t / 3D: {cfg.metrics.identity_backend} face embeddings (cosine; dlib scores of *different* people are "
         "≈0.75–0.9, so compare methods, not absolute values); 3D = mean over view pairs at yaw "
         f"{', '.join(f'{y:+.0f}°' for y in cfg.metrics.consistency_yaws_deg)}. When dlib finds no face in an edited "
-        "render, ID_t is measured inside the input's face box (counted in the 'ID pairs measured' column); the 3D "
-        f"score has no such fallback and is n/a when no two views of a head show a detectable face. {perceptual}.",
+        "render, ID_t is measured inside the input's face box (counted in the 'ID pairs measured' column); a 3D view "
+        "without a detected face is measured inside the face box dlib finds in the unedited ground-truth render at "
+        "that camera (world rows only, counted in the '3D view pairs measured' column; real photos have no such "
+        f"ground truth, so their 3D score is n/a when no two views show a detectable face). {perceptual}.",
         "Time: one image at a time (image → edited triplane → render at the input camera), the methods taking turns "
         "image by image in the same run, warm-up excluded; "
         "the 2D editor of the baselines is the style filter (milliseconds here; the paper's InstructPix2Pix "

@@ -14,7 +14,7 @@ Networks are never downloaded; a missing one raises :class:`MetricWeightsMissing
 
 from pe3d.metrics.arcface import IRSE50, arcface_input, load_arcface
 from pe3d.metrics.clip_score import ClipScore, load_clip_model
-from pe3d.metrics.consistency import ViewConsistency
+from pe3d.metrics.consistency import ViewConsistency, face_boxes
 from pe3d.metrics.face_identity import FaceEmbeddings, build_face_embedder
 from pe3d.metrics.ground_truth import (
     GT_VIEWS,
@@ -39,6 +39,7 @@ __all__ = [
     "MetricWeightsMissing",
     "TimePerImage",
     "ViewConsistency",
+    "face_boxes",
     "ViewTarget",
     "WorldTargets",
     "arcface_input",
