@@ -66,6 +66,15 @@ def as_image_batch(image: Tensor, name: str) -> Tensor:
     return image.clamp(0, 1)
 
 
+def _file_stamp(path: Path) -> Optional[tuple[int, int, int]]:
+    """``(inode, mtime_ns, size)`` of ``path``, or ``None`` when it cannot be read (the loader then reports why)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 class EditPipeline:
     """A base editor plus any number of loaded style adapters (one active at a time)."""
 
@@ -78,6 +87,8 @@ class EditPipeline:
         self._base_values = {name: params[name].detach().clone() for name in names}
         self.adapters: dict[str, Adapter] = {}
         self.active_adapter: Optional[str] = None
+        self._adapter_files: dict[Path, tuple[tuple[int, int, int], str]] = {}
+        """Adapter files already read: resolved path -> ((inode, mtime_ns, size), the name it was loaded under)."""
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "EditPipeline":
@@ -94,15 +105,24 @@ class EditPipeline:
     def load_adapter(self, source: str | Path, name: str | None = None) -> str:
         """Read and check an adapter (a style folder or an ``.safetensors`` file); returns its name.
 
-        The adapter is not activated: call :meth:`set_adapter`.
+        The adapter is not activated: call :meth:`set_adapter`. Loading a file again is free while
+        it is unchanged on disk (same inode, modification time and size; adapters are written to a
+        new file and renamed, so a rewritten one is always read again).
         """
         path = Path(source)
         if path.is_dir():
             path = path / ADAPTER_FILE
-        adapter = read_adapter(path)
-        check_adapter(adapter, self.editor, self.base_hash, str(path))
+        key, stamp = path.resolve(), _file_stamp(path)
+        known = self._adapter_files.get(key)
+        if stamp is not None and known is not None and known[0] == stamp and known[1] in self.adapters:
+            adapter = self.adapters[known[1]]
+        else:
+            adapter = read_adapter(path)
+            check_adapter(adapter, self.editor, self.base_hash, str(path))
         name = name or adapter.style or path.stem
         self.adapters[name] = adapter
+        if stamp is not None:
+            self._adapter_files[key] = (stamp, name)
         return name
 
     def set_adapter(self, name: str) -> None:

@@ -64,6 +64,24 @@ def test_adapters_switch_and_unload_exactly(pipe, tmp_path):
         pipe.set_adapter("nope")
 
 
+def test_an_unchanged_adapter_file_is_read_once(pipe, tmp_path, monkeypatch):
+    import pe3d.pipeline as pipeline_module
+
+    reads = []
+    real_read = pipeline_module.read_adapter
+    monkeypatch.setattr(pipeline_module, "read_adapter", lambda path: reads.append(path) or real_read(path))
+    path = _fake_adapter(pipe, tmp_path / "c.safetensors", "style_c", 0.2)
+    assert pipe.load_adapter(path) == "style_c" and len(reads) == 1
+    assert pipe.load_adapter(path) == "style_c" and len(reads) == 1  # unchanged on disk: not read again
+    assert pipe.load_adapter(path, name="alias") == "alias" and len(reads) == 1
+    assert pipe.adapters["alias"] is pipe.adapters["style_c"]
+    first = pipe.adapters["style_c"]
+    _fake_adapter(pipe, path, "style_c", -0.2)  # rewritten (a new file renamed over it)
+    assert pipe.load_adapter(path) == "style_c" and len(reads) == 2
+    name = next(iter(first.tensors))
+    assert not torch.equal(first.tensors[name], pipe.adapters["style_c"].tensors[name])
+
+
 def test_adapter_for_another_base_names_both_hashes(pipe, tmp_path):
     path = _fake_adapter(pipe, tmp_path / "other.safetensors", "other", 0.1, base_hash="0123456789abcdef")
     with pytest.raises(AdapterMismatchError, match=f"0123456789abcdef.*{pipe.base_hash}"):
