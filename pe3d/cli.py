@@ -12,6 +12,9 @@ Commands:
     pe3d eval prior --weights FILE           quality table on held-out identities
     pe3d import-eg3d SRC.pkl OUT.safetensors  EG3D checkpoint -> safetensors (no pickled code runs)
     pe3d bench CONFIG [--out DIR] [k=v ...]  run a benchmark (table1, ablation_losses, adaptation, speed)
+
+Errors: a :class:`pe3d.errors.UserInputError` (bad file, name, key or value) prints one line and
+exits 2; any other exception is a bug and keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from pe3d.errors import InvalidInput
 
 
 def _cmd_world(args: argparse.Namespace) -> int:
@@ -63,7 +68,7 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
     elif args.shard:
         rank, _, world = args.shard.partition("/")
         if not (rank.isdigit() and world.isdigit() and int(rank) < int(world)):
-            raise ValueError(f"--shard {args.shard!r}: expected RANK/WORLD_SIZE with 0 <= RANK < WORLD_SIZE, e.g. 3/8")
+            raise InvalidInput(f"--shard {args.shard!r}: expected RANK/WORLD_SIZE with 0 <= RANK < WORLD_SIZE, e.g. 3/8")
         folder = write_shard(spec, out, int(rank), int(world), count=args.count)
         print(f"shard {args.shard} of {spec.name!r} in {folder}; merge with `pe3d pairs --style {spec.name} --out {out} --merge`")
         return 0
@@ -88,7 +93,7 @@ def _face_choice(value: str | None) -> str | int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"--face must be 'largest' or an integer index, got {value!r}") from None
+        raise InvalidInput(f"--face must be 'largest' or an integer index, got {value!r}") from None
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
@@ -304,11 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
-    from pe3d.config import ConfigError
+    from pe3d.errors import UserInputError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, OSError) as error:
+    except UserInputError as error:  # anything else is a bug or a broken environment: traceback, exit 1
         if os.environ.get("PE3D_DEBUG"):
             raise
         print(f"pe3d {args.command}: error: {error} (set PE3D_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from pe3d.errors import InvalidInput
+
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 """Floating dtypes by name (also the storage types of exported weights)."""
 
@@ -34,7 +36,7 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from error
+        raise InvalidInput(f"unknown device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from error
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -46,5 +48,5 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {list(DTYPES)}")
+        raise InvalidInput(f"unknown dtype {dtype!r}; use one of {list(DTYPES)}")
     return STORAGE_DTYPES[dtype]

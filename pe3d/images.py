@@ -18,13 +18,18 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pe3d.errors import InvalidInput
+
+__all__ = ["ImageLoadError", "MAX_PIXELS", "MIN_SIDE", "center_square", "load_image", "load_square_image", "open_rgb",
+           "quantize_uint8"]
+
 MIN_SIDE = 16
 """Smallest accepted image side in pixels."""
 MAX_PIXELS = 80_000_000
 """Largest accepted pixel count (decompression-bomb guard)."""
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(InvalidInput):
     """An image file cannot be used; the message names the file and the problem."""
 
 
@@ -44,8 +49,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
-    """Read ``path`` as ``[3, H, W]`` float RGB in [0, 1] (see the module docstring for the rules)."""
+def open_rgb(path: str | Path) -> Image.Image:
+    """Open ``path`` as a decoded RGB ``PIL.Image`` with every check of :func:`load_image`
+    (missing file, not an image, truncated, too small, too many pixels: :class:`ImageLoadError`)."""
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"{path}: file not found")
@@ -60,18 +66,40 @@ def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
             if min(width, height) < MIN_SIDE:
                 raise ImageLoadError(f"{path}: {width}x{height} image is smaller than the {MIN_SIDE}-pixel minimum side")
             image.load()
-            rgb = _to_rgb(image)
+            return _to_rgb(image)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
         raise ImageLoadError(f"{path}: not an image file (or an unsupported format)") from None
     except Exception as error:  # decoders of crafted files raise many types (OSError, struct.error, ...)
         raise ImageLoadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+def _to_tensor(rgb: Image.Image) -> torch.Tensor:
+    array = np.asarray(rgb, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | Path, max_side: int = 1024) -> torch.Tensor:
+    """Read ``path`` as ``[3, H, W]`` float RGB in [0, 1] (see the module docstring for the rules)."""
+    rgb = open_rgb(path)
     if max(rgb.size) > max_side:
         scale = max_side / max(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.LANCZOS)
-    array = np.asarray(rgb, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return _to_tensor(rgb)
+
+
+def load_square_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """Read ``path`` (checked as by :func:`load_image`) as ``[3, R, R]``: the centred square, resized
+    with Lanczos to ``resolution`` (how pair generators read example images)."""
+    rgb = open_rgb(path)
+    side = min(rgb.size)
+    if rgb.width != rgb.height:
+        left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+        rgb = rgb.crop((left, top, left + side, top + side))
+    if side != resolution:
+        rgb = rgb.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return _to_tensor(rgb)
 
 
 def quantize_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from pe3d.errors import InputFileNotFound, InvalidInput
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same folder).
@@ -65,7 +67,7 @@ def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata
     return atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata=meta))
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(InvalidInput):
     """A tensor file is missing, truncated or not in the expected format."""
 
 
@@ -73,7 +75,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     """Load a safetensors file and its metadata, with size/header checks and clear errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise InputFileNotFound(f"{path}: file not found")
     size = path.stat().st_size
     if size < 8:
         raise CorruptFileError(f"{path}: truncated safetensors file ({size} bytes)")

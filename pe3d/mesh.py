@@ -19,6 +19,7 @@ from torch import Tensor
 
 from pe3d.io import atomic_write
 from pe3d.rendering import TriplaneRenderer, activate_density
+from pe3d.errors import InvalidInput
 
 DEFAULT_LEVEL: float = 10.0
 """Iso-level of the activated density (EG3D's shape extraction also uses 10). With the mini
@@ -114,7 +115,7 @@ def triplane_mesh(renderer: TriplaneRenderer, planes: Tensor, resolution: int = 
     from skimage.measure import marching_cubes
 
     if resolution < 8:
-        raise ValueError(f"mesh grid resolution must be at least 8, got {resolution}")
+        raise InvalidInput(f"mesh grid resolution must be at least 8, got {resolution}")
     planes = _single(planes)
     density = density_grid(renderer, planes, resolution).numpy()
     density[[0, -1], :, :] = 0.0
@@ -122,7 +123,7 @@ def triplane_mesh(renderer: TriplaneRenderer, planes: Tensor, resolution: int = 
     density[:, :, [0, -1]] = 0.0
     keep = largest_component(density > level)
     if not keep.any():
-        raise ValueError(f"no density above the mesh level {level} (max {density.max():.3g}); lower the level")
+        raise InvalidInput(f"no density above the mesh level {level} (max {density.max():.3g}); lower the level")
     density[(density > level) & ~keep] = 0.0
     half = renderer.config.ray_march.box_warp / 2
     step = 2 * half / (resolution - 1)

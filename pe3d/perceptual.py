@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pe3d.errors import InputFileNotFound
+
 BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",
     "vgg": "vgg16-397923af.pth",
@@ -23,7 +25,7 @@ BACKBONE_FILES = {
 """File names torchvision uses for the LPIPS backbones."""
 
 
-class PerceptualWeightsNotFound(FileNotFoundError):
+class PerceptualWeightsNotFound(InputFileNotFound):
     """No local backbone weights for LPIPS were found."""
 
 

@@ -10,11 +10,16 @@
 Adapters hold only the tensors norm-only adaptation trains; the pipeline keeps a copy of
 the base editor's values of those tensors, so switching or unloading restores them exactly.
 An adapter made for another base model is refused with both hashes in the message.
+
+``pipe.save_pretrained(folder)`` writes the base editor, every loaded adapter and which one is
+active; ``EditPipeline.from_pretrained(folder)`` restores exactly that state.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,11 +31,22 @@ from torch import Tensor
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.mesh import DEFAULT_GRID, DEFAULT_LEVEL, Mesh, triplane_mesh
 from pe3d.models.checkpoints import model_hash
-from pe3d.models.editor import EditorCore, Prompts, load_editor
-from pe3d.styles.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
+import pe3d
+from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
+from pe3d.errors import InvalidInput
+from pe3d.io import atomic_write_text, save_tensors
+from pe3d.models.editor import EditorCore, Prompts, load_editor, save_editor
+
+__all__ = ["DEFAULT_VIEW_YAWS_DEG", "EDITOR_FILE", "EditPipeline", "EditResult", "PIPELINE_FILE", "as_image_batch"]
 
 DEFAULT_VIEW_YAWS_DEG = (-30.0, 0.0, 30.0)
 """Yaw angles (degrees) of the novel views rendered when no cameras are given."""
+EDITOR_FILE = "editor.safetensors"
+"""The base editor inside a run or ``save_pretrained`` folder."""
+PIPELINE_FILE = "pipeline.json"
+"""``save_pretrained``'s record of the loaded adapters (``adapters/<name>.safetensors``) and the active one."""
+ADAPTERS_DIR = "adapters"
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -59,10 +75,10 @@ def as_image_batch(image: Tensor, name: str) -> Tensor:
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f"{name} must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(image.shape)}")
+        raise InvalidInput(f"{name} must be [3, H, W] or [B, 3, H, W] RGB, got shape {list(image.shape)}")
     image = image.float()
     if not torch.isfinite(image).all():
-        raise ValueError(f"{name} contains NaN or inf values")
+        raise InvalidInput(f"{name} contains NaN or inf values")
     return image.clamp(0, 1)
 
 
@@ -92,15 +108,52 @@ class EditPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "EditPipeline":
-        """Load a base editor file (or a folder holding ``editor.safetensors``); ``None`` = the shipped mini editor."""
+        """Load a base editor file, or a folder holding ``editor.safetensors`` (a run folder or a
+        :meth:`save_pretrained` folder, whose adapters and active adapter come back too);
+        ``None`` = the shipped mini editor."""
         if path is None:
             from pe3d.weights import shipped_path
 
             path = shipped_path("editor_mini")
-        path = Path(path)
-        if path.is_dir():
-            path = path / "editor.safetensors"
-        return cls(load_editor(path), device)
+        folder = Path(path)
+        if not folder.is_dir():
+            return cls(load_editor(folder), device)
+        pipe = cls(load_editor(folder / EDITOR_FILE), device)
+        record = folder / PIPELINE_FILE
+        if record.is_file():
+            try:
+                state = json.loads(record.read_text(encoding="utf-8"))
+                names, active = list(state["adapters"]), state["active_adapter"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise InvalidInput(f"{record}: not a pe3d pipeline record ({type(error).__name__}: {error})") from None
+            for name in names:
+                pipe.load_adapter(folder / ADAPTERS_DIR / f"{_adapter_file_name(name)}.safetensors", name=name)
+            if active is not None:
+                pipe.set_adapter(active)
+        return pipe
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``editor.safetensors`` (the base weights, float32, whatever adapter is active),
+        ``adapters/<name>.safetensors`` for every loaded adapter and ``pipeline.json``; returns ``folder``.
+
+        :meth:`from_pretrained` on the folder gives a pipeline with the same base hash, the same
+        adapters and the same active adapter.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        active = self.active_adapter
+        self._restore_base()
+        try:
+            save_editor(self.editor, folder / EDITOR_FILE, {"base_hash": self.base_hash})
+        finally:
+            if active is not None:
+                apply_adapter(self.editor, self.adapters[active])
+        for name, adapter in self.adapters.items():
+            tensors = {key: value.detach().cpu() for key, value in adapter.tensors.items()}
+            save_tensors(folder / ADAPTERS_DIR / f"{_adapter_file_name(name)}.safetensors", tensors, adapter.metadata)
+        state = {"adapters": list(self.adapters), "active_adapter": active, "pe3d_version": pe3d.__version__}
+        atomic_write_text(folder / PIPELINE_FILE, json.dumps(state, indent=2) + "\n")
+        return folder
 
     def load_adapter(self, source: str | Path, name: str | None = None) -> str:
         """Read and check an adapter (a style folder or an ``.safetensors`` file); returns its name.
@@ -203,7 +256,7 @@ class EditPipeline:
     ) -> Tensor:
         """The edited triplane ``[B, 3, C, Rt, Rt]`` alone (no rendering); arguments as in :meth:`__call__`."""
         if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
+            raise InvalidInput(f"strength must be in [0, 1], got {strength}")
         image = self._prepare_image(image)
         prompts = self._prompts(prompt, prompt_image, image.shape[0])
         edited = self.editor(image, prompts)
@@ -218,9 +271,13 @@ class EditPipeline:
         return self.editor.render(triplane, camera.reshape(-1, 25).to(self.device), resolution=resolution)
 
     def check_prompt(self, prompt: str | Sequence[str] | None) -> None:
-        """Raise the encoder's ``ValueError`` now for an empty text prompt (before any image work)."""
+        """Raise :class:`~pe3d.errors.InvalidInput` now for a text prompt the encoder refuses (e.g. an
+        empty one), before any image work."""
         if prompt is not None and self.editor.text_encoder is not None:
-            self.editor.text_encoder.tokenize(prompt)
+            try:
+                self.editor.text_encoder.tokenize(prompt)
+            except ValueError as error:
+                raise InvalidInput(str(error)) from error
 
     def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
         """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``
@@ -232,10 +289,17 @@ class EditPipeline:
         if prompt is not None:
             texts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
             if len(texts) != batch:
-                raise ValueError(f"got {len(texts)} prompts for {batch} images")
+                raise InvalidInput(f"got {len(texts)} prompts for {batch} images")
         images = None
         if prompt_image is not None:
             images = as_image_batch(prompt_image, "prompt_image").to(self.device).expand(batch, -1, -1, -1)
         if texts is None and images is None:
-            raise ValueError("give a text prompt, a prompt image, or both")
+            raise InvalidInput("give a text prompt, a prompt image, or both")
         return Prompts(texts=texts, images=images)
+
+
+def _adapter_file_name(name: str) -> str:
+    """``name`` when it is safe as a file name inside ``adapters/``; :class:`InvalidInput` otherwise."""
+    if not isinstance(name, str) or not _ADAPTER_NAME.match(name):
+        raise InvalidInput(f"adapter name {name!r}: use letters, digits, '_', '-' and '.' (it names a file)")
+    return name

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pe3d.geometry import FFHQ_LOOKAT, cam2world_from_yaw_pitch, camera_label, split_label, yaw_pitch_from_cam2world
+from pe3d.errors import InvalidInput
 from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write
 
@@ -33,7 +34,7 @@ MAX_VIDEO_PIXELS = 4096 * 4096
 """Largest accepted frame size (pixels) of an input video."""
 
 
-class VideoLoadError(ValueError):
+class VideoLoadError(InvalidInput):
     """A video file cannot be used; the message names the file and the problem."""
 
 
@@ -68,7 +69,7 @@ class VideoReader:
         if not self.path.is_file():
             raise VideoLoadError(f"{self.path}: file not found")
         if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+            raise InvalidInput(f"max_frames must be >= 1, got {max_frames}")
         self.max_frames = max_frames
         self.max_side = max_side
         self._reader = imageio_ffmpeg.read_frames(str(self.path))
@@ -198,9 +199,9 @@ class SmoothingConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength < 1.0:
-            raise ValueError(f"smoothing strength must be in [0, 1), got {self.strength}")
+            raise InvalidInput(f"smoothing strength must be in [0, 1), got {self.strength}")
         if self.adaptive < 0:
-            raise ValueError(f"smoothing adaptive must be >= 0, got {self.adaptive}")
+            raise InvalidInput(f"smoothing adaptive must be >= 0, got {self.adaptive}")
 
 
 class AdaptiveEMA:

@@ -90,6 +90,44 @@ def test_cli_bad_input(case, tmp_path, capsys):
     assert not (tmp_path / "PWNED").exists(), "pickled code ran"
 
 
+def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
+    """A ValueError / KeyError / OSError from inside pe3d is a bug, not bad input: it is not turned
+    into a one-line exit 2 (the console script then exits 1 with the traceback)."""
+    import pe3d.recipes.prior as prior
+
+    for error in (ValueError("internal bug"), KeyError("internal bug"), OSError("internal bug")):
+        def broken(cfg, resume=False, _error=error):
+            raise _error
+
+        monkeypatch.setattr(prior, "fit_prior", broken)
+        with pytest.raises(type(error), match="internal bug"):
+            main(["fit", "prior", f"out={tmp_path / 'run'}"])
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
+    assert main(["fit", "prior", "--resume", f"out={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"nothing to resume, no checkpoint at {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in err, err
+
+
+def test_user_input_errors_are_one_type():
+    """Every error type the CLI reports as bad input derives from UserInputError (and keeps its old base)."""
+    from pe3d.adapters import AdapterMismatchError
+    from pe3d.config import ConfigError
+    from pe3d.eg3d.importer import EG3DImportError
+    from pe3d.eg3d.safe_pickle import UnsafePickleError
+    from pe3d.errors import UserInputError
+    from pe3d.faces.detect import FaceSelectionError
+    from pe3d.images import ImageLoadError
+    from pe3d.io import CorruptFileError
+    from pe3d.styles.spec import StyleError
+
+    for kind in (AdapterMismatchError, ConfigError, EG3DImportError, UnsafePickleError, FaceSelectionError,
+                 ImageLoadError, CorruptFileError, StyleError):
+        assert issubclass(kind, UserInputError) and issubclass(kind, ValueError), kind
+
+
 def test_pipeline_refuses_nan_and_truncates_long_prompts():
     from pe3d.pipeline import EditPipeline
 
@@ -105,7 +143,7 @@ def test_pipeline_refuses_nan_and_truncates_long_prompts():
 def test_adapter_with_missing_or_extra_tensors_is_refused_by_name(tmp_path):
     from pe3d.io import save_tensors
     from pe3d.pipeline import EditPipeline
-    from pe3d.styles.adapters import AdapterMismatchError, adapter_parameter_names
+    from pe3d.adapters import AdapterMismatchError, adapter_parameter_names
 
     pipe = EditPipeline.from_pretrained()
     names = adapter_parameter_names(pipe.editor, pipe.editor.adaptation_parameters())
@@ -163,7 +201,7 @@ def test_crafted_bad_files_through_every_loader(bad_files):
     from pe3d.images import ImageLoadError, load_image
     from pe3d.io import CorruptFileError, load_tensors
     from pe3d.models.prior import load_prior
-    from pe3d.styles.adapters import AdapterMismatchError, read_adapter
+    from pe3d.adapters import AdapterMismatchError, read_adapter
     from pe3d.systems.runner import SafeCheckpointIO
 
     folder, marker = bad_files

@@ -11,7 +11,7 @@ from pe3d.config import ConfigError
 from pe3d.eg3d import TriPlaneGenerator, load_eg3d_config
 from pe3d.eg3d.config import config_to_eg3d_kwargs
 from pe3d.eg3d.ops import conv2d_resample, conv2d_resample_reference, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
-from pe3d.eg3d.renderer import mip_ray_march, sample_importance
+from pe3d.eg3d.renderer import mip_ray_march, sample_importance_midpoints
 from pe3d.geometry import label_from_yaw_pitch
 
 
@@ -132,7 +132,7 @@ def test_eg3d_ray_marcher_matches_constant_density_analytically():
     opacity = 1 - math.exp(-F.softplus(torch.tensor(0.7)).item() * 1.0)
     assert math.isclose(out.weights.sum().item(), opacity, rel_tol=1e-5)
     assert torch.allclose(out.rgb, torch.full((1, 1, 3), 0.25 * opacity * 2 - 1), atol=1e-5)
-    fine = sample_importance(depths.expand(2, 4, 33, 1), out.weights.expand(2, 4, 32, 1), 16)
+    fine = sample_importance_midpoints(depths.expand(2, 4, 33, 1), out.weights.expand(2, 4, 32, 1), 16)
     assert fine.shape == (2, 4, 16, 1) and fine.min() >= 2.0 and fine.max() <= 3.0
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eg3d_helpers import write_network_pickle
-from pe3d.config import configs_dir, load_structured
+from pe3d.config import ConfigError, configs_dir, load_structured
 from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig
 from pe3d.eg3d import TriPlaneGenerator, load_eg3d_config
 from pe3d.eg3d.importer import import_eg3d, load_eg3d
@@ -60,9 +60,24 @@ def test_student_starts_from_the_teacher_decoder_and_gets_triplane_targets(teach
     teacher = load_eg3d(teacher_file)
     assert torch.allclose(model.renderer.decoder.net[0].weight, teacher.decoder.net[0].effective_weight())
     assert "teacher_planes" in train.dataset[0]
-    other = _config(teacher_file, model=("encoder.triplane_channels=8", "renderer.decoder.in_channels=8"))
-    student = build_prior_model(other)  # its triplane (3 x 8 x 32^2) is not the teacher's (3 x 16 x 32^2)
-    assert "teacher_planes" not in build_eg3d_loaders(other, student)[0].dataset[0]
+
+
+def test_a_triplane_or_decoder_that_cannot_follow_the_teacher_is_an_error_unless_allowed(teacher_file, caplog):
+    shapes = ("encoder.triplane_channels=8", "renderer.decoder.in_channels=8")  # 3 x 8 x 32^2, not the teacher's 3 x 16 x 32^2
+    other = _config(teacher_file, model=shapes)
+    with pytest.raises(ConfigError, match=r"teacher\.triplane_loss=auto"):
+        build_eg3d_loaders(other, build_prior_model(other))
+    other = _config(teacher_file, "teacher.triplane_loss=auto", model=shapes)
+    with pytest.raises(ConfigError, match=r"teacher\.init_decoder=false"):
+        build_eg3d_loaders(other, build_prior_model(other))
+    other = _config(teacher_file, "teacher.triplane_loss=auto", "teacher.init_decoder=false", model=shapes)
+    student = build_prior_model(other)
+    before = student.renderer.decoder.net[0].weight.detach().clone()
+    with caplog.at_level("WARNING", logger="pe3d.recipes.prior"):
+        loader = build_eg3d_loaders(other, student)[0]
+    assert "teacher_planes" not in loader.dataset[0]
+    assert torch.equal(student.renderer.decoder.net[0].weight, before)
+    assert any("without the triplane loss" in record.getMessage() for record in caplog.records)
 
 
 def test_prior_loss_falls_with_an_eg3d_teacher(teacher_file):

@@ -8,7 +8,7 @@ from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
 from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill
 from pe3d.recipes.prior import PriorFitConfig, fit_prior
-from pe3d.styles.adapters import AdapterMismatchError, load_adapter_into, read_adapter
+from pe3d.adapters import AdapterMismatchError, load_adapter_into, read_adapter
 
 FAST_RENDER = [
     "renderer.ray_march.depth_resolution=8",

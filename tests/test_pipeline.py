@@ -8,7 +8,7 @@ import torch
 
 import pe3d
 from pe3d.models.checkpoints import model_hash
-from pe3d.styles.adapters import AdapterMismatchError, adapter_parameter_names, save_adapter
+from pe3d.adapters import AdapterMismatchError, adapter_parameter_names, save_adapter
 
 
 @pytest.fixture(scope="module")

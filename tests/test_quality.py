@@ -8,7 +8,7 @@ from pe3d.models.prior import load_prior
 from pe3d.recipes.editing import AdaptFitConfig, fit_adapt
 from pe3d.recipes.eval_editor import evaluate_editor
 from pe3d.recipes.eval_prior import evaluate_prior
-from pe3d.styles.adapters import load_adapter_into
+from pe3d.adapters import load_adapter_into
 from pe3d.styles.discovery import load_named_style
 from pe3d.weights import shipped_path
 

@@ -5,7 +5,8 @@ A benchmark YAML names its ``kind``; the kind selects the schema:
 * ``table1``: ours against the two baselines (paper Table 1), :class:`Table1Benchmark`;
 * ``ablation``: distillation-loss variants (paper Fig. 6), :class:`AblationBenchmark`;
 * ``adaptation``: pairs x time checkpoints of norm-only adaptation (paper Table 2), :class:`AdaptationBenchmark`;
-* ``speed``: latency of image -> edited triplane -> image, :class:`SpeedBenchmark`.
+* ``speed``: latency of image -> edited triplane -> image, :class:`SpeedBenchmark`;
+* ``quality``: per style and view, ours vs. the teacher, no edit and the ceiling, :class:`QualityBenchmark`.
 
 Order of precedence: schema defaults <- the YAML <- ``key=value`` overrides. Unknown keys
 and wrong types fail naming the file and the key path (:func:`pe3d.config.load_structured`).
@@ -19,7 +20,7 @@ from typing import Sequence
 
 import yaml
 
-from pe3d.config import ConfigError, load_structured, parse_overrides, project_root
+from pe3d.config import ConfigError, benchmarks_dir, load_structured, parse_overrides
 from pe3d.losses import ImageLossConfig
 from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig
 
@@ -224,18 +225,60 @@ class SpeedBenchmark(BenchmarkBase):
     unet: UNetEstimateConfig = field(default_factory=UNetEstimateConfig)
 
 
+@dataclass
+class CeilingConfig:
+    """Per-identity triplane fitting to ground truth (decoder and renderer frozen).
+
+    Fits ``fit_views`` random cameras plus every tested view, ``views_per_step`` of them a step,
+    each on a dilated patch (every ``ray_stride``-th ray); Adam with a cosine decay over at most
+    ``max_steps`` steps, stopped early when the loss of the last ``patience`` steps fell by less
+    than ``tolerance`` (relative) against the ``patience`` steps before.
+    """
+
+    enabled: bool = True
+    identities: int = 4
+    """How many of the held-out identities are fitted (the first ones; the cost grows with it)."""
+    fit_views: int = 8
+    views_per_step: int = 3
+    ray_stride: int = 2
+    max_steps: int = 400
+    lr: float = 0.03
+    patience: int = 50
+    tolerance: float = 0.005
+
+
+@dataclass
+class QualityBenchmark(BenchmarkBase):
+    """Per style, per view: ours (train / test prompts), the two-stage teacher, no edit and the ceiling."""
+
+    kind: str = "quality"
+    editor: str = ""
+    """Base editor weights ("" = the shipped mini editor)."""
+    prior: str = ""
+    """Prior weights ("" = the shipped mini prior)."""
+    styles: list[str] = field(
+        default_factory=lambda: ["bronze_statue", "pencil_sketch", "zombie", "blue_hair", "pop_art", "marble_statue"]
+    )
+    identities: int = 8
+    world_seed: int = 0
+    resolution: int = 64
+    novel_yaws_deg: list[float] = field(default_factory=lambda: [-30.0, 30.0])
+    novel_pitches_deg: list[float] = field(default_factory=lambda: [-15.0, 15.0])
+    prompt_index: int = 0
+    """Which train prompt and which test prompt of each style (``prompts.train[i]``, ``prompts.test[i]``)."""
+    ceiling: CeilingConfig = field(default_factory=CeilingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    grid_identities: int = 2
+
+
 BENCHMARK_KINDS: dict[str, type] = {
     "table1": Table1Benchmark,
     "ablation": AblationBenchmark,
     "adaptation": AdaptationBenchmark,
     "speed": SpeedBenchmark,
+    "quality": QualityBenchmark,
 }
 """``kind`` -> its config schema."""
-
-
-def benchmarks_dir() -> Path:
-    """``<project root>/benchmarks``."""
-    return project_root() / "benchmarks"
 
 
 def resolve_benchmark(name: str | Path) -> Path:
@@ -277,8 +320,10 @@ __all__ = [
     "AdaptationBenchmark",
     "BENCHMARK_KINDS",
     "BenchmarkBase",
+    "CeilingConfig",
     "MetricsConfig",
     "OptimisationBaselineConfig",
+    "QualityBenchmark",
     "RealPhotoConfig",
     "SpeedBenchmark",
     "SpeedSetting",

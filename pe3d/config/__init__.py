@@ -1,17 +1,30 @@
-"""Typed configuration: dataclass schemas merged with OmegaConf in one fixed order."""
+"""Typed configuration: dataclass schemas merged with OmegaConf in one fixed order, and where
+built-in configs, styles and benchmarks are found (:mod:`pe3d.config.paths`)."""
 
 from pe3d.config.loading import ConfigError, load_fit_config, load_structured, parse_overrides, save_resolved
-from pe3d.config.paths import configs_dir, named_config, project_root, runs_dir, styles_dir
+from pe3d.config.paths import (
+    benchmarks_dir,
+    builtin_root,
+    builtin_styles_dir,
+    configs_dir,
+    is_builtin,
+    named_config,
+    runs_dir,
+    user_styles_dir,
+)
 
 __all__ = [
     "ConfigError",
+    "benchmarks_dir",
+    "builtin_root",
+    "builtin_styles_dir",
     "configs_dir",
+    "is_builtin",
     "load_fit_config",
     "load_structured",
     "named_config",
     "parse_overrides",
-    "project_root",
     "runs_dir",
     "save_resolved",
-    "styles_dir",
+    "user_styles_dir",
 ]

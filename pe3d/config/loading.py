@@ -13,10 +13,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pe3d.errors import InvalidInput
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A config source is malformed: the message names the source and the key path."""
 
 

@@ -12,6 +12,7 @@ from lightning import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from pe3d.data.pairs import MANIFEST_FILE, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
+from pe3d.errors import InvalidInput
 
 
 class PairDataModule(LightningDataModule):
@@ -27,11 +28,11 @@ class PairDataModule(LightningDataModule):
     def __init__(self, config: PairDataConfig) -> None:
         super().__init__()
         if not config.dirs:
-            raise ValueError("PairDataConfig.dirs: at least one pair-set folder is required")
+            raise InvalidInput("PairDataConfig.dirs: at least one pair-set folder is required")
         if config.batch_size < 1:
-            raise ValueError(f"PairDataConfig.batch_size: must be >= 1, got {config.batch_size}")
+            raise InvalidInput(f"PairDataConfig.batch_size: must be >= 1, got {config.batch_size}")
         if not 0.0 <= config.val_fraction < 1.0:
-            raise ValueError(f"PairDataConfig.val_fraction: must be in [0, 1), got {config.val_fraction}")
+            raise InvalidInput(f"PairDataConfig.val_fraction: must be in [0, 1), got {config.val_fraction}")
         self.config = config
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -54,7 +55,8 @@ class PairDataModule(LightningDataModule):
             if not ids:
                 raise ManifestError(f"{folder}: no pairs (run write_pairs first)")
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
-            train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids))
+            train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
+                                           prompt_augment=cfg.prompt_augment))
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids))
         self.train_set = ConcatDataset(train_parts)

@@ -33,6 +33,7 @@ from pe3d.geometry import label_from_yaw_pitch, sample_camera_labels
 
 TEACHER_KINDS = ("world", "eg3d")
 CONDITIONING = ("frontal", "input")
+TRIPLANE_LOSS_MODES = ("require", "auto", "off")
 
 
 @dataclass
@@ -52,7 +53,11 @@ class TeacherConfig:
             generator's orbit (``avg_camera_radius`` around the origin, looking at ``avg_camera_pivot``).
         batches_per_epoch, val_batches: dataset lengths in batches (train / validation).
         seed: latents and cameras of item ``i`` are drawn from ``seed`` and ``i`` (validation uses ``seed + 1``).
-        init_decoder: copy the teacher's triplane decoder into the student's renderer when their shapes match.
+        init_decoder: copy the teacher's triplane decoder into the student's renderer; decoders of
+            other sizes are an error (set ``false`` to keep the student's own initialisation).
+        triplane_loss: supervise the student's triplane with the teacher's: ``require`` (default;
+            triplanes of different shapes are an error), ``auto`` (skipped, with a logged warning,
+            when the shapes differ) or ``off``.
         device: where the teacher runs: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (this rank's GPU when there is one).
     """
 
@@ -70,11 +75,14 @@ class TeacherConfig:
     val_batches: int = 2
     seed: int = 0
     init_decoder: bool = True
+    triplane_loss: str = "require"
     device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in TEACHER_KINDS:
             raise ValueError(f"teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}")
+        if self.triplane_loss not in TRIPLANE_LOSS_MODES:
+            raise ValueError(f"teacher.triplane_loss must be one of {TRIPLANE_LOSS_MODES}, got {self.triplane_loss!r}")
         if self.kind == "eg3d" and not self.checkpoint:
             raise ValueError("teacher.kind=eg3d needs teacher.checkpoint=<file from `pe3d import-eg3d`, or an EG3D .pkl/.pth>")
         if self.conditioning not in CONDITIONING:

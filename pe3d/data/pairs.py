@@ -34,6 +34,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
+from pe3d.errors import InvalidInput
 from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
 
@@ -67,7 +69,7 @@ IMAGE_DIRS = ("input", "edited", "reference")
 FORMAT_VERSION = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidInput):
     """A manifest or pair-set folder is malformed; the message names the file (and line)."""
 
 
@@ -315,9 +317,9 @@ def resolve_pair_count(spec: Any, generator: Any, count: int | None) -> int:
     if count is None:
         count = spec.pairs.count if limit is None else min(spec.pairs.count, limit)
     if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
+        raise InvalidInput(f"count must be >= 0, got {count}")
     if limit is not None and count > limit:
-        raise ValueError(f"style {spec.name!r}: generator {spec.generator!r} can make only {limit} pairs, asked for {count}")
+        raise InvalidInput(f"style {spec.name!r}: generator {spec.generator!r} can make only {limit} pairs, asked for {count}")
     return count
 
 
@@ -436,7 +438,8 @@ class PairDataset(Dataset):
     at every load (the paper trains on 8 prompts per style; the stored prompt is one draw),
     taken from ``prompts`` or else the train prompts recorded in ``pairs.json``. Image-prompt
     pairs always keep their stored prompt (the instruction the edit was made with). Without
-    ``resample_prompts`` every pair keeps its stored prompt (deterministic).
+    ``resample_prompts`` every pair keeps its stored prompt (deterministic). ``prompt_augment``
+    then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`).
     """
 
     def __init__(
@@ -445,6 +448,7 @@ class PairDataset(Dataset):
         prompts: Sequence[str] | None = None,
         resample_prompts: bool = False,
         ids: Sequence[int] | None = None,
+        prompt_augment: PromptAugmentConfig | None = None,
     ) -> None:
         self.folder = Path(folder)
         records = sorted(read_manifest(self.folder / MANIFEST_FILE), key=lambda r: r.id)
@@ -457,6 +461,7 @@ class PairDataset(Dataset):
             meta = read_meta(self.folder) if (self.folder / META_FILE).is_file() else {}
             prompts = meta.get("prompts", {}).get("train") or None
         self.prompts = list(prompts) if prompts else []
+        self.prompt_augment = prompt_augment
 
     def __len__(self) -> int:
         return len(self.records)
@@ -473,6 +478,8 @@ class PairDataset(Dataset):
         prompt = record.prompt
         if self.resample_prompts and self.prompts and record.prompt_kind == "text":
             prompt = self.prompts[int(torch.randint(len(self.prompts), (1,)))]
+        if self.prompt_augment is not None and record.prompt_kind == "text":
+            prompt = augment_prompt(prompt, self.prompt_augment)
         reference = None if record.reference is None else self._image(record.reference)
         return {
             "id": record.id,
@@ -536,6 +543,8 @@ class PairDataConfig:
     val_fraction: float = 0.1
     limit: int | None = None
     resample_prompts: bool = True
+    prompt_augment: PromptAugmentConfig = field(default_factory=PromptAugmentConfig)
+    """Training-time word dropout / unknown words for text prompts (off by default)."""
     seed: int = 0
     drop_last: bool = False
 

@@ -42,6 +42,7 @@ from pe3d.data.pairs import (
     write_pairs,
 )
 from pe3d.io import atomic_write_text, remove_stale_temp_files
+from pe3d.errors import InvalidInput
 
 SHARDS_DIR = "shards"
 """Sub-folder of a pair set that holds the per-rank shards."""
@@ -52,7 +53,7 @@ BARRIER_TIMEOUT = timedelta(days=7)
 def shard_name(rank: int, world_size: int) -> str:
     """Folder name of shard ``rank`` of ``world_size`` (``rank0003-of-0008``)."""
     if not 0 <= rank < world_size:
-        raise ValueError(f"shard rank must be in [0, {world_size}), got {rank}")
+        raise InvalidInput(f"shard rank must be in [0, {world_size}), got {rank}")
     return f"rank{rank:04d}-of-{world_size:04d}"
 
 

@@ -32,6 +32,7 @@ from pe3d.config import ConfigError
 from pe3d.eg3d.config import EG3DConfig, config_from_eg3d_kwargs
 from pe3d.eg3d.generator import TriPlaneGenerator
 from pe3d.eg3d.safe_pickle import EasyDict, ModuleRecord, PersistentObject, UnsafePickleError, read_network_pickle
+from pe3d.errors import InputFileNotFound, InvalidInput
 from pe3d.io import CorruptFileError, file_sha256
 from pe3d.models.checkpoints import load_model, save_model
 
@@ -44,7 +45,7 @@ LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 """First object of a legacy (non-zip) ``torch.save`` file."""
 
 
-class EG3DImportError(ValueError):
+class EG3DImportError(InvalidInput):
     """The checkpoint is readable but is not an EG3D generator we can map onto ours."""
 
 
@@ -154,7 +155,7 @@ def read_eg3d_checkpoint(path: str | Path) -> EG3DCheckpoint:
     """Read a network pickle or a converted torch file, without executing pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise InputFileNotFound(f"{path}: file not found")
     if zipfile.is_zipfile(path):
         return checkpoint_from_converted(_load_converted(path), str(path))
     data = read_network_pickle(path)

@@ -87,9 +87,10 @@ def mip_ray_march(colors: Tensor, densities: Tensor, depths: Tensor, white_back:
     return MarchOutput(rgb=rgb * 2 - 1, depth=depth, weights=weights)
 
 
-def sample_importance(depths: Tensor, weights: Tensor, num_importance: int) -> Tensor:
-    """EG3D's importance draw: smooth the coarse weights (max-pool 2, avg-pool 2, + 0.01), then sample
-    the coarse midpoints with the inner weights (NeRF's layout).
+def sample_importance_midpoints(depths: Tensor, weights: Tensor, num_importance: int) -> Tensor:
+    """EG3D's own importance draw over the coarse *midpoints* (NeRF's layout; pe3d's renderer uses
+    :func:`pe3d.rendering.volume.sample_importance`, which keeps each weight on its interval): smooth
+    the coarse weights (max-pool 2, avg-pool 2, + 0.01), then sample the midpoints with the inner weights.
 
     Args:
         depths: ``[B, N, S, 1]`` coarse depths; weights: ``[B, N, S-1, 1]`` from :func:`mip_ray_march`.
@@ -134,7 +135,7 @@ def importance_render(planes: Tensor, decoder: OSGDecoder, origins: Tensor, dire
     colors, densities = query_field(field_fn, origins, directions, depths, options.density_noise)
     if options.depth_resolution_importance > 0:
         coarse = mip_ray_march(colors, densities, depths, options.white_back)
-        fine_depths = sample_importance(depths, coarse.weights, options.depth_resolution_importance)
+        fine_depths = sample_importance_midpoints(depths, coarse.weights, options.depth_resolution_importance)
         fine_colors, fine_densities = query_field(field_fn, origins, directions, fine_depths, options.density_noise)
         depths, order = torch.sort(torch.cat([depths, fine_depths], dim=-2), dim=-2)
         colors = torch.cat([colors, fine_colors], dim=-2).gather(-2, order.expand(-1, -1, -1, colors.shape[-1]))

@@ -32,10 +32,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from pe3d.errors import InputFileNotFound, InvalidInput
 from pe3d.io import CorruptFileError
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(InvalidInput):
     """A pickle asks for a global outside the allow-list (or is shaped unlike an EG3D checkpoint)."""
 
 
@@ -207,7 +208,7 @@ def read_network_pickle(path: str | Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise InputFileNotFound(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise CorruptFileError(f"{path}: empty file")
     with open(path, "rb") as handle:

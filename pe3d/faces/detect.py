@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pe3d.errors import InvalidInput
 from pe3d.faces.models import dlib_models
 from pe3d.images import quantize_uint8
 
 
-class FaceSelectionError(ValueError):
+class FaceSelectionError(InvalidInput):
     """No face, or several faces and no choice of which; the message says what to pass.
 
     Attributes:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pe3d.errors import InputFileNotFound
+
 MODEL_FILES = {
     "landmarks68": "shape_predictor_68_face_landmarks.dat",
     "landmarks5": "shape_predictor_5_face_landmarks.dat",
@@ -23,7 +25,7 @@ MODEL_FILES = {
 INSTALL_HINT = "pip install dlib-bin face-recognition-models"
 
 
-class FaceModelsMissing(FileNotFoundError):
+class FaceModelsMissing(InputFileNotFound):
     """dlib or its model files are not installed; the message says how to install them."""
 
 

@@ -12,6 +12,7 @@ from pe3d.faces.align import AlignedFace, align_face, warp_square
 from pe3d.faces.camera import CameraEstimate, estimate_camera
 from pe3d.faces.detect import Face, choose_face, detect_faces
 from pe3d.geometry import yaw_pitch_from_cam2world
+from pe3d.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def align_pair(before: Tensor, after: Tensor, size: int, face: str | int | None 
     """
     (height, width), (after_height, after_width) = before.shape[-2:], after.shape[-2:]
     if abs((after_width / after_height) / (width / height) - 1.0) > ASPECT_TOLERANCE:
-        raise ValueError(f"{source}: the edited image is {after_width}x{after_height} but the photo is "
+        raise InvalidInput(f"{source}: the edited image is {after_width}x{after_height} but the photo is "
                          f"{width}x{height}; an example pair must keep the photo's aspect ratio")
     prepared = prepare_portrait(before, size, face, source)
     if (after_height, after_width) != (height, width):

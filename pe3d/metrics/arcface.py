@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pe3d.config.paths import project_root
 from pe3d.metrics.weights import first_existing_file
 from pe3d.models.prompt_base import load_state_dict_strict, read_state_dict
 
@@ -132,10 +131,10 @@ def arcface_input(images: Tensor) -> Tensor:
 
 
 def default_arcface_paths() -> list[Path]:
-    """Where :func:`find_arcface_weights` looks: ``$PE3D_ARCFACE_WEIGHTS``, ``<project>/pretrained_models/``
-    (the pSp / e4e / 3DPE layout), ``~/.cache/pe3d/``."""
+    """Where :func:`find_arcface_weights` looks: ``$PE3D_ARCFACE_WEIGHTS``, ``./pretrained_models/`` of the
+    current directory (the pSp / e4e / 3DPE layout), ``~/.cache/pe3d/``."""
     paths = [Path(os.environ[ARCFACE_ENV])] if os.environ.get(ARCFACE_ENV) else []
-    paths += [project_root() / "pretrained_models" / ARCFACE_FILE, Path.home() / ".cache" / "pe3d" / ARCFACE_FILE]
+    paths += [Path.cwd() / "pretrained_models" / ARCFACE_FILE, Path.home() / ".cache" / "pe3d" / ARCFACE_FILE]
     return paths
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from pe3d.errors import InputFileNotFound
+
 
 SHOWN_PLACES = 6
 """Searched places listed in the message; the full list is :attr:`MetricWeightsMissing.searched`."""
 
 
-class MetricWeightsMissing(FileNotFoundError):
+class MetricWeightsMissing(InputFileNotFound):
     """A metric's network weights are not on this machine; the message names the model and the paths searched."""
 
     def __init__(self, what: str, searched: Sequence[str], hint: str = "") -> None:

@@ -16,6 +16,7 @@ import pe3d
 from pe3d.config import load_structured
 from pe3d.devices import STORAGE_DTYPES
 from pe3d.io import load_tensors, save_tensors, state_dict_hash
+from pe3d.errors import InvalidInput
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -38,7 +39,7 @@ def save_model(
     ``float16`` halves the file for the weights shipped inside the package.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise InvalidInput(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     metadata = {
         "kind": kind,
@@ -59,7 +60,7 @@ def load_model(path: str | Path, kind: str, config_type: type, build: Callable[[
     """
     tensors, metadata = load_tensors(path)
     if metadata.get("kind") != kind:
-        raise ValueError(f"{path}: expected a {kind} checkpoint, found kind={metadata.get('kind')!r}")
+        raise InvalidInput(f"{path}: expected a {kind} checkpoint, found kind={metadata.get('kind')!r}")
     config = load_structured(config_type, [OmegaConf.to_container(OmegaConf.create(metadata["config"]))])
     model = build(config)
     missing, unexpected = model.load_state_dict(tensors, strict=False)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from pe3d.images import ImageLoadError, center_square, load_image
 from pe3d.io import atomic_write, atomic_write_text
+from pe3d.errors import InvalidInput
 from pe3d.pipeline import EditPipeline
 from pe3d.turntable import (
     depth_to_gray,
@@ -47,7 +48,7 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     """Load ``style``'s adapter when it has one and return the text prompt to use with it."""
-    from pe3d.styles.adapters import ADAPTER_FILE
+    from pe3d.adapters import ADAPTER_FILE
     from pe3d.styles.discovery import find_style, load_named_style
 
     spec = load_named_style(style)
@@ -89,7 +90,7 @@ def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
     in batch mode, where its file name lands in each photo's folder."""
     path = Path(mesh)
     if path.suffix.lower() != ".ply":
-        raise ValueError(f"--mesh {mesh}: the mesh file must end in .ply")
+        raise InvalidInput(f"--mesh {mesh}: the mesh file must end in .ply")
     if batch or path.parent == Path("."):
         return out / path.name
     return path
@@ -177,16 +178,16 @@ def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: E
 
 def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -> EditSettings:
     if sum(x is not None for x in (style, prompt, prompt_image)) == 0:
-        raise ValueError("give --style NAME, --prompt TEXT or --prompt-image FILE")
+        raise InvalidInput("give --style NAME, --prompt TEXT or --prompt-image FILE")
     if style is not None:
         prompt = prompt or resolve_style_prompt(pipe, style)
     pipe.check_prompt(prompt)
     reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     settings = EditSettings(prompt=prompt, reference=reference, **options)
     if settings.views < 1:
-        raise ValueError(f"--views must be at least 1, got {settings.views}")
+        raise InvalidInput(f"--views must be at least 1, got {settings.views}")
     if not 0.0 <= settings.strength <= 1.0:
-        raise ValueError(f"--strength must be in [0, 1], got {settings.strength}")
+        raise InvalidInput(f"--strength must be in [0, 1], got {settings.strength}")
     if settings.mesh is not None:
         mesh_path(settings.mesh, Path("."), batch=False)  # validates the name
     return settings
@@ -231,7 +232,7 @@ def list_photos(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (by suffix), sorted; an error when there are none."""
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
     if not photos:
-        raise ValueError(f"{folder}: no image files ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+        raise InvalidInput(f"{folder}: no image files ({', '.join(PHOTO_SUFFIXES)}) in this folder")
     return photos
 
 

@@ -32,6 +32,7 @@ from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square, load_image
 from pe3d.pipeline import EditPipeline
 from pe3d.video import FlickerMeter, SmoothingConfig, TemporalSmoother, VideoReader, flicker, write_video
+from pe3d.errors import InvalidInput
 
 CAMERA_MODES = ("fixed", "orbit")
 """Where the edited frames are rendered from (see the module docstring)."""
@@ -60,19 +61,19 @@ class VideoEditConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
         if self.style is None and self.prompt is None and self.prompt_image is None:
-            raise ValueError("give --style NAME, --prompt TEXT or --prompt-image FILE")
+            raise InvalidInput("give --style NAME, --prompt TEXT or --prompt-image FILE")
         if self.camera not in CAMERA_MODES:
-            raise ValueError(f"camera must be one of {list(CAMERA_MODES)}, got {self.camera!r}")
+            raise InvalidInput(f"camera must be one of {list(CAMERA_MODES)}, got {self.camera!r}")
         if not 8 <= self.resolution <= 1024:
-            raise ValueError(f"resolution must be in [8, 1024], got {self.resolution}")
+            raise InvalidInput(f"resolution must be in [8, 1024], got {self.resolution}")
         if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+            raise InvalidInput(f"max_frames must be >= 1, got {self.max_frames}")
         if not 0.0 <= self.orbit_yaw_deg <= 90.0:
-            raise ValueError(f"orbit_yaw_deg must be in [0, 90], got {self.orbit_yaw_deg}")
+            raise InvalidInput(f"orbit_yaw_deg must be in [0, 90], got {self.orbit_yaw_deg}")
         if not self.orbit_period_s > 0:
-            raise ValueError(f"orbit_period_s must be > 0, got {self.orbit_period_s}")
+            raise InvalidInput(f"orbit_period_s must be > 0, got {self.orbit_period_s}")
         if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+            raise InvalidInput(f"strength must be in [0, 1], got {self.strength}")
 
 
 @dataclass
@@ -223,7 +224,7 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
                 view = face.camera[None] if cfg.camera == "fixed" else orbit
                 unsmoothed_flicker.update(edited_view(tracker.crop(frame, face.square), view, smooth=False))
     if not outputs:
-        raise ValueError(f"{src}: the video has no frames")
+        raise InvalidInput(f"{src}: the video has no frames")
     frames = torch.stack(outputs)
     path = write_video(out, frames, fps)
     return VideoEditReport(

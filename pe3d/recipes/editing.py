@@ -2,7 +2,9 @@
 
 Both make (or resume) the styles' pairs, build the editor and the frozen teacher, and
 run the matching system through the shared trainer. Distillation writes a base editor
-(``<out>/editor.safetensors``); adaptation exports ``styles/<name>/adapter.safetensors``.
+(``<out>/editor.safetensors``); adaptation exports ``<style folder>/adapter.safetensors`` (a
+built-in style is first copied into the user's style folder: :mod:`pe3d.recipes.export`).
+Exports happen once, on global rank 0, after the ranks agree on the weights.
 """
 
 from __future__ import annotations
@@ -16,18 +18,20 @@ from typing import Optional, Sequence
 import lightning as L
 from omegaconf import OmegaConf
 
-from pe3d.config import project_root, save_resolved
+from pe3d.config import ConfigError, builtin_root, save_resolved
 from pe3d.data.pairs import PairDataConfig, pair_set_complete, write_pairs
 from pe3d.losses import EditLossConfig, ImageLossConfig
 from pe3d.models.checkpoints import model_hash
 from pe3d.models.editor import EditorCore, editor_config_from_yaml, load_editor, save_editor
 from pe3d.models.prior import PriorModel, load_prior
 from pe3d.recipes.prior import model_yaml_path
-from pe3d.styles.adapters import ADAPTER_FILE, adapter_parameter_names, save_adapter
+from pe3d.adapters import adapter_parameter_names, save_adapter
+from pe3d.recipes.export import adapter_destination, checkpoint_to_resume, export_on_rank_zero
 from pe3d.styles.discovery import load_named_style
+from pe3d.styles.spec import AdaptSpec
 from pe3d.systems.common import OptimConfig
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
-from pe3d.systems.runner import TrainerConfig, build_trainer, resume_path
+from pe3d.systems.runner import TrainerConfig, build_trainer
 from pe3d.weights import resolve_weights
 
 
@@ -37,16 +41,25 @@ def _cpu_edit_system() -> EditSystemConfig:
     return EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="ssim", perceptual_weight=0.5)))
 
 
+def _cpu_adapt_system() -> EditSystemConfig:
+    # optim.lr 0.0 = "not given": the recipe takes `lr`, else the style's adapt.lr (see AdaptFitConfig).
+    system = _cpu_edit_system()
+    system.optim = OptimConfig(lr=0.0, warmup_steps=0)
+    return system
+
+
 @dataclass
 class DistillFitConfig:
     """``pe3d fit distill``: a multi-style base editor from a trained prior.
 
-    ``style_dirs``: extra folders searched for ``styles`` (relative to the project root, e.g.
+    ``style_dirs``: extra folders searched for ``styles`` (a relative path is taken from the
+    current directory when it exists there, else from pe3d's built-in root, e.g.
     ``configs/experiment/paper_styles``); ``style_overrides``: ``key=value`` applied to every
     style (e.g. ``params.dir=/data/ffhq512``); ``model_overrides``: ``key=value`` for the model
     YAML (e.g. ``prompt_encoder.text.pretrained=openai``); ``global_batch_size``: when set,
     ``data.batch_size`` per process becomes this divided by the number of processes (the
-    paper's 32 on 8 GPUs is 4 each).
+    paper's 32 on 8 GPUs is 4 each; giving ``data.batch_size`` as well is refused).
+    ``data.dirs`` is filled from the styles' pair folders (giving it is refused).
     """
 
     prior: str = ""
@@ -72,7 +85,16 @@ class AdaptFitConfig:
     ``base``: base editor file (default: the shipped mini editor); ``prior``: the frozen 3D
     prior that supervises ``L3d`` (default: the shipped mini prior).
 
-    ``num_pairs``, ``lr``, ``max_steps`` and ``max_minutes`` default to the style's ``adapt`` section.
+    Defaults taken from the style's ``adapt`` section, each overridable:
+
+    * ``num_pairs`` (``None`` = the style's ``adapt.num_pairs``; ``data.limit`` follows it);
+    * ``lr`` or ``system.optim.lr`` (not both; unset = the style's ``adapt.lr``); every other
+      ``system.optim.*`` key applies as given (warm-up defaults to 0 steps here);
+    * ``trainer.max_steps``: ``-1`` = the style's ``adapt.max_steps``;
+    * ``trainer.max_minutes``: ``-1`` = the style's ``adapt.max_minutes``, ``0`` = no time limit;
+    * ``data.batch_size``: ``-1`` = the style's ``adapt.batch_size`` (capped at ``num_pairs``).
+
+    ``export``: adapter file (default: see :func:`~pe3d.recipes.export.adapter_destination`).
     ``style_dirs`` / ``style_overrides``: as in :class:`DistillFitConfig`.
     """
 
@@ -84,17 +106,18 @@ class AdaptFitConfig:
     pairs_dir: str = "runs/pairs"
     out: str = ""
     export: str = ""
-    data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=4, val_fraction=0.0))
-    system: EditSystemConfig = field(default_factory=_cpu_edit_system)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=0, checkpoint_every_n_steps=50))
+    data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=-1, val_fraction=0.0))
+    system: EditSystemConfig = field(default_factory=_cpu_adapt_system)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_minutes=-1, checkpoint_every_n_steps=50))
     style_dirs: list[str] = field(default_factory=list)
     style_overrides: list[str] = field(default_factory=list)
 
 
 def style_search_dirs(dirs: Sequence[str]) -> list[Path]:
-    """A recipe's ``style_dirs`` as folders: relative paths are relative to the project root."""
+    """A recipe's ``style_dirs`` as folders: a relative path is taken from the current directory
+    when it exists there, otherwise from pe3d's built-in root (``configs/experiment/paper_styles``)."""
     paths = [Path(d).expanduser() for d in dirs]
-    return [p if p.is_absolute() else project_root() / p for p in paths]
+    return [p if p.is_absolute() or p.is_dir() else builtin_root() / p for p in paths]
 
 
 def ensure_pairs(style: str, pairs_dir: str, count: int, style_dirs: Sequence[str] = (), overrides: Sequence[str] = ()) -> Path:
@@ -120,17 +143,28 @@ def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
 
 
 def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: TrainerConfig, run_dir: Path, resume: bool,
-         callbacks: Sequence[L.Callback] = (), global_batch_size: Optional[int] = None) -> float:
+         callbacks: Sequence[L.Callback] = (), global_batch_size: Optional[int] = None) -> tuple[L.Trainer, float]:
     from pe3d.data.datamodule import PairDataModule
 
+    ckpt_path = checkpoint_to_resume(run_dir, resume)
     L.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(trainer_cfg, run_dir, extra_callbacks=list(callbacks))
     if global_batch_size:
         data_cfg = replace(data_cfg, batch_size=per_device_batch_size(global_batch_size, trainer.num_devices * trainer.num_nodes))
     datamodule = PairDataModule(data_cfg)
     started = time.perf_counter()
-    trainer.fit(system, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
-    return (time.perf_counter() - started) / 60
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, (time.perf_counter() - started) / 60
+
+
+def _refuse_recipe_keys(cfg: DistillFitConfig | AdaptFitConfig) -> None:
+    """Keys the recipe fills in itself: giving them would be ignored, so they are refused by name."""
+    if cfg.data.dirs:
+        raise ConfigError(f"data.dirs={list(cfg.data.dirs)}: set by the recipe from the style pairs (use pairs_dir / styles)")
+    if isinstance(cfg, AdaptFitConfig) and cfg.data.limit is not None:
+        raise ConfigError(f"data.limit={cfg.data.limit}: fit adapt uses num_pairs (give num_pairs={cfg.data.limit})")
+    if isinstance(cfg, DistillFitConfig) and cfg.global_batch_size and cfg.data.batch_size != DistillFitConfig().data.batch_size:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} and global_batch_size={cfg.global_batch_size}: give one of them")
 
 
 def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSystem:
@@ -146,7 +180,8 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False, callbacks: Sequence
     ``callbacks``: extra Lightning callbacks for the trainer (e.g. the benchmark's training record).
     """
     if not cfg.styles:
-        raise ValueError("fit distill: no styles given (styles=[a,b] or --styles a,b)")
+        raise ConfigError("fit distill: no styles given (styles=[a,b] or --styles a,b)")
+    _refuse_recipe_keys(cfg)
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
@@ -156,11 +191,11 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False, callbacks: Sequence
     editor = system.editor
     data = copy.deepcopy(cfg.data)
     data.dirs = [str(f) for f in folders]
-    minutes = _run(system, data, cfg.trainer, run_dir, resume, callbacks, global_batch_size=cfg.global_batch_size)
+    trainer, minutes = _run(system, data, cfg.trainer, run_dir, resume, callbacks, global_batch_size=cfg.global_batch_size)
     meta = {"styles": ",".join(cfg.styles), "train_minutes": f"{minutes:.2f}"}
-    out = save_editor(editor.cpu(), run_dir / "editor.safetensors", meta, cfg.export_dtype)
-    print(f"base editor written to {out} ({minutes:.1f} min)")
-    return out
+    out = run_dir / "editor.safetensors"
+    return export_on_rank_zero(trainer, editor, out, lambda: save_editor(editor.cpu(), out, meta, cfg.export_dtype),
+                               f"base editor ({minutes:.1f} min)")
 
 
 def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
@@ -169,9 +204,11 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     ``callbacks``: extra Lightning callbacks for the trainer (e.g. the benchmark's time checkpoints).
     """
     if not cfg.style:
-        raise ValueError("fit adapt: which style? (--style NAME or style=NAME)")
+        raise ConfigError("fit adapt: which style? (--style NAME or style=NAME)")
+    _refuse_recipe_keys(cfg)
     spec = load_named_style(cfg.style, style_search_dirs(cfg.style_dirs), overrides=cfg.style_overrides)
-    num_pairs = cfg.num_pairs or spec.adapt.num_pairs
+    num_pairs = spec.adapt.num_pairs if cfg.num_pairs is None else cfg.num_pairs
+    trainer_cfg, system_cfg, data = adapt_settings(cfg, spec.adapt, num_pairs)
     folder = ensure_pairs(cfg.style, cfg.pairs_dir, num_pairs, cfg.style_dirs, cfg.style_overrides)
     base_path = resolve_weights(cfg.base, "editor_mini")
     editor = load_editor(base_path)
@@ -179,22 +216,49 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     teacher = load_prior(resolve_weights(cfg.prior, "prior_mini"))
     run_dir = Path(cfg.out or f"runs/adapt/{cfg.style}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer_cfg = copy.deepcopy(cfg.trainer)
-    if trainer_cfg.max_steps <= 0:
-        trainer_cfg.max_steps = spec.adapt.max_steps
-    if trainer_cfg.max_minutes <= 0 and spec.adapt.max_minutes:
-        trainer_cfg.max_minutes = spec.adapt.max_minutes
-    system_cfg = copy.deepcopy(cfg.system)
-    system_cfg.optim = OptimConfig(lr=cfg.lr or spec.adapt.lr, warmup_steps=0)
-    data = copy.deepcopy(cfg.data)
-    data.dirs, data.limit = [str(folder)], num_pairs
-    data.batch_size = min(data.batch_size, num_pairs)
+    data.dirs = [str(folder)]
     save_resolved(cfg, run_dir / "config.yaml")
     system = AdaptSystem(editor, teacher, system_cfg)
     names = adapter_parameter_names(editor, editor.adaptation_parameters())
-    minutes = _run(system, data, trainer_cfg, run_dir, resume, callbacks)
-    export = Path(cfg.export) if cfg.export else spec.path / ADAPTER_FILE
+    trainer, minutes = _run(system, data, trainer_cfg, run_dir, resume, callbacks)
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    save_adapter(export, editor.cpu(), names, cfg.style, base_hash, config_yaml=config_yaml)
-    print(f"adapter for {cfg.style!r} written to {export} ({len(names)} tensors, {minutes:.1f} min)")
-    return export
+
+    def write() -> Path:
+        export = Path(cfg.export) if cfg.export else adapter_destination(spec.path, spec.name)
+        return save_adapter(export, editor.cpu(), names, cfg.style, base_hash, config_yaml=config_yaml)
+
+    where = Path(cfg.export) if cfg.export else spec.path
+    return export_on_rank_zero(trainer, editor, where, write, f"adapter for {cfg.style!r} ({len(names)} tensors, {minutes:.1f} min)")
+
+
+def adapt_settings(cfg: AdaptFitConfig, style: AdaptSpec, num_pairs: int) -> tuple[TrainerConfig, EditSystemConfig, PairDataConfig]:
+    """The trainer, system and data settings of one adaptation: ``cfg`` with the style's
+    defaults filled in where ``cfg`` leaves them unset (see :class:`AdaptFitConfig`).
+
+    Raises:
+        ConfigError: a value that cannot be used, naming its key.
+    """
+    if num_pairs < 1:
+        raise ConfigError(f"num_pairs={num_pairs}: must be at least 1")
+    trainer_cfg = copy.deepcopy(cfg.trainer)
+    if trainer_cfg.max_steps == -1:
+        trainer_cfg.max_steps = style.max_steps
+    elif trainer_cfg.max_steps < 1:
+        raise ConfigError(f"trainer.max_steps={trainer_cfg.max_steps}: must be positive, or -1 for the style's adapt.max_steps")
+    if trainer_cfg.max_minutes == -1:
+        trainer_cfg.max_minutes = style.max_minutes or 0.0
+    elif trainer_cfg.max_minutes < 0:
+        raise ConfigError(f"trainer.max_minutes={trainer_cfg.max_minutes}: must be >= 0 (0 = no limit), or -1 for the style's")
+    system_cfg = copy.deepcopy(cfg.system)
+    if cfg.lr is not None and system_cfg.optim.lr != 0.0:
+        raise ConfigError(f"lr={cfg.lr} and system.optim.lr={system_cfg.optim.lr}: give one of them")
+    system_cfg.optim.lr = cfg.lr if cfg.lr is not None else (system_cfg.optim.lr or style.lr)
+    if system_cfg.optim.lr <= 0:
+        raise ConfigError(f"lr={system_cfg.optim.lr}: must be positive")
+    data = copy.deepcopy(cfg.data)
+    if data.batch_size == -1:
+        data.batch_size = min(style.batch_size, num_pairs)
+    elif not 1 <= data.batch_size <= num_pairs:
+        raise ConfigError(f"data.batch_size={data.batch_size}: must be between 1 and num_pairs={num_pairs}, or -1 for the style's")
+    data.limit = num_pairs
+    return trainer_cfg, system_cfg, data

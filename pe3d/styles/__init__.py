@@ -36,7 +36,6 @@ from pe3d.styles.generators import (
     Pair,
     PairGenerator,
     ParamError,
-    load_image,
 )
 from pe3d.styles.discovery import (
     ENTRY_POINT_GROUP,
@@ -74,7 +73,6 @@ __all__ = [
     "import_style_plugin",
     "is_safe_name",
     "list_styles",
-    "load_image",
     "load_named_style",
     "load_style",
     "load_styles",

@@ -1,12 +1,17 @@
 """Find style folders: ``styles/*/style.yaml``, extra folders, and the ``pe3d.styles`` entry points.
 
-Search order (a name found twice in different folders is an error naming both):
+Search order -- the user's folders first, the built-in styles last:
 
-1. :func:`pe3d.config.styles_dir` (``<project>/styles`` or ``$PE3D_STYLES``);
+1. :func:`pe3d.config.user_styles_dir` (``$PE3D_STYLES``, else ``./styles`` of the current directory);
 2. folders in ``$PE3D_STYLE_PATH`` (``os.pathsep``-separated) and ``extra_dirs``;
 3. the ``pe3d.styles`` entry-point group: each entry point loads to a folder path (or a
    callable returning one, or a list of them); the folder is either one style (it holds
-   ``style.yaml``) or a collection of style folders.
+   ``style.yaml``) or a collection of style folders;
+4. the built-in styles shipped with pe3d (:func:`pe3d.config.builtin_styles_dir`).
+
+A name found in two different user folders (1-3) is an error naming both; a user style with
+the name of a built-in one replaces it (this is how an adapted copy of a built-in style,
+written by ``pe3d fit adapt`` into the user's folder, takes its place).
 
 A style is referenced by its *name* only: references with path separators, ``..`` or an
 absolute path are refused, so a name can never reach outside the searched folders.
@@ -24,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Sequence
 
-from pe3d.config import styles_dir
+from pe3d.config import builtin_styles_dir, user_styles_dir
 from pe3d.styles.spec import STYLE_FILE, NAME_PATTERN, StyleError, StyleSpec, is_safe_name, load_style
 
 ENTRY_POINT_GROUP = "pe3d.styles"
@@ -33,6 +38,9 @@ PLUGIN_FILE = "generator.py"
 """Optional Python file in a style folder that registers the style's own generator."""
 STYLE_PATH_ENV = "PE3D_STYLE_PATH"
 """Environment variable with extra style folders (``os.pathsep``-separated)."""
+
+BUILTIN_LABEL = "built-in styles"
+"""Label of the built-in styles folder in :func:`style_roots`."""
 
 _PLUGINS: dict[Path, ModuleType] = {}
 
@@ -100,11 +108,12 @@ def _scan(root: Path) -> list[Path]:
 
 def style_roots(extra_dirs: Iterable[str | Path] = (), entry_points: bool = True) -> list[tuple[Path, str]]:
     """Every searched folder with a label saying where it came from, in search order."""
-    roots: list[tuple[Path, str]] = [(styles_dir(), "styles dir")]
+    roots: list[tuple[Path, str]] = [(user_styles_dir(), "user styles dir")]
     roots += [(path, f"${STYLE_PATH_ENV}") for path in _env_dirs()]
     roots += [(Path(path).expanduser(), "extra dir") for path in extra_dirs]
     if entry_points:
         roots += _entry_point_dirs()
+    roots.append((builtin_styles_dir(), BUILTIN_LABEL))
     return roots
 
 
@@ -112,14 +121,15 @@ def discover_styles(extra_dirs: Iterable[str | Path] = (), entry_points: bool = 
     """Map style name -> absolute style folder over all searched folders (first one found wins).
 
     Raises:
-        StyleError: the same style name in two different folders (both named).
+        StyleError: the same style name in two different user folders (both named); a user
+            style named like a built-in one replaces the built-in.
     """
     styles: dict[str, Path] = {}
-    for root, _label in style_roots(extra_dirs, entry_points):
+    for root, label in style_roots(extra_dirs, entry_points):
         for folder in _scan(root):
             folder = folder.absolute()
             old = styles.get(folder.name)
-            if old is not None and old.resolve() != folder.resolve():
+            if old is not None and old.resolve() != folder.resolve() and label != BUILTIN_LABEL:
                 raise StyleError(f"duplicate style {folder.name!r}: {old} and {folder}")
             styles.setdefault(folder.name, folder)
     return dict(sorted(styles.items()))
@@ -141,7 +151,8 @@ def find_style(name: str, extra_dirs: Iterable[str | Path] = (), entry_points: b
     styles = discover_styles(extra_dirs, entry_points)
     if name not in styles:
         known = ", ".join(styles) or "none"
-        raise StyleError(f"unknown style {name!r} (known: {known}; searched {styles_dir()} and extra dirs)")
+        searched = ", ".join(str(root) for root, _ in style_roots(extra_dirs, entry_points=False))
+        raise StyleError(f"unknown style {name!r} (known: {known}; searched {searched} and entry points)")
     return styles[name]
 
 

@@ -54,6 +54,7 @@ from PIL import Image
 from torch import Tensor
 
 from pe3d.geometry import label_from_yaw_pitch, sample_camera_labels
+from pe3d.images import load_square_image
 from pe3d.styles.registry import register_generator
 from pe3d.styles.spec import StyleSpec
 
@@ -210,27 +211,6 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
         return []
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def load_image(path: str | Path, resolution: int) -> Tensor:
-    """Read an image as ``[3, R, R]`` float in ``[0, 1]``: alpha over white, centre crop, resize."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(canvas, rgba).convert("RGB")
-        else:
-            img = img.convert("RGB")
-    w, h = img.size
-    side = min(w, h)
-    if w != h:
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    if side != resolution:
-        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(resolution, resolution, 3)
-    return data.permute(2, 0, 1).float() / 255.0
 
 
 def load_cameras(path: Path) -> dict[str, Tensor]:
@@ -416,11 +396,11 @@ class FilterGenerator(PairGenerator):
         prompt = self.pick_prompt(rng)
         seed = self.pair_seed(index)
         resolution = self.spec.pairs.resolution
-        image = load_image(self._images[index], resolution)
+        image = load_square_image(self._images[index], resolution)
         reference = None
         if len(self._images) > 1 and self.wants_reference(rng):
             other = (index + 1 + int(torch.randint(len(self._images) - 1, (1,), generator=rng))) % len(self._images)
-            reference = apply_filter(self.params.filter, load_image(self._images[other], resolution), None, seed + 1)
+            reference = apply_filter(self.params.filter, load_square_image(self._images[other], resolution), None, seed + 1)
         return Pair(
             input=image,
             edited=apply_filter(self.params.filter, image, None, seed),
@@ -525,8 +505,5 @@ class FolderGenerator(PairGenerator):
             else:
                 camera = lookup_camera(self._cameras, before)
                 return prepared.image, edited, prepared.camera.reshape(25).float() if camera is None else camera
-        return load_image(before, resolution), load_image(after, resolution), camera_for(self._cameras, before)
+        return load_square_image(before, resolution), load_square_image(after, resolution), camera_for(self._cameras, before)
 
-
-# InstructPix2Pix (``generator: instruct-pix2pix``) lives in its own module; importing it registers it.
-from pe3d.styles import ip2p as _ip2p  # noqa: E402,F401

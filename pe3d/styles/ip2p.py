@@ -50,7 +50,7 @@ from torch import Tensor
 
 from pe3d.config import ConfigError
 from pe3d.geometry import label_from_yaw_pitch
-from pe3d.images import quantize_uint8
+from pe3d.images import load_square_image, quantize_uint8
 from pe3d.styles.captioning import BLIP_MARKER, Captioner, CaptionerConfig
 from pe3d.styles.generators import (
     IMAGE_SUFFIXES,
@@ -60,7 +60,6 @@ from pe3d.styles.generators import (
     camera_for,
     list_images,
     load_cameras,
-    load_image,
     render_world,
     resolve_data_dir,
     world_identity,
@@ -273,7 +272,7 @@ class InstructPix2PixGenerator(PairGenerator):
         resolution = self.spec.pairs.resolution
         if self.params.source == "folder":
             path = self._images[position]
-            return quantize(load_image(path, resolution)), camera_for(self._cameras, path), -1
+            return quantize(load_square_image(path, resolution)), camera_for(self._cameras, path), -1
         camera = self.sample_camera(rng)
         if self.params.source == "eg3d":
             return self._eg3d_portrait(position, camera), camera, position
@@ -302,7 +301,7 @@ class InstructPix2PixGenerator(PairGenerator):
         """An image prompt in the target style (see the module docstring)."""
         if self._references:
             pick = int(torch.randint(len(self._references), (1,), generator=rng))
-            return quantize(load_image(self._references[pick], self.spec.pairs.resolution))
+            return quantize(load_square_image(self._references[pick], self.spec.pairs.resolution))
         if self.params.source == "folder":
             others = max(1, len(self._images) - 1)
             other = (position + 1 + int(torch.randint(others, (1,), generator=rng))) % len(self._images)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from pe3d.models.prompt_base import find_in_hf_cache
+from pe3d.errors import InputFileNotFound
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 """Shape of a Hugging Face hub id (``org/name``)."""
@@ -31,7 +32,7 @@ def resolve_model_dir(reference: str, marker: str, what: str, cache_dir: str = "
         FileNotFoundError: one line naming the reference and every place searched.
     """
     if not reference:
-        raise FileNotFoundError(f"{what}: no model given (a save_pretrained folder or a cached hub id like org/name)")
+        raise InputFileNotFound(f"{what}: no model given (a save_pretrained folder or a cached hub id like org/name)")
     path = Path(reference).expanduser()
     looked = [f"folder {path.absolute()}"]
     if path.is_dir():
@@ -42,7 +43,7 @@ def resolve_model_dir(reference: str, marker: str, what: str, cache_dir: str = "
         found = find_in_hf_cache(reference, [marker], [cache_dir or None], looked)
         if found is not None:
             return found.parent
-    raise FileNotFoundError(
+    raise InputFileNotFound(
         f"{what} {reference!r} not found locally (pe3d never downloads); looked in: {'; '.join(looked)}. "
         f"Give a save_pretrained folder, or fetch the hub id into the Hugging Face cache beforehand "
         f"(hf download {reference if HUB_ID.match(reference) else 'ORG/NAME'})"

@@ -28,8 +28,10 @@ _GENERATORS: dict[str, type] = {}
 
 
 def _ensure_builtins() -> None:
-    """Import the built-in generators (they register themselves on import)."""
+    """Import the built-in generators (they register themselves on import); InstructPix2Pix
+    (``instruct-pix2pix``) lives in its own module, imported here rather than by ``generators``."""
     import pe3d.styles.generators  # noqa: F401
+    import pe3d.styles.ip2p  # noqa: F401
 
 
 def register_generator(name: str) -> Callable[[G], G]:

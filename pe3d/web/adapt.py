@@ -1,7 +1,7 @@
 """The adapt tab's work: uploaded before/after pairs become a new style, then norm-only adaptation.
 
 The pairs are checked (:mod:`pe3d.web.limits`), re-encoded as PNGs into a new style folder
-under :func:`pe3d.config.styles_dir` that uses the ``folder`` pair generator with
+under :func:`pe3d.config.user_styles_dir` that uses the ``folder`` pair generator with
 ``align: auto`` (photos with a face are aligned and get an estimated camera, exactly as the
 edit tab treats its input; others are centre-cropped), and
 :func:`pe3d.recipes.editing.fit_adapt` (the recipe behind ``pe3d fit adapt``) trains and
@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 from torch import Tensor
 
-from pe3d.config import runs_dir, styles_dir
+from pe3d.config import runs_dir, user_styles_dir
 from pe3d.io import atomic_write_text
 from pe3d.styles.spec import NAME_PATTERN, STYLE_FILE, is_safe_name
 from pe3d.turntable import to_uint8
@@ -107,7 +107,7 @@ def write_style_folder(folder: Path, prompt: str, pairs: list[tuple[str, str]], 
 
 
 class AdaptService:
-    """Runs one adaptation at a time; each makes a new style under :func:`pe3d.config.styles_dir`."""
+    """Runs one adaptation at a time; each makes a new style under :func:`pe3d.config.user_styles_dir`."""
 
     def __init__(self, settings: WebSettings, input_size: Callable[[], int]) -> None:
         self.settings = settings
@@ -126,7 +126,7 @@ class AdaptService:
         pairs = match_pairs(request.before, request.after, settings.limits)
         if not self._busy.acquire(blocking=False):
             raise UploadRejected("another adaptation is running; try again when it has finished")
-        folder = styles_dir() / name
+        folder = user_styles_dir() / name
         try:
             write_style_folder(folder, prompt, pairs, settings.limits, self._input_size(), request.steps,
                                settings.adapt_max_minutes)
