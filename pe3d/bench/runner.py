@@ -41,10 +41,12 @@ def _load_average() -> str:
 def _runners() -> dict[str, Callable[[BenchmarkBase, Path], BenchOutput]]:
     from pe3d.bench.ablation import run_ablation
     from pe3d.bench.adaptation import run_adaptation
+    from pe3d.bench.quality import run_quality
     from pe3d.bench.speed import run_speed
     from pe3d.bench.table1 import run_table1
 
-    return {"table1": run_table1, "ablation": run_ablation, "adaptation": run_adaptation, "speed": run_speed}
+    return {"table1": run_table1, "ablation": run_ablation, "adaptation": run_adaptation, "speed": run_speed,
+            "quality": run_quality}
 
 
 @dataclass

@@ -113,6 +113,11 @@ def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, pr
     return bank
 
 
+def random_background_colour(generator: torch.Generator | None = None) -> Tensor:
+    """A random flat background colour ``[3, 1, 1]`` in [0, 1] (uniform per channel)."""
+    return torch.rand(3, 1, 1, generator=generator)
+
+
 class WorldViewDataset(Dataset):
     """Training samples from a view bank.
 
@@ -121,6 +126,11 @@ class WorldViewDataset(Dataset):
     ``target_depth [K,1,r,r]``, ``target_mask [K,1,r,r]``, ``target_label [K,25]``)
     at ``target_resolution`` (area-downsampled). The input view is always one of the
     targets, so the input camera is supervised too.
+
+    With ``background_probability > 0`` that share of items has the world's white background
+    replaced by one random flat colour in every view (input and targets), so a prior whose
+    renderer reads its background from the triplane learns to carry the input's background
+    into 3D. Exact for banks rendered without supersampling (hard masks).
     """
 
     def __init__(
@@ -129,14 +139,18 @@ class WorldViewDataset(Dataset):
         num_targets: int = 3,
         target_resolution: int | None = None,
         random_views: bool = True,
+        background_probability: float = 0.0,
     ) -> None:
         self.bank = bank
         self.views = bank["rgb"].shape[1]
         if not 1 <= num_targets <= self.views:
             raise ValueError(f"num_targets must be in [1, {self.views}], got {num_targets}")
+        if not 0.0 <= background_probability <= 1.0:
+            raise ValueError(f"background_probability must be in [0, 1], got {background_probability}")
         self.num_targets = num_targets
         self.target_resolution = target_resolution or bank["rgb"].shape[-1]
         self.random_views = random_views
+        self.background_probability = background_probability
 
     def __len__(self) -> int:
         return self.bank["rgb"].shape[0]
@@ -151,6 +165,8 @@ class WorldViewDataset(Dataset):
         rgb = self.bank["rgb"][item, views].float() / 255.0
         depth = self.bank["depth"][item, views].float()
         mask = (self.bank["parts"][item, views] > 0).float()[:, None]
+        if self.background_probability > 0 and float(torch.rand(())) < self.background_probability:
+            rgb = rgb * mask + random_background_colour() * (1.0 - mask)
         sample = {
             "input_image": rgb[0],
             "input_label": self.bank["labels"][item, views[0]],

@@ -43,6 +43,10 @@ class PriorFitConfig:
     val_data: WorldViewsConfig = field(default_factory=lambda: WorldViewsConfig(split="heldout", count=8))
     num_targets: int = 3
     target_resolution: int = 32
+    background_probability: float = 0.0
+    """Share of training items whose white background is replaced by a random flat colour
+    (see :class:`~pe3d.data.world_views.WorldViewDataset`); needs ``renderer.background_source=field``
+    to be learnable."""
     batch_size: int = 8
     system: PriorSystemConfig = field(
         default_factory=lambda: PriorSystemConfig(
@@ -73,7 +77,8 @@ def build_prior_model(cfg: PriorFitConfig) -> PriorModel:
 
 def build_world_loaders(cfg: PriorFitConfig) -> tuple[DataLoader, DataLoader]:
     """Training and validation loaders over cached world renders (``data`` / ``val_data``)."""
-    train_set = WorldViewDataset(load_or_render_bank(cfg.data), cfg.num_targets, cfg.target_resolution)
+    train_set = WorldViewDataset(load_or_render_bank(cfg.data), cfg.num_targets, cfg.target_resolution,
+                                 background_probability=cfg.background_probability)
     val_set = WorldViewDataset(load_or_render_bank(cfg.val_data), cfg.num_targets, cfg.target_resolution, random_views=False)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.trainer.num_workers)
     return (DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs),

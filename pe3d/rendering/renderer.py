@@ -20,6 +20,10 @@ from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
 
 
+BACKGROUND_SOURCES: tuple[str, ...] = ("constant", "field")
+"""Accepted :attr:`RendererConfig.background_source` values."""
+
+
 @dataclass
 class RendererConfig:
     """Settings of :class:`TriplaneRenderer`.
@@ -29,16 +33,23 @@ class RendererConfig:
         ray_march: sampling and marching options.
         neural_rendering_resolution: default side ``R`` of the volume-rendered image (EG3D: 64).
         superres: optional learned super-resolution head.
+        background_source: what is seen behind the volume. ``"constant"``: the grey level
+            ``ray_march.background`` (or nothing when it is ``None``). ``"field"``: the decoded
+            features of the triplane at the far end of each ray (clamped into the triplane's
+            box), so the background is part of the 3D scene, as in EG3D, and can take any colour.
     """
 
     decoder: TriplaneDecoderConfig = field(default_factory=TriplaneDecoderConfig)
     ray_march: RayMarchOptions = field(default_factory=RayMarchOptions)
     neural_rendering_resolution: int = 64
     superres: SuperResolutionConfig = field(default_factory=SuperResolutionConfig)
+    background_source: str = "constant"
 
     def __post_init__(self) -> None:
         if self.neural_rendering_resolution < 1:
             raise ValueError("neural_rendering_resolution must be positive")
+        if self.background_source not in BACKGROUND_SOURCES:
+            raise ValueError(f"background_source must be one of {BACKGROUND_SOURCES}, got {self.background_source!r}")
 
 
 @dataclass
@@ -119,6 +130,18 @@ class TriplaneRenderer(nn.Module):
         """
         return self.decoder(sample_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
 
+    def query_background(self, planes: Tensor, origins: Tensor, directions: Tensor) -> Tensor:
+        """Background features ``[B, N, F]`` of rays ``origins, directions [B, N, 3]``.
+
+        The triplane is decoded at the far end of each ray (``ray_march.ray_end``), moved
+        into the triplane's box when it lies outside, so the back of the box acts as a wall
+        whose colour the triplane holds (used when ``background_source == "field"``).
+        """
+        options = self.config.ray_march
+        half = 0.5 * options.box_warp * (1.0 - 1e-3)
+        points = (origins + options.ray_end * directions).clamp(-half, half)
+        return self.query_field(planes, points, directions).features
+
     def forward(
         self,
         planes: Tensor,
@@ -153,7 +176,12 @@ class TriplaneRenderer(nn.Module):
         def field_fn(coords: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
             return self.query_field(planes, coords, dirs)
 
-        result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator)
+        background_fn = None
+        if self.config.background_source == "field":
+            def background_fn(ray_origins: Tensor, ray_directions: Tensor) -> Tensor:
+                return self.query_background(planes, ray_origins, ray_directions)
+
+        result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn)
         if ray_indices is not None:
             return _subset_output(result)
         output = _image_output(result, resolution)

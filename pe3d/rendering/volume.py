@@ -31,6 +31,12 @@ DENSITY_ACTIVATIONS: tuple[str, ...] = ("softplus_shift", "identity")
 FieldFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 """``field_fn(coords [B, M, 3], directions [B, M, 3]) -> (features [B, M, C], sigma [B, M, 1])``."""
 
+BackgroundFn = Callable[[Tensor, Tensor], Tensor]
+"""``background_fn(origins [B, N, 3], directions [B, N, 3]) -> features [B, N, C]`` seen behind the volume."""
+
+Background = float | Tensor | None
+"""What is composited behind the volume: a grey level, per-ray features ``[B, N, C]``, or nothing."""
+
 
 @dataclass
 class RayMarchOptions:
@@ -236,7 +242,7 @@ def march_rays(
     densities: Tensor,
     depths: Tensor,
     density_activation: str = "softplus_shift",
-    background: float | None = None,
+    background: Background = None,
 ) -> MarchResult:
     """Composite samples along rays (EG3D ``MipRayMarcher2`` with midpoint quadrature).
 
@@ -245,7 +251,8 @@ def march_rays(
         densities: ``[B, N, S, 1]`` raw densities at the samples.
         depths: ``[B, N, S, 1]`` sorted depths (``S >= 2``).
         density_activation: ``'softplus_shift'`` (EG3D) or ``'identity'``.
-        background: grey level composited behind the volume, or ``None`` (EG3D default).
+        background: grey level or per-ray features ``[B, N, C]`` composited behind the volume,
+            or ``None`` (EG3D default).
 
     Returns:
         :class:`MarchResult` ``(rgb [B, N, C], depth [B, N, 1], weights [B, N, S-1, 1])``;
@@ -258,8 +265,9 @@ def march_rays(
     return MarchResult(rgb=rgb, depth=_expected_depth(weights, depths, weights_sum), weights=weights)
 
 
-def _add_background(rgb: Tensor, weights_sum: Tensor, background: float | None) -> Tensor:
-    """``rgb + (1 - opacity) * background`` (``[B, N, C]``, ``[B, N, 1]``), or ``rgb`` when ``None``."""
+def _add_background(rgb: Tensor, weights_sum: Tensor, background: Background) -> Tensor:
+    """``rgb + (1 - opacity) * background`` (``[B, N, C]``, ``[B, N, 1]``, a float or ``[B, N, C]``),
+    or ``rgb`` when ``None``."""
     return rgb if background is None else rgb + (1.0 - weights_sum) * background
 
 
@@ -340,7 +348,7 @@ def march_union(
     densities: tuple[Tensor, Tensor],
     depths: tuple[Tensor, Tensor],
     density_activation: str,
-    background: float | None,
+    background: Background,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """March the union of two unsorted sample sets (EG3D ``unify_samples`` + ray marcher).
 
@@ -407,6 +415,7 @@ def render_rays(
     directions: Tensor,
     options: RayMarchOptions,
     generator: torch.Generator | None = None,
+    background_fn: BackgroundFn | None = None,
 ) -> RayRenderResult:
     """Two-pass volume rendering of a field (EG3D ``ImportanceRenderer.forward``).
 
@@ -422,10 +431,15 @@ def render_rays(
         directions: ``[B, N, 3]`` unit ray directions.
         options: :class:`RayMarchOptions`.
         generator: random generator for jitter, importance draws and density noise.
+        background_fn: when given, the features it returns for each ray are composited behind
+            the volume instead of ``options.background`` (a background that is part of the scene,
+            e.g. read from the triplane at the far end of the ray). Opacity and depth stay those
+            of the volume in front of it.
 
     Returns:
         :class:`RayRenderResult` ``(rgb [B, N, C], depth [B, N, 1], weights_sum [B, N, 1])``.
     """
+    background = options.background if background_fn is None else background_fn(origins, directions)
     depths = sample_stratified(
         origins, directions, options.ray_start, options.ray_end, options.depth_resolution, options.perturb, generator
     )
@@ -444,8 +458,8 @@ def render_rays(
             (densities, fine_densities),
             (depths, fine_depths),
             options.density_activation,
-            options.background,
+            background,
         )
         return RayRenderResult(rgb=rgb, depth=depth, weights_sum=weights_sum)
-    marched = march_rays(colors, densities, depths, options.density_activation, options.background)
+    marched = march_rays(colors, densities, depths, options.density_activation, background)
     return RayRenderResult(rgb=marched.rgb, depth=marched.depth, weights_sum=marched.weights.sum(dim=-2))

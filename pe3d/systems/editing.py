@@ -46,6 +46,9 @@ class EditSystemConfig:
     view_pitch_std: float = 0.15
     view_ray_stride: int = 1
     """``L3d`` views render a dilated patch (every ``view_ray_stride``-th ray) when training."""
+    input_ray_stride: int = 1
+    """``L2d``'s render at the input camera is a dilated patch (every ``input_ray_stride``-th ray)
+    when training, compared with the same pixels of the full-resolution pseudo-label."""
     image_log_every: int = 200
 
 
@@ -92,8 +95,9 @@ class EditingSystem(L.LightningModule):
         image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
         b = image.shape[0]
         planes = self.editor(image, prompts_from_batch(batch))
-        input_render = self.editor.render(planes, label, resolution=size).image
-        edited_small = F.interpolate(edited, size=(size, size), mode="area")
+        input_rays = DilatedRays.sample(size, self.cfg.input_ray_stride if self.training else 1)
+        input_render = input_rays.render(self.editor.renderer, planes, label).image
+        edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
         teacher_planes = views = teacher_views = None
         if self.objective.needs_teacher:
             n = self.cfg.num_views
@@ -107,7 +111,7 @@ class EditingSystem(L.LightningModule):
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
-            if views.image.shape[-1] == size:
+            if views.image.shape[-1] == size and input_render.shape[-1] == size:
                 images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
                 images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
         return terms, images

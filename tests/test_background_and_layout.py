@@ -1,0 +1,147 @@
+"""Backgrounds that are part of the scene, image-aligned triplanes, background augmentation,
+prompt augmentation: each checked against an expectation that does not come from the code under test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
+from pe3d.data.world_views import WorldViewDataset
+from pe3d.geometry import label_from_yaw_pitch, sample_rays
+from pe3d.models.prior_encoder import image_layout_to_eg3d
+from pe3d.rendering import RayMarchOptions, render_rays, sample_from_planes
+from pe3d.rendering.renderer import RendererConfig, TriplaneRenderer
+
+SPHERE_RADIUS = 0.2
+
+
+def _sphere_field(coords: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    inside = (coords.norm(dim=-1, keepdim=True) < SPHERE_RADIUS).to(coords.dtype)
+    colour = torch.tensor([0.2, 0.4, 0.6]).expand(*coords.shape[:-1], 3)
+    return colour, inside * 1000.0 - 10.0 * (1.0 - inside)
+
+
+def test_background_fn_shows_only_where_the_volume_is_empty() -> None:
+    origins, directions = sample_rays(label_from_yaw_pitch(0.0, 0.0), 16)
+    hit = ((origins * directions).sum(-1) ** 2 - ((origins * origins).sum(-1) - SPHERE_RADIUS**2)) > 0.01
+    miss = ((origins * directions).sum(-1) ** 2 - ((origins * origins).sum(-1) - SPHERE_RADIUS**2)) < -0.01
+    per_ray = torch.rand(1, 256, 3)  # a different background colour on every ray
+    options = RayMarchOptions(depth_resolution=16, depth_resolution_importance=16, perturb=False, background=1.0)
+    out = render_rays(_sphere_field, origins, directions, options, background_fn=lambda o, d: per_ray)
+    assert torch.allclose(out.rgb[miss], per_ray[miss], atol=1e-4)
+    assert torch.allclose(out.rgb[hit], torch.tensor([0.2, 0.4, 0.6]).expand_as(out.rgb[hit]), atol=1e-3)
+    assert (out.weights_sum[miss] < 1e-3).all()  # opacity stays the volume's own
+    white = render_rays(_sphere_field, origins, directions, options)
+    assert torch.allclose(white.rgb[miss], torch.ones_like(white.rgb[miss]), atol=1e-4)
+    assert torch.equal(white.depth, out.depth)
+
+
+def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
+    """Planes that are empty (very low density) everywhere: every ray sees the decoded colour of the
+    triplane where the ray leaves the box; a constant-background renderer sees its grey level."""
+    cfg = RendererConfig(neural_rendering_resolution=8, background_source="field")
+    cfg.decoder.in_channels, cfg.decoder.out_features = 4, 3
+    cfg.ray_march.depth_resolution, cfg.ray_march.depth_resolution_importance = 8, 0
+    renderer = TriplaneRenderer(cfg).eval()
+    with torch.no_grad():  # sigma = -100 everywhere (empty), rgb = sigmoid(first feature channel)
+        first, second = renderer.decoder.net[0], renderer.decoder.net[2]
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, 0] = 1.0
+        second.weight.zero_()
+        second.bias.zero_()
+        second.bias[0] = -100.0
+        second.bias[1:] = -3.0
+        second.weight[1:, 0] = 2.0
+    planes = torch.zeros(1, 3, 4, 16, 16)
+    planes[:, :, 0] = torch.linspace(-3, 3, 16)  # a colour ramp along the planes' columns
+    label = label_from_yaw_pitch(0.0, 0.0)
+    with torch.no_grad():
+        out = renderer(planes, label)
+        origins, directions = sample_rays(label, 8)
+        far = (origins + cfg.ray_march.ray_end * directions).clamp(-0.4995, 0.4995)
+        expected = renderer.decoder(sample_from_planes(planes, far, cfg.ray_march.box_warp)).features
+    assert out.weights.max() < 1e-3
+    assert torch.allclose(out.image.flatten(2).transpose(1, 2), expected, atol=1e-5)
+    assert out.image.std() > 0.05  # the background varies across the image: it is not a constant
+    cfg.background_source, cfg.ray_march.background = "constant", 1.0
+    with torch.no_grad():
+        grey = TriplaneRenderer(cfg).eval()
+        grey.load_state_dict(renderer.state_dict())
+        assert torch.allclose(grey(planes, label).image, torch.ones(1, 3, 8, 8), atol=1e-3)
+
+
+def test_unknown_background_source_is_refused() -> None:
+    with pytest.raises(ValueError, match="background_source"):
+        RendererConfig(background_source="sky")
+
+
+def test_image_layout_puts_each_input_pixel_on_the_xy_plane_point_it_shows() -> None:
+    """A frontal ray through pixel (r, c) meets z = 0 at the xy-plane point that an image-aligned map's
+    cell (r, c) lands on, when the triplane box matches the input frame (box = 2 * 0.5 / focal * radius)."""
+    size = 32
+    image = torch.rand(1, 3, size, size)
+    planes = torch.zeros(1, 3, 3, size, size)
+    planes[:, 0] = image
+    planes = image_layout_to_eg3d(planes)
+    label = label_from_yaw_pitch(0.0, 0.0)
+    origins, directions = sample_rays(label, size)
+    focal, radius = float(label[0, 16]), float(label[0, 11])
+    at_z0 = origins - (origins[..., 2:] / directions[..., 2:]) * directions
+    read = sample_from_planes(planes, at_z0, box_warp=2 * 0.5 / focal * radius)[0, 0]  # [N, 3]
+    assert torch.allclose(read.T.reshape(3, size, size), image[0], atol=1e-3)
+
+
+def test_image_layout_zx_plane_columns_follow_world_x() -> None:
+    size = 16
+    ramp = torch.linspace(-1, 1, size).expand(size, size)  # grows with the column index
+    planes = torch.zeros(1, 3, 1, size, size)
+    planes[0, 2, 0] = ramp
+    planes = image_layout_to_eg3d(planes)
+    points = torch.tensor([[[-0.3, 0.0, 0.1], [0.3, 0.0, 0.1]]])
+    read = sample_from_planes(planes, points)[0, 2, :, 0]
+    assert read[0] < -0.4 and read[1] > 0.4
+
+
+def test_background_augmentation_recolours_only_the_background_of_every_view() -> None:
+    views, size = 3, 8
+    parts = torch.zeros(1, views, size, size, dtype=torch.uint8)
+    parts[..., 2:6, 2:6] = 3
+    rgb = torch.full((1, views, 3, size, size), 255, dtype=torch.uint8)
+    rgb[..., 2:6, 2:6] = 40
+    bank = {"rgb": rgb, "depth": torch.ones(1, views, 1, size, size, dtype=torch.float16), "parts": parts,
+            "labels": torch.zeros(1, views, 25), "index": torch.tensor([5])}
+    item = WorldViewDataset(bank, num_targets=3, background_probability=1.0)[0]
+    background = item["target_image"][:, :, 0, 0]  # [K, 3]
+    assert torch.allclose(background, background[:1].expand_as(background))  # one colour in every view
+    assert not torch.allclose(background, torch.ones_like(background))
+    assert torch.allclose(item["target_image"][:, :, 3, 3], torch.full((3, 3), 40 / 255))
+    assert torch.allclose(item["input_image"][:, 0, 0], background[0])
+    plain = WorldViewDataset(bank, num_targets=3, background_probability=0.0)[0]
+    assert torch.equal(plain["target_image"][:, :, 0, 0], torch.ones(3, 3))
+    with pytest.raises(ValueError, match="background_probability"):
+        WorldViewDataset(bank, background_probability=1.5)
+
+
+def test_prompt_augmentation_drops_words_and_adds_unknown_ones() -> None:
+    text = "turn the person into a bronze statue"
+    assert augment_prompt(text, PromptAugmentConfig(probability=0.0)) == text
+    cfg = PromptAugmentConfig(probability=1.0, word_dropout=0.5, unknown_words=2)
+    generator = torch.Generator().manual_seed(0)
+    outs = [augment_prompt(text, cfg, generator) for _ in range(200)]
+    known = set(text.split())
+    for out in outs:
+        words = out.split()
+        kept = [w for w in words if w in known]
+        assert 1 <= len(kept) <= 7 and len(words) - len(kept) <= 2
+        assert kept == [w for w in text.split() if w in kept]  # order kept
+    kept_share = sum(len([w for w in o.split() if w in known]) for o in outs) / (200 * 7)
+    assert 0.4 < kept_share < 0.65  # about half the words dropped
+    assert any(len(o.split()) > len([w for w in o.split() if w in known]) for o in outs)
+    again = [augment_prompt(text, cfg, torch.Generator().manual_seed(0)) for _ in range(1)]
+    assert again[0] == outs[0]
+    with pytest.raises(ValueError, match="word_dropout"):
+        PromptAugmentConfig(word_dropout=2.0)
