@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from pe3d.models.layers import OverlapPatchEmbed, init_conv_kaiming_fan_out, tokens_to_map
 
 UPSAMPLE_MODES = ("pixel_shuffle", "bilinear")
+OUTPUT_MODES = ("linear", "shuffle_conv")
+"""Values of :attr:`PromptCrossAttentionConfig.output`."""
 
 
 @dataclass
@@ -51,7 +53,20 @@ class PromptCrossAttentionConfig:
     stride: int = 4
     """Token grid is ``stride`` times coarser than ``f_high``."""
     upsample: str = "pixel_shuffle"
-    """How the attention output returns to ``H x W``: ``pixel_shuffle`` or ``bilinear``."""
+    """How the attention output returns to ``H x W`` after the ``linear`` output: ``pixel_shuffle`` or ``bilinear``."""
+
+    # --- Switches for the 3DPE code's ``EncoderRef`` (defaults: pe3d's own block) ---------------
+    projections: bool = True
+    """Learned Q/K/V projections (3DPE code: none; tokens and prompt attend directly, ``E = D``)."""
+    prompt_norm: bool = True
+    """LayerNorm on the prompt tokens before attention (3DPE code: none; MAE already ends with one)."""
+    residual: bool = True
+    """``f_a = f_high + delta`` (ours; an untrained block is the identity) or, when false, ``f_a = delta``:
+    the attention output *replaces* ``f_high`` (3DPE code)."""
+    output: str = "linear"
+    """How tokens return to a ``C x H x W`` map: ``"linear"`` (zero-initialised linear, then ``upsample``) or
+    ``"shuffle_conv"`` (3DPE code: ``PixelShuffle(2)`` -> bias-free 1x1 conv to ``C * (stride/2)^2`` channels ->
+    ``PixelShuffle(stride/2)``)."""
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
@@ -61,6 +76,14 @@ class PromptCrossAttentionConfig:
             raise ValueError(f"PromptCrossAttentionConfig: upsample={self.upsample!r} not in {UPSAMPLE_MODES}")
         if self.patch_size % 2 != 1 or self.stride < 1:
             raise ValueError("PromptCrossAttentionConfig: patch_size must be odd and stride >= 1")
+        if self.output not in OUTPUT_MODES:
+            raise ValueError(f"PromptCrossAttentionConfig: output={self.output!r} not in {OUTPUT_MODES}")
+        if not self.projections and self.embed_dim != self.prompt_dim:
+            raise ValueError(f"PromptCrossAttentionConfig: projections=false needs embed_dim ({self.embed_dim}) "
+                             f"== prompt_dim ({self.prompt_dim})")
+        if self.output == "shuffle_conv" and (self.stride % 2 or self.embed_dim % 4):
+            raise ValueError(f"PromptCrossAttentionConfig: output='shuffle_conv' needs an even stride ({self.stride}) "
+                             f"and embed_dim divisible by 4 ({self.embed_dim})")
 
 
 class PromptCrossAttention(nn.Module):
@@ -79,19 +102,32 @@ class PromptCrossAttention(nn.Module):
             self.pre_conv = nn.Conv2d(c, cfg.pre_conv_channels, 3, padding=1)
         embed_in = cfg.pre_conv_channels if cfg.pre_conv_channels > 0 else c
         self.embed = OverlapPatchEmbed(embed_in, cfg.embed_dim, cfg.patch_size, cfg.stride)
-        self.prompt_norm = nn.LayerNorm(cfg.prompt_dim)
-        self.to_q = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.to_k = nn.Linear(cfg.prompt_dim, cfg.embed_dim)
-        self.to_v = nn.Linear(cfg.prompt_dim, cfg.embed_dim)
-        out_dim = c * cfg.stride * cfg.stride if cfg.upsample == "pixel_shuffle" else c
-        self.out_proj = nn.Linear(cfg.embed_dim, out_dim)
+        self.prompt_norm: nn.Module = nn.LayerNorm(cfg.prompt_dim) if cfg.prompt_norm else nn.Identity()
+        self.to_q: nn.Module = nn.Identity()
+        self.to_k: nn.Module = nn.Identity()
+        self.to_v: nn.Module = nn.Identity()
+        if cfg.projections:
+            self.to_q = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+            self.to_k = nn.Linear(cfg.prompt_dim, cfg.embed_dim)
+            self.to_v = nn.Linear(cfg.prompt_dim, cfg.embed_dim)
+        if cfg.output == "linear":
+            out_dim = c * cfg.stride * cfg.stride if cfg.upsample == "pixel_shuffle" else c
+            self.out_proj = nn.Linear(cfg.embed_dim, out_dim)
+        else:
+            half = cfg.stride // 2
+            self.out_conv = nn.Conv2d(cfg.embed_dim // 4, c * half * half, 1, bias=False)
         self.apply(init_conv_kaiming_fan_out)
         self.reset_output()
 
     def reset_output(self) -> None:
-        """Zero the output projection so the block is the identity on ``f_high``."""
-        nn.init.zeros_(self.out_proj.weight)
-        nn.init.zeros_(self.out_proj.bias)
+        """Zero the output projection so the block is the identity on ``f_high`` (only with ``residual``;
+        a replacing block keeps its random init)."""
+        if not self.config.residual:
+            return
+        out = self.out_proj if self.config.output == "linear" else self.out_conv
+        nn.init.zeros_(out.weight)
+        if out.bias is not None:
+            nn.init.zeros_(out.bias)
 
     def _check(self, f_high: Tensor, prompt_tokens: Tensor, prompt_mask: Tensor | None) -> None:
         cfg = self.config
@@ -115,7 +151,8 @@ class PromptCrossAttention(nn.Module):
         return t.reshape(b, n, self.config.num_heads, e // self.config.num_heads).transpose(1, 2)
 
     def attend(self, f_high: Tensor, prompt_tokens: Tensor, prompt_mask: Tensor | None = None) -> Tensor:
-        """The residual update ``delta [B, C, H, W]`` (zero for an untrained block).
+        """The residual update ``delta [B, C, H, W]`` (zero for an untrained block), or ``f_a`` itself
+        when the block does not add a residual (``residual=false``).
 
         ``prompt_mask`` is True for real tokens and False for padding; a sample whose
         mask is all False gets ``delta = 0`` (no prompt, no edit).
@@ -132,16 +169,25 @@ class PromptCrossAttention(nn.Module):
             valid = prompt_mask | empty[:, None]  # keep softmax finite for empty prompts
             attn_mask = valid[:, None, None, :]  # [B, 1, 1, L]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        out = self.out_proj(out.transpose(1, 2).reshape(b, th * tw, -1))
-        delta = tokens_to_map(out, th, tw)
-        if self.config.upsample == "pixel_shuffle":
-            delta = F.pixel_shuffle(delta, self.config.stride)
+        out = out.transpose(1, 2).reshape(b, th * tw, -1)
+        if self.config.output == "linear":
+            delta = tokens_to_map(self.out_proj(out), th, tw)
+            if self.config.upsample == "pixel_shuffle":
+                delta = F.pixel_shuffle(delta, self.config.stride)
+            else:
+                delta = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
         else:
-            delta = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+            delta = F.pixel_shuffle(tokens_to_map(out, th, tw), 2)
+            delta = F.pixel_shuffle(self.out_conv(delta), self.config.stride // 2)
         if empty is not None:
-            delta = delta.masked_fill(empty[:, None, None, None], 0.0)
+            fill = f_high if not self.config.residual else torch.zeros_like(delta)
+            delta = torch.where(empty[:, None, None, None], fill, delta)
         return delta
 
     def forward(self, f_high: Tensor, prompt_tokens: Tensor, prompt_mask: Tensor | None = None) -> Tensor:
-        """``f_high [B, C, H, W]``, ``prompt_tokens [B, L, D]``, ``prompt_mask [B, L]`` -> ``f_a [B, C, H, W]``."""
-        return f_high + self.attend(f_high, prompt_tokens, prompt_mask)
+        """``f_high [B, C, H, W]``, ``prompt_tokens [B, L, D]``, ``prompt_mask [B, L]`` -> ``f_a [B, C, H, W]``.
+
+        With ``residual`` the block adds its output to ``f_high``; without, the output is ``f_a`` itself
+        (a sample with an all-False mask then keeps ``f_high``: no prompt, no edit)."""
+        out = self.attend(f_high, prompt_tokens, prompt_mask)
+        return f_high + out if self.config.residual else out

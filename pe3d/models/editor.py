@@ -187,12 +187,15 @@ def load_editor(path, map_location: str | torch.device = "cpu") -> EditorCore:
     return editor.to(map_location)
 
 
-MODEL_YAML_SECTIONS = ("encoder", "renderer", "cross_attention", "prompt_encoder")
-"""Top-level sections of ``configs/model/*.yaml``."""
+MODEL_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer", "cross_attention", "prompt_encoder")
+"""Top-level sections of ``configs/model/*.yaml`` (``eg3d_renderer`` selects EG3D's renderer, see
+:class:`~pe3d.models.prior.PriorModelConfig`)."""
+PRIOR_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer")
+"""The sections that belong to the prior (:class:`~pe3d.models.prior.PriorModelConfig`)."""
 
 
 def editor_config_from_yaml(path, overrides: list[str] | tuple[str, ...] = ()) -> EditorConfig:
-    """An :class:`EditorConfig` from a model YAML (sections ``encoder``, ``renderer``,
+    """An :class:`EditorConfig` from a model YAML (sections ``encoder``, ``renderer``, ``eg3d_renderer``,
     ``cross_attention``, ``prompt_encoder``); ``overrides`` use the same key paths, e.g.
     ``prompt_encoder.text.train=mapper``."""
     from omegaconf import OmegaConf
@@ -208,8 +211,8 @@ def editor_config_from_yaml(path, overrides: list[str] | tuple[str, ...] = ()) -
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {list(MODEL_YAML_SECTIONS)}")
     shaped = {
-        "prior": {key: data[key] for key in ("encoder", "renderer") if key in data},
+        "prior": {key: data[key] for key in PRIOR_YAML_SECTIONS if key in data},
         **{key: data[key] for key in ("cross_attention", "prompt_encoder") if key in data},
     }
-    remapped = [f"prior.{o}" if o.split("=", 1)[0].split(".")[0] in ("encoder", "renderer") else o for o in overrides]
+    remapped = [f"prior.{o}" if o.split("=", 1)[0].split(".")[0] in PRIOR_YAML_SECTIONS else o for o in overrides]
     return load_structured(EditorConfig, [shaped], remapped)

@@ -45,16 +45,27 @@ def make_group_norm(channels: int, groups: int) -> nn.Module:
     return nn.GroupNorm(g, channels, affine=True)
 
 
+COORDINATE_MODES = ("unit", "pixels")
+"""Accepted ``mode`` values of :func:`coordinate_channels`."""
+
+
 def coordinate_channels(batch: int, height: int, width: int, *, device: torch.device | None = None,
-                        dtype: torch.dtype = torch.float32) -> Tensor:
-    """Pixel-coordinate channels ``[B, 2, H, W]``: (row, column), each linearly spaced in [-1, 1].
+                        dtype: torch.dtype = torch.float32, mode: str = "unit") -> Tensor:
+    """Pixel-coordinate channels ``[B, 2, H, W]``: (row, column).
 
     Live3D feeds the encoder two extra channels holding pixel coordinates so the
-    convolutions know where they are in the portrait; we normalize them to the same
-    range as the image instead of using raw pixel indices.
+    convolutions know where they are in the portrait. ``mode="unit"`` (ours) spaces each
+    linearly in [-1, 1], the range of the image; ``mode="pixels"`` gives the raw pixel
+    indices ``0 .. H-1`` / ``0 .. W-1`` as the 3DPE and Live3D code does.
     """
-    rows = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
-    cols = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+    if mode == "unit":
+        rows = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
+        cols = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+    elif mode == "pixels":
+        rows = torch.arange(height, device=device, dtype=dtype)
+        cols = torch.arange(width, device=device, dtype=dtype)
+    else:
+        raise ValueError(f"unknown coordinate mode {mode!r}; expected one of {COORDINATE_MODES}")
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=0)
     return grid.unsqueeze(0).expand(batch, -1, -1, -1)
 
@@ -210,16 +221,19 @@ class SpatialReductionAttention(nn.Module):
     projection (the SegFormer/PVT "efficient attention"), cutting the cost of
     attention over large token grids by ``sr_ratio ** 2``.
 
+    ``qkv_bias=False`` drops the biases of the query and key/value projections (SegFormer's
+    default, used by the 3DPE/Live3D code).
+
     Shapes: tokens ``[B, H*W, D]`` -> ``[B, H*W, D]``.
     """
 
-    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1) -> None:
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.sr_ratio = sr_ratio
         self.sr: nn.Module | None = None
@@ -278,10 +292,10 @@ class TransformerBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, sr_ratio: int = 1,
-                 depthwise_conv: bool = True) -> None:
+                 depthwise_conv: bool = True, qkv_bias: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio)
+        self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio, qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MixFFN(dim, int(round(dim * mlp_ratio)), depthwise_conv)
 
@@ -297,19 +311,22 @@ class TokenStage(nn.Module):
     The token grid is ``stride`` times coarser than the input; the ``D`` token
     channels are folded back by ``PixelShuffle(stride)`` into ``D / stride**2``
     channels at the input resolution (``D`` must be divisible by ``stride**2``).
+    ``final_norm=False`` leaves out the LayerNorm after the blocks and ``qkv_bias=False``
+    the attention's q/kv biases (both as in the 3DPE/Live3D code).
 
     Shapes: ``[B, C_in, H, W]`` -> ``[B, D / stride**2, H, W]`` (``H, W`` divisible by ``stride``).
     """
 
     def __init__(self, in_channels: int, dim: int, depth: int, num_heads: int, mlp_ratio: float,
-                 patch_size: int, stride: int, sr_ratio: int = 1, depthwise_conv: bool = True) -> None:
+                 patch_size: int, stride: int, sr_ratio: int = 1, depthwise_conv: bool = True,
+                 qkv_bias: bool = True, final_norm: bool = True) -> None:
         super().__init__()
         if dim % (stride * stride):
             raise ValueError(f"token dim {dim} is not divisible by stride**2 = {stride * stride}")
         self.embed = OverlapPatchEmbed(in_channels, dim, patch_size, stride)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio, sr_ratio, depthwise_conv) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
+            TransformerBlock(dim, num_heads, mlp_ratio, sr_ratio, depthwise_conv, qkv_bias) for _ in range(depth))
+        self.norm: nn.Module = nn.LayerNorm(dim) if final_norm else nn.Identity()
         self.unshuffle = nn.PixelShuffle(stride)
         self.out_channels = dim // (stride * stride)
 

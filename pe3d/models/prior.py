@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from pe3d.eg3d.triplane_renderer import EG3DRendererConfig, EG3DTriplaneRenderer
 from pe3d.models.checkpoints import load_model, save_model
 from pe3d.models.prior_encoder import PriorEncoder, PriorEncoderConfig
 from pe3d.rendering.renderer import RenderOutput, RendererConfig, TriplaneRenderer
@@ -22,10 +24,16 @@ PRIOR_KIND = "pe3d-prior"
 
 @dataclass
 class PriorModelConfig:
-    """Sizes of the prior: ``encoder`` (E_low, E_high, E_t) and ``renderer`` (R)."""
+    """Sizes of the prior: ``encoder`` (E_low, E_high, E_t) and ``renderer`` (R).
+
+    ``eg3d_renderer``, when set, makes ``R`` EG3D's decoder + importance renderer +
+    super-resolution with a constant style (:class:`~pe3d.eg3d.triplane_renderer.EG3DTriplaneRenderer`,
+    what the 3DPE / Live3D checkpoints were trained with); ``renderer`` is then unused.
+    """
 
     encoder: PriorEncoderConfig = field(default_factory=PriorEncoderConfig)
     renderer: RendererConfig = field(default_factory=RendererConfig)
+    eg3d_renderer: Optional[EG3DRendererConfig] = None
 
 
 class PriorModel(nn.Module):
@@ -35,7 +43,8 @@ class PriorModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = PriorEncoder(cfg.encoder)
-        self.renderer = TriplaneRenderer(cfg.renderer)
+        self.renderer: nn.Module = (EG3DTriplaneRenderer(cfg.eg3d_renderer) if cfg.eg3d_renderer is not None
+                                    else TriplaneRenderer(cfg.renderer))
 
     def forward(self, image: Tensor) -> Tensor:
         """Triplane of ``image`` ``[B,3,H,W]`` -> ``[B,3,C,R,R]``."""

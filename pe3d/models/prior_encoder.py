@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from pe3d.models.layers import (
     ACTIVATIONS,
     ASPP,
+    COORDINATE_MODES,
     ConvAct,
     ResidualBlock,
     TokenStage,
@@ -122,6 +123,18 @@ class PriorEncoderConfig:
     mix_ffn: bool = True
     """Depthwise 3x3 conv inside the transformer MLPs (SegFormer Mix-FFN; gives position)."""
 
+    # --- Switches for the 3DPE / Live3D code's variant (defaults: pe3d's own) ---------------
+    coordinates: str = "unit"
+    """Coordinate channels: ``"unit"`` (row/column in [-1, 1]) or ``"pixels"`` (raw indices 0..S-1, 3DPE code)."""
+    vit_qkv_bias: bool = True
+    """Biases on the ViT attentions' q and kv projections (3DPE code: none)."""
+    vit_final_norm: bool = True
+    """LayerNorm after the ViT blocks of E_low and E_t (3DPE code: none)."""
+    align_corners: bool = False
+    """``align_corners`` of the bilinear resizes in E_low and E_t (3DPE code: ``True``, ``UpsamplingBilinear2d``)."""
+    t_fuse_activation: bool = True
+    """Activation after E_t's last fuse conv (3DPE code's LT encoder: none)."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -147,6 +160,7 @@ class PriorEncoderConfig:
             if not cond:
                 raise ValueError(f"PriorEncoderConfig: {msg}")
 
+        need(self.coordinates in COORDINATE_MODES, f"coordinates={self.coordinates!r} not in {COORDINATE_MODES}")
         for name in ("activation", "low_activation"):
             need(getattr(self, name) in ACTIVATIONS, f"{name}={getattr(self, name)!r} not in {ACTIVATIONS}")
         n = len(self.low_stage_widths)
@@ -207,15 +221,17 @@ class LowResEncoder(nn.Module):
             self.aspp = ASPP(width, cfg.low_aspp_channels, cfg.low_aspp_rates, cfg.low_aspp_pooling, act)
             width = cfg.low_aspp_channels
         self.vit = TokenStage(width, cfg.low_vit_dim, cfg.low_vit_depth, cfg.low_vit_heads, cfg.low_vit_mlp_ratio,
-                              cfg.low_vit_patch_size, cfg.low_vit_stride, cfg.low_vit_sr_ratio, cfg.mix_ffn)
+                              cfg.low_vit_patch_size, cfg.low_vit_stride, cfg.low_vit_sr_ratio, cfg.mix_ffn,
+                              qkv_bias=cfg.vit_qkv_bias, final_norm=cfg.vit_final_norm)
         self.out_resolution = cfg.fusion_resolution
+        self.align_corners = cfg.align_corners
         self.head = _conv_stack(self.vit.out_channels, cfg.low_head_widths, cfg.activation)
         self.out_channels = cfg.low_head_widths[-1]
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C_in, S, S]`` -> ``F_g [B, C_g, S_f, S_f]``."""
         y = self.vit(self.aspp(self.stages(self.stem(x))))
-        return self.head(_resize(y, self.out_resolution))
+        return self.head(_resize(y, self.out_resolution, align_corners=self.align_corners))
 
 
 class HighResEncoder(nn.Module):
@@ -255,11 +271,13 @@ class TriplaneViTDecoder(nn.Module):
         self.triplane_channels = cfg.triplane_channels
         self.resolution = cfg.triplane_resolution
         groups = cfg.t_norm_groups
+        self.align_corners = cfg.align_corners
         self.fuse = _conv_stack(high_channels + low_channels, cfg.t_fuse_widths, cfg.activation,
-                                last_activation=True, norm_groups=groups)
+                                last_activation=cfg.t_fuse_activation, norm_groups=groups)
         self.vit = TokenStage(cfg.t_fuse_widths[-1], cfg.t_vit_dim, cfg.t_vit_depth,
                               cfg.t_vit_heads, cfg.t_vit_mlp_ratio, cfg.t_vit_patch_size, cfg.t_vit_stride,
-                              cfg.t_vit_sr_ratio, cfg.mix_ffn)
+                              cfg.t_vit_sr_ratio, cfg.mix_ffn, qkv_bias=cfg.vit_qkv_bias,
+                              final_norm=cfg.vit_final_norm)
         head_in = self.vit.out_channels + ("high" in self.skip) * high_channels + ("low" in self.skip) * low_channels
         widths = list(cfg.t_head_widths)
         self.head_first = ConvAct(head_in, widths[0], 3, activation=cfg.activation, norm_groups=groups)
@@ -278,7 +296,7 @@ class TriplaneViTDecoder(nn.Module):
         skips = [f for name, f in (("high", f_a), ("low", f_g)) if name in self.skip]
         if skips:
             y = torch.cat([y, *skips], dim=1)
-        y = self.head_rest(_resize(self.head_first(y), self.resolution))
+        y = self.head_rest(_resize(self.head_first(y), self.resolution, align_corners=self.align_corners))
         planes = self.out(y)
         b, _, r, _ = planes.shape
         return planes.view(b, 3, self.triplane_channels, r, r)
@@ -325,13 +343,17 @@ class PriorEncoder(nn.Module):
         return self.decoder.norm_parameters()
 
     def prepare_input(self, image: Tensor) -> Tensor:
-        """Check ``image [B, 3, S, S]`` in [0, 1]; return ``[B, 5, S, S]`` = (2 * image - 1, row, column)."""
+        """Check ``image [B, 3, S, S]`` in [0, 1]; return ``[B, 5, S, S]`` = (2 * image - 1, row, column).
+
+        The coordinate channels follow :attr:`PriorEncoderConfig.coordinates`.
+        """
         s = self.config.image_size
         if image.dim() != 4 or image.shape[1] != 3 or image.shape[2] != s or image.shape[3] != s:
             raise ValueError(f"PriorEncoder expected an image of shape [B, 3, {s}, {s}], got {list(image.shape)}")
         if not image.is_floating_point():
             raise TypeError(f"PriorEncoder expects a float image in [0, 1], got dtype {image.dtype}")
-        coords = coordinate_channels(image.shape[0], s, s, device=image.device, dtype=image.dtype)
+        coords = coordinate_channels(image.shape[0], s, s, device=image.device, dtype=image.dtype,
+                                     mode=self.config.coordinates)
         return torch.cat([image * 2.0 - 1.0, coords], dim=1)
 
     def encode_low(self, image: Tensor) -> Tensor:
@@ -363,8 +385,8 @@ def _conv_stack(in_channels: int, widths: List[int], activation: str, last_activ
     return nn.Sequential(*layers)
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
+def _resize(x: Tensor, size: int, align_corners: bool = False) -> Tensor:
     """Bilinear resize of ``[B, C, H, W]`` to ``[B, C, size, size]`` (no-op when already that size)."""
     if x.shape[-2] == size and x.shape[-1] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=align_corners)
