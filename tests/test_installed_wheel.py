@@ -88,7 +88,7 @@ def test_wheel_installs_and_runs_styles_edit_and_adapt_from_anywhere(tmp_path):
         "styles",
         "world --out world --count 1 --resolution 64",
         "fit adapt --style golden_statue num_pairs=2 trainer.max_steps=2 system.render_resolution=8 system.num_views=1 "
-        "system.image_log_every=0 trainer.progress=false trainer.logger=none",
+        "system.image_log_every=0 system.input_ray_stride=1 system.view_ray_stride=1 trainer.progress=false trainer.logger=none",
         "styles",
         "edit world/grid.png --style golden_statue --no-align --views 2 --resolution 16 --out edited",
     ]
