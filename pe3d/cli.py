@@ -11,6 +11,7 @@ Commands:
     pe3d demo --out DIR                      prior -> base editor -> adapt -> turntable + metrics
     pe3d eval prior --weights FILE           quality table on held-out identities
     pe3d import-eg3d SRC.pkl OUT.safetensors  EG3D checkpoint -> safetensors (no pickled code runs)
+    pe3d import-3dpe SRC.pt OUT.safetensors   the authors' 3dpe.pt (editor) / Live3D LT encoder_render.pt (prior)
     pe3d bench CONFIG [--out DIR] [k=v ...]  run a benchmark (table1, ablation_losses, adaptation, speed)
 
 Errors: a :class:`pe3d.errors.UserInputError` (bad file, name, key or value) prints one line and
@@ -185,6 +186,14 @@ def _cmd_import_eg3d(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_3dpe(args: argparse.Namespace) -> int:
+    from pe3d.threedpe.importer import import_threedpe
+
+    out, kind = import_threedpe(args.src, args.out, model=args.model, dtype=args.dtype)
+    print(f"3DPE/Live3D {kind} from {args.src} written to {out}")
+    return 0
+
+
 def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     """``--style`` / ``--prompt`` / ``--prompt-image``, shared by the editing commands."""
     parser.add_argument("--style", default=None, help="style name (its adapter is used when present)")
@@ -296,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     import_eg3d.add_argument("out", help="output .safetensors file")
     import_eg3d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="storage type of the weights")
     import_eg3d.set_defaults(func=_cmd_import_eg3d)
+    import_3dpe = sub.add_parser("import-3dpe", help="convert the 3DPE authors' 3dpe.pt (-> editor) or Live3D's LT "
+                                 "encoder_render.pt (-> prior) to safetensors, with torch.load(weights_only=True)")
+    import_3dpe.add_argument("src", help="their checkpoint (encoder_state_dict + renderer_state_dict)")
+    import_3dpe.add_argument("out", help="output .safetensors file (a pe3d editor or prior)")
+    import_3dpe.add_argument("--model", default="threedpe", help="model config describing their architecture (name or YAML)")
+    import_3dpe.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="storage type of the weights")
+    import_3dpe.set_defaults(func=_cmd_import_3dpe)
     return parser
 
 

@@ -53,6 +53,9 @@ _ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class EditResult:
     """Output of :meth:`EditPipeline.__call__` (batch ``B``, ``N`` novel cameras, render side ``R``).
 
+    With a super-resolution renderer (imported 3DPE/Live3D models) the images are the super-resolved
+    ones and ``R`` is their side; the depths are the volume-rendered ones resized to it.
+
     Attributes:
         triplane: ``[B, 3, C, Rt, Rt]`` the edited (strength-blended) triplane.
         image: ``[B, 3, R, R]`` render at the input camera.
@@ -80,6 +83,24 @@ def as_image_batch(image: Tensor, name: str) -> Tensor:
     if not torch.isfinite(image).all():
         raise InvalidInput(f"{name} contains NaN or inf values")
     return image.clamp(0, 1)
+
+
+NO_TEXT_ENCODER = ("this model has no text encoder (it edits from reference images only, like the imported 3DPE "
+                   "release): give a prompt image (--prompt-image FILE) instead of a text prompt")
+"""Message for a text prompt given to an image-reference-only editor."""
+
+
+def _picture(render) -> Tensor:
+    """The image a render shows: the super-resolved one when the renderer has a super-resolution head
+    (the EG3D renderer of imported models), else the volume-rendered RGB."""
+    return render.image_sr if render.image_sr is not None else render.image
+
+
+def _resize_depth(depth: Tensor, side: int) -> Tensor:
+    """Depth ``[B, 1, r, r]`` at the side of the shown image (bilinear when a super-resolution head made it larger)."""
+    if depth.shape[-1] == side:
+        return depth
+    return F.interpolate(depth, size=(side, side), mode="bilinear", align_corners=False)
 
 
 def _file_stamp(path: Path) -> Optional[tuple[int, int, int]]:
@@ -236,13 +257,14 @@ class EditPipeline:
         n = cameras.shape[0]
         front = self.render(edited, input_camera, resolution=resolution)
         novel = self.render(edited.repeat_interleave(n, 0), cameras.repeat(batch, 1), resolution=resolution)
-        side = novel.image.shape[-1]
+        views = _picture(novel)
+        side = views.shape[-1]
         return EditResult(
             triplane=edited,
-            image=front.image.clamp(0, 1),
-            depth=front.depth,
-            views=novel.image.clamp(0, 1).reshape(batch, n, 3, side, side),
-            depths=novel.depth.reshape(batch, n, 1, side, side),
+            image=_picture(front).clamp(0, 1),
+            depth=_resize_depth(front.depth, side),
+            views=views.clamp(0, 1).reshape(batch, n, 3, side, side),
+            depths=_resize_depth(novel.depth, side).reshape(batch, n, 1, side, side),
             cameras=cameras,
         )
 
@@ -273,6 +295,8 @@ class EditPipeline:
     def check_prompt(self, prompt: str | Sequence[str] | None) -> None:
         """Raise :class:`~pe3d.errors.InvalidInput` now for a text prompt the encoder refuses (e.g. an
         empty one), before any image work."""
+        if prompt is not None and self.editor.text_encoder is None:
+            raise InvalidInput(NO_TEXT_ENCODER)
         if prompt is not None and self.editor.text_encoder is not None:
             try:
                 self.editor.text_encoder.tokenize(prompt)
@@ -286,6 +310,8 @@ class EditPipeline:
 
     def _prompts(self, prompt, prompt_image, batch: int) -> Prompts:
         texts = None
+        if prompt is not None and self.editor.text_encoder is None:
+            raise InvalidInput(NO_TEXT_ENCODER)
         if prompt is not None:
             texts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
             if len(texts) != batch:
