@@ -54,7 +54,7 @@ def test_mini_shapes(mini_cfgs: dict) -> None:
     r = cfg.triplane_resolution
     assert planes.shape == (2, 3, cfg.triplane_channels, r, r)
     assert torch.isfinite(planes).all()
-    assert torch.equal(model.decode(f_h, f_g), planes)
+    assert torch.equal(model.decode(f_h, f_g, x), planes)
 
 
 def test_mini_determinism(mini_cfgs: dict) -> None:
@@ -244,4 +244,4 @@ def test_cross_attention_in_the_encoder(mini_cfgs: dict) -> None:
     x = images(mini_cfgs["encoder"])
     prompt = torch.randn(2, 7, block.config.prompt_dim)
     f_a = block(model.encode_high(x), prompt)
-    assert torch.equal(model.decode(f_a, model.encode_low(x)), model(x))
+    assert torch.equal(model.decode(f_a, model.encode_low(x), x), model(x))

@@ -148,7 +148,7 @@ class EditorCore(nn.Module):
         f_g = self.encoder.encode_low(image)
         tokens, mask = self.encode_prompts(prompts)
         f_a = self.cross_attention(self.encoder.encode_high(image), tokens, mask)
-        return self.encoder.decode(f_a, f_g)
+        return self.encoder.decode(f_a, f_g, image)
 
     def reconstruct(self, image: Tensor) -> Tensor:
         """The prior's triplane (no prompt): ``E_t(E_high(I), E_low(I))``."""
@@ -159,9 +159,13 @@ class EditorCore(nn.Module):
         return self.renderer(planes, labels, resolution=resolution, **kwargs)
 
     def adaptation_parameters(self):
-        """What norm-only adaptation trains: ``E_p``'s trainable parameters and ``E_t``'s norms."""
+        """What norm-only adaptation trains: ``E_p``'s token mapper and ``E_t``'s norms.
+
+        Only the mapper of ``E_p`` adapts (even when distillation trained its whole backbone),
+        so an adapter stays a few hundred kB instead of carrying a copy of the token embedding.
+        """
         for encoder in self.prompt_encoders():
-            yield from encoder.trainable_parameters()
+            yield from encoder.mapper.parameters()
         yield from self.encoder.norm_parameters()
 
     def prompt_encoders(self) -> list[nn.Module]:

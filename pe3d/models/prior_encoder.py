@@ -47,6 +47,12 @@ from pe3d.models.layers import (
 SKIP_NAMES = ("high", "low")
 """Feature names accepted in :attr:`PriorEncoderConfig.t_skip`."""
 
+TRIPLANE_LAYOUTS = ("eg3d", "image")
+"""Values accepted in :attr:`PriorEncoderConfig.triplane_layout`."""
+
+INPUT_CHANNELS = 5
+"""Channels of the prepared encoder input: RGB in [-1, 1] plus two coordinate channels."""
+
 
 @dataclass
 class PriorEncoderConfig:
@@ -120,6 +126,15 @@ class PriorEncoderConfig:
     """Head convs; the map is resized to ``triplane_resolution`` after the first one."""
     t_norm_groups: int = 0
     """GroupNorm groups in E_t's convs (0: none, as in Live3D); adds norm-adaptable parameters."""
+    t_input_skip: bool = False
+    """Concatenate the encoder input (image and coordinate channels), resized to the triplane
+    resolution, to the head's features right after the resize: a full-resolution path that keeps
+    the planes as sharp as the input (off in the paper's encoder)."""
+    triplane_layout: str = "eg3d"
+    """How E_t's output map lies on the planes. ``"eg3d"``: as is (the paper). ``"image"``: the map
+    is laid out like the input image and turned into EG3D's plane axes by fixed flips and transposes
+    (the xy plane's rows flipped so image rows follow world -y, the zx plane transposed so its
+    columns follow world x like the other two), so convolutions need not learn a global flip."""
     mix_ffn: bool = True
     """Depthwise 3x3 conv inside the transformer MLPs (SegFormer Mix-FFN; gives position)."""
 
@@ -191,6 +206,7 @@ class PriorEncoderConfig:
         l_tokens = self.low_feature_resolution // self.low_vit_stride
         need(l_tokens % self.low_vit_sr_ratio == 0, f"E_low token grid {l_tokens} not divisible by low_vit_sr_ratio")
         need(self.triplane_resolution >= 1 and self.triplane_channels >= 1, "triplane sizes must be positive")
+        need(self.triplane_layout in TRIPLANE_LAYOUTS, f"triplane_layout={self.triplane_layout!r} not in {TRIPLANE_LAYOUTS}")
 
 
 class LowResEncoder(nn.Module):
@@ -280,9 +296,12 @@ class TriplaneViTDecoder(nn.Module):
                               final_norm=cfg.vit_final_norm)
         head_in = self.vit.out_channels + ("high" in self.skip) * high_channels + ("low" in self.skip) * low_channels
         widths = list(cfg.t_head_widths)
+        self.input_skip = cfg.t_input_skip
+        self.layout = cfg.triplane_layout
         self.head_first = ConvAct(head_in, widths[0], 3, activation=cfg.activation, norm_groups=groups)
-        self.head_rest = _conv_stack(widths[0], widths[1:], cfg.activation, last_activation=True, norm_groups=groups)
-        self.out = nn.Conv2d(widths[-1], 3 * cfg.triplane_channels, 3, padding=1)
+        rest_in = widths[0] + INPUT_CHANNELS * self.input_skip
+        self.head_rest = _conv_stack(rest_in, widths[1:], cfg.activation, last_activation=True, norm_groups=groups)
+        self.out = nn.Conv2d(widths[-1] if len(widths) > 1 else rest_in, 3 * cfg.triplane_channels, 3, padding=1)
 
     def norm_parameters(self) -> Iterator[nn.Parameter]:
         """The affine parameters of every LayerNorm/GroupNorm in E_t (what norm-only adaptation trains)."""
@@ -290,16 +309,22 @@ class TriplaneViTDecoder(nn.Module):
             if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
                 yield from module.parameters(recurse=False)
 
-    def forward(self, f_a: Tensor, f_g: Tensor) -> Tensor:
-        """``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> ``[B, 3, C, R, R]``."""
+    def forward(self, f_a: Tensor, f_g: Tensor, x: Tensor | None = None) -> Tensor:
+        """``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` (and the prepared input
+        ``x [B, 5, S, S]`` when ``t_input_skip``) -> ``[B, 3, C, R, R]``."""
         y = self.vit(self.fuse(torch.cat([f_a, f_g], dim=1)))
         skips = [f for name, f in (("high", f_a), ("low", f_g)) if name in self.skip]
         if skips:
             y = torch.cat([y, *skips], dim=1)
-        y = self.head_rest(_resize(self.head_first(y), self.resolution, align_corners=self.align_corners))
-        planes = self.out(y)
+        y = _resize(self.head_first(y), self.resolution, align_corners=self.align_corners)
+        if self.input_skip:
+            if x is None:
+                raise ValueError("this E_t has t_input_skip=true: pass the prepared input image x")
+            y = torch.cat([y, _resize(x, self.resolution, antialias=True)], dim=1)
+        planes = self.out(self.head_rest(y))
         b, _, r, _ = planes.shape
-        return planes.view(b, 3, self.triplane_channels, r, r)
+        planes = planes.view(b, 3, self.triplane_channels, r, r)
+        return image_layout_to_eg3d(planes) if self.layout == "image" else planes
 
 
 class PriorEncoder(nn.Module):
@@ -364,14 +389,17 @@ class PriorEncoder(nn.Module):
         """E_high: ``image [B, 3, S, S]`` in [0, 1] -> ``F_h [B, C_h, S_f, S_f]``."""
         return self.high(self.prepare_input(image))
 
-    def decode(self, f_a: Tensor, f_g: Tensor) -> Tensor:
-        """E_t: ``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> planes ``[B, 3, C, R, R]``."""
-        return self.decoder(f_a, f_g)
+    def decode(self, f_a: Tensor, f_g: Tensor, image: Tensor | None = None) -> Tensor:
+        """E_t: ``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` -> planes ``[B, 3, C, R, R]``.
+
+        ``image [B, 3, S, S]`` in [0, 1] is needed when the config has ``t_input_skip``."""
+        x = self.prepare_input(image) if image is not None and self.config.t_input_skip else None
+        return self.decoder(f_a, f_g, x)
 
     def forward(self, image: Tensor) -> Tensor:
         """``image [B, 3, S, S]`` in [0, 1] -> planes ``[B, 3, C, R, R]``."""
         x = self.prepare_input(image)
-        return self.decoder(self.high(x), self.low(x))
+        return self.decoder(self.high(x), self.low(x), x)
 
 
 def _conv_stack(in_channels: int, widths: List[int], activation: str, last_activation: bool = False,
@@ -385,8 +413,20 @@ def _conv_stack(in_channels: int, widths: List[int], activation: str, last_activ
     return nn.Sequential(*layers)
 
 
-def _resize(x: Tensor, size: int, align_corners: bool = False) -> Tensor:
+def _resize(x: Tensor, size: int, antialias: bool = False, align_corners: bool = False) -> Tensor:
     """Bilinear resize of ``[B, C, H, W]`` to ``[B, C, size, size]`` (no-op when already that size)."""
     if x.shape[-2] == size and x.shape[-1] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=align_corners)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=align_corners, antialias=antialias)
+
+
+def image_layout_to_eg3d(planes: Tensor) -> Tensor:
+    """Planes ``[B, 3, C, R, R]`` laid out like the input image -> EG3D's plane axes.
+
+    EG3D's planes are indexed (column, row) = (x, y), (x, z) and (z, x) (see
+    :func:`pe3d.rendering.planes.project_onto_planes`), while image rows run along world -y.
+    The xy plane is flipped vertically and the zx plane transposed, so that in the image
+    layout every plane's columns follow image columns (world x) and the xy plane's rows
+    follow image rows. Parameter-free; its own inverse up to the transpose.
+    """
+    return torch.stack([planes[:, 0].flip(-2), planes[:, 1], planes[:, 2].transpose(-1, -2)], dim=1)

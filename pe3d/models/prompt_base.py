@@ -64,6 +64,9 @@ class PromptEncoderConfig:
         cache_dir: when given, the only directory searched for tagged weights (Hugging Face cache layout
             or a flat file named like the download); otherwise the default Hugging Face, open_clip and
             torch-hub caches are searched.
+        frozen: with ``train='full'``, backbone parameter name prefixes that stay frozen anyway (e.g.
+            ``['token_embedding']``: a tiny random text tower's embedding table is most of its parameters
+            and costs every optimiser step; the layers above it learn to read its fixed vectors).
     """
 
     kind: str = "text"
@@ -77,6 +80,7 @@ class PromptEncoderConfig:
     max_length: Optional[int] = None
     quick_gelu: Optional[bool] = None
     cache_dir: Optional[str] = None
+    frozen: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROMPT_KINDS:
@@ -292,8 +296,9 @@ class PromptEncoder(nn.Module, abc.ABC):
                 yield f"mapper.{name}", p
             return
         unused = {f"backbone.{n}" for n in self._unused_backbone_parameters()}
+        frozen = tuple(f"backbone.{prefix}" for prefix in self.cfg.frozen or ())
         for name, p in self.named_parameters():
-            if name not in unused:
+            if name not in unused and not name.startswith(frozen):
                 yield name, p
 
     def trainable_parameters(self) -> List[nn.Parameter]:

@@ -20,7 +20,7 @@ from pe3d.recipes.eval_editor import evaluate_editor
 from pe3d.recipes.eval_prior import evaluate_prior, format_table
 
 
-def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 2.0, eval_count: int = 8) -> dict:
+def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 0.5, eval_count: int = 8) -> dict:
     """Run the embedded pipeline into ``out``; returns the metrics written to ``out/metrics.json``."""
     from pe3d.config import load_fit_config
     from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill

@@ -38,7 +38,9 @@ from pe3d.weights import resolve_weights
 def _cpu_edit_system() -> EditSystemConfig:
     # LPIPS needs backbone weights that cannot be downloaded here; SSIM is the default
     # perceptual term of the CPU recipes (set system.loss.image_3d.perceptual=lpips to use it).
-    return EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="ssim", perceptual_weight=0.5)))
+    # Renders are compared at the mini model's full 64^2 on dilated ray patches (cheap on a CPU).
+    loss = EditLossConfig(image_3d=ImageLossConfig(l2=1.0, l1=0.5, perceptual="ssim", perceptual_weight=0.2))
+    return EditSystemConfig(loss=loss, render_resolution=64, input_ray_stride=4, view_ray_stride=4)
 
 
 def _cpu_adapt_system() -> EditSystemConfig:

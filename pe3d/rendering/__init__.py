@@ -1,7 +1,7 @@
 """Triplane volume rendering (EG3D): plane sampling, decoder MLP, ray marching, optional SR."""
 
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
-from pe3d.rendering.planes import plane_axes, project_onto_planes, sample_from_planes
+from pe3d.rendering.planes import plane_axes, project_onto_planes, sample_from_planes, sample_mean_from_planes
 from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import (
@@ -45,6 +45,7 @@ __all__ = [
     "query_field",
     "render_rays",
     "sample_from_planes",
+    "sample_mean_from_planes",
     "sample_importance",
     "sample_pdf",
     "sample_stratified",

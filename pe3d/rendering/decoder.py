@@ -94,13 +94,16 @@ class TriplaneDecoder(nn.Module):
         """Decode triplane samples.
 
         Args:
-            sampled_features: ``[B, 3, N, C]`` from :func:`~pe3d.rendering.planes.sample_from_planes`.
+            sampled_features: ``[B, 3, N, C]`` from :func:`~pe3d.rendering.planes.sample_from_planes`,
+                or their mean over the planes ``[B, N, C]``
+                (:func:`~pe3d.rendering.planes.sample_mean_from_planes`).
             directions: ``[B, N, 3]`` view directions (unused, as in EG3D).
 
         Returns:
             :class:`DecoderOutput` with ``features [B, N, F]`` and raw ``sigma [B, N, 1]``.
         """
-        x = self.net(sampled_features.mean(dim=1))  # [B, N, 1 + F]
+        mean = sampled_features if sampled_features.dim() == 3 else sampled_features.mean(dim=1)
+        x = self.net(mean)  # [B, N, 1 + F]
         sigma, logits = x.split([1, self.out_features], dim=-1)  # one cat in backward, no zero-filled grads
         features = torch.sigmoid(logits) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
         return DecoderOutput(features=features, sigma=sigma)

@@ -93,3 +93,17 @@ def sample_from_planes(
         align_corners=False,
     )  # [B*3, C, 1, N]
     return sampled.reshape(batch, n_planes, channels, num_points).transpose(2, 3)
+
+
+def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.0, mode: str = "bilinear") -> Tensor:
+    """The mean over the three planes of :func:`sample_from_planes`, ``[B, N, C]`` (contiguous).
+
+    Same values as ``sample_from_planes(...).mean(dim=1)`` (what EG3D's decoder starts with), summed
+    in the planes' memory layout before the transpose, which is several times faster on a CPU.
+    """
+    batch, n_planes, channels, height, width = planes.shape
+    num_points = coords.shape[1]
+    grid = project_onto_planes(coords * (2.0 / box_warp)).reshape(batch * n_planes, 1, num_points, 2).to(planes.dtype)
+    sampled = F.grid_sample(planes.reshape(batch * n_planes, channels, height, width), grid, mode=mode,
+                            padding_mode="zeros", align_corners=False)  # [B*3, C, 1, N]
+    return sampled.reshape(batch, n_planes, channels, num_points).mean(dim=1).transpose(1, 2).contiguous()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
-from pe3d.rendering.planes import sample_from_planes
+from pe3d.rendering.planes import sample_mean_from_planes
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
 
@@ -128,7 +128,7 @@ class TriplaneRenderer(nn.Module):
         Returns:
             :class:`~pe3d.rendering.decoder.DecoderOutput` ``(features [B, M, F], sigma [B, M, 1])`` with raw sigma.
         """
-        return self.decoder(sample_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
+        return self.decoder(sample_mean_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
 
     def query_background(self, planes: Tensor, origins: Tensor, directions: Tensor) -> Tensor:
         """Background features ``[B, N, F]`` of rays ``origins, directions [B, N, 3]``.

@@ -100,8 +100,8 @@ class PairsSpec:
 class AdaptSpec:
     """Fast-adaptation settings (paper Sec. 3.3 / 4.3: 10 pairs, about 5 minutes on a GPU).
 
-    Defaults fit the mini model on a 2-core CPU: at most 2 minutes. Only ``E_p``'s trainable
-    part and ``E_t``'s normalization parameters train, so the learning rate is higher than
+    Defaults fit the mini model on a 2-core CPU: at most 30 seconds. Only ``E_p``'s token mapper
+    and ``E_t``'s normalization parameters train, so the learning rate is higher than
     distillation's. ``max_minutes``: wall-clock cap (``None``: only ``max_steps`` stops training).
     """
 
@@ -109,7 +109,7 @@ class AdaptSpec:
     max_steps: int = 400
     lr: float = 3e-3
     batch_size: int = 4
-    max_minutes: float | None = 2.0
+    max_minutes: float | None = 0.5
 
 
 @dataclass
