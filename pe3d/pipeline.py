@@ -218,6 +218,12 @@ class EditPipeline:
             for name, value in self._base_values.items():
                 params[name].copy_(value)
 
+    @property
+    def framing(self) -> str:
+        """How a photo must be cropped for this model (:func:`pe3d.faces.prepare_portrait`): ``"eg3d"`` (EG3D's
+        FFHQ crop) for a model rendered by EG3D's renderer (the imported 3DPE / Live3D ones), else ``"world"``."""
+        return "eg3d" if getattr(self.editor.cfg.prior, "eg3d_renderer", None) is not None else "world"
+
     def _prepare_image(self, image: Tensor) -> Tensor:
         image = as_image_batch(image, "image").to(self.device)
         size = self.editor.cfg.prior.encoder.image_size

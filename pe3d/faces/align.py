@@ -34,6 +34,23 @@ WORLD_ZOOM: float = 1.13
 WORLD_SHIFT: float = -0.008
 """Crop centre offset along the face's down axis, in crop half-sides (negative = up)."""
 
+FRAMINGS = ("world", "eg3d")
+"""How :func:`align_face` frames a face: like the world's renders (pe3d's own models) or like EG3D's
+FFHQ crops (:func:`eg3d_square`; models trained on them, such as the imported 3DPE / Live3D ones)."""
+LM3D_STD = np.array([
+    [-0.31148657, 0.29036078, 0.13377953],
+    [0.30979887, 0.28972036, 0.13179526],
+    [0.0032535, -0.04617932, 0.55244243],
+    [-0.25216928, -0.38133916, 0.22405732],
+    [0.2484662, -0.38128236, 0.22235769],
+])
+"""Deep3DFaceRecon's standard 5 landmarks (eye centres, nose tip, mouth corners; BFM units, y up)
+that EG3D's FFHQ preprocessing fits each face to."""
+EG3D_RESCALE: float = 300.0
+"""EG3D preprocessing: ``align_img(..., target_size=1024, rescale_factor=300)``: one BFM unit -> 300 px."""
+EG3D_CENTER_CROP: int = 700
+"""EG3D preprocessing: the centre 700 px of that 1024 px image, resized to 512, is the training crop."""
+
 
 @dataclass(frozen=True)
 class FaceSquare:
@@ -85,6 +102,40 @@ def ffhq_square(landmarks: np.ndarray) -> FaceSquare:
 def portrait_square(landmarks: np.ndarray, zoom: float = WORLD_ZOOM, shift: float = WORLD_SHIFT) -> FaceSquare:
     """The crop square framing a face like the world's frontal renders."""
     return ffhq_square(landmarks).scaled(zoom, shift)
+
+
+def five_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """``[5, 2]`` eye centres, nose tip and mouth corners (image left first) of 68 dlib landmarks, continuous coordinates."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks [68, 2], got {points.shape}")
+    points = points + 0.5
+    return np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]])
+
+
+def eg3d_square(landmarks: np.ndarray) -> FaceSquare:
+    """The square EG3D's FFHQ preprocessing crops around a face (as the 3DPE / Live3D checkpoints expect).
+
+    EG3D fits Deep3DFaceRecon's standard face (:data:`LM3D_STD`) to five landmarks with its ``POS``
+    least-squares projection (scale ``s`` pixels per BFM unit, translation ``t`` = where the face
+    model's origin lands), rescales the photo so that ``s`` becomes 300 px, and keeps the centre
+    700 px: a square of side ``700 s / 300`` centred on ``t``. Here the square is also turned to
+    level the eyes (EG3D keeps the roll in its camera; pe3d's camera estimate drops it), which
+    leaves its centre and size as EG3D's. For the standard face, the eyes end up 0.266 of the
+    crop width apart (FFHQ: 0.25, pe3d's world framing: 0.22).
+    """
+    five = five_landmarks(landmarks)
+    x, y = five[:, 0], -five[:, 1]  # Deep3DFaceRecon flips y before fitting
+    rows = np.zeros((10, 8))
+    rows[0::2, :3], rows[0::2, 3] = LM3D_STD, 1.0
+    rows[1::2, 4:7], rows[1::2, 7] = LM3D_STD, 1.0
+    k, *_ = np.linalg.lstsq(rows, np.stack([x, y], axis=1).reshape(-1), rcond=None)
+    scale = 0.5 * (np.linalg.norm(k[0:3]) + np.linalg.norm(k[4:7]))
+    centre = np.array([k[3], -k[7]])
+    half = 0.5 * EG3D_CENTER_CROP * scale / EG3D_RESCALE
+    eye_to_eye = five[1] - five[0]
+    right = eye_to_eye / max(np.hypot(*eye_to_eye), 1e-9) * half
+    return FaceSquare(centre, right, np.array([-right[1], right[0]]))
 
 
 @dataclass(frozen=True)
@@ -153,9 +204,16 @@ def warp_square(image: Tensor, square: FaceSquare, size: int) -> Tensor:
     return warped[0].clamp(0, 1)
 
 
-def align_face(image: Tensor, landmarks: np.ndarray, size: int, zoom: float = WORLD_ZOOM, shift: float = WORLD_SHIFT) -> AlignedFace:
-    """Crop ``image [3, H, W]`` to the world-framed square of ``landmarks [68, 2]``, ``size`` pixels a side."""
-    square = portrait_square(landmarks, zoom, shift)
+def align_face(image: Tensor, landmarks: np.ndarray, size: int, zoom: float = WORLD_ZOOM, shift: float = WORLD_SHIFT,
+               framing: str = "world") -> AlignedFace:
+    """Crop ``image [3, H, W]`` to the square of ``landmarks [68, 2]``, ``size`` pixels a side.
+
+    ``framing="world"``: framed like the world's renders (``zoom``, ``shift``); ``"eg3d"``: EG3D's
+    FFHQ crop (:func:`eg3d_square`; ``zoom`` and ``shift`` unused).
+    """
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    square = eg3d_square(landmarks) if framing == "eg3d" else portrait_square(landmarks, zoom, shift)
     return AlignedFace(warp_square(image, square, size), square, square_matrix(square, size))
 
 

@@ -37,7 +37,8 @@ class PreparedPortrait:
     estimate: CameraEstimate
 
 
-def prepare_portrait(image: Tensor, size: int, face: str | int | None = None, source: str = "image") -> PreparedPortrait:
+def prepare_portrait(image: Tensor, size: int, face: str | int | None = None, source: str = "image",
+                     framing: str = "world") -> PreparedPortrait:
     """Detect the face in ``image [3, H, W]`` (float, [0, 1]), align it to ``size``² and estimate its camera.
 
     Args:
@@ -45,13 +46,15 @@ def prepare_portrait(image: Tensor, size: int, face: str | int | None = None, so
         size: side of the aligned crop in pixels.
         face: ``None`` (exactly one face required), ``"largest"``, or an index (largest first).
         source: name used in error messages (e.g. the file path).
+        framing: ``"world"`` (pe3d's models) or ``"eg3d"`` (EG3D's FFHQ crop, for models trained on
+            it; :attr:`pe3d.pipeline.EditPipeline.framing` picks it from the model).
 
     Raises:
         FaceSelectionError: no face, several faces and no choice, or a bad choice; the message
             names ``source``, the count and the ``--face`` option.
     """
     chosen = choose_face(detect_faces(image), face, source)
-    aligned = align_face(image, chosen.landmarks, size)
+    aligned = align_face(image, chosen.landmarks, size, framing=framing)
     landmarks = (aligned.to_aligned(chosen.landmarks) + 0.5) / size
     estimate = estimate_camera(landmarks)
     yaw, pitch = yaw_pitch_from_cam2world(estimate.label[:16].reshape(1, 4, 4))

@@ -96,14 +96,18 @@ def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
     return path
 
 
-def prepare_input(image: Tensor, settings: EditSettings, source: str) -> tuple[Tensor, Tensor | None, dict]:
-    """``(model input [3, S, S], input camera [25] or None, facts for portrait.json)`` of one photo."""
+def prepare_input(image: Tensor, settings: EditSettings, source: str,
+                  framing: str = "world", size: int = ALIGNED_SIZE) -> tuple[Tensor, Tensor | None, dict]:
+    """``(model input [3, S, S], input camera [25] or None, facts for portrait.json)`` of one photo.
+
+    ``framing`` is the crop the model expects (:attr:`pe3d.pipeline.EditPipeline.framing`), ``size``
+    the side of the aligned crop."""
     if not settings.align:
         return center_square(image), None, {}
     from pe3d.faces import FaceSelectionError, prepare_portrait
 
     try:
-        portrait = prepare_portrait(image, ALIGNED_SIZE, face=settings.face, source=source)
+        portrait = prepare_portrait(image, size, face=settings.face, source=source, framing=framing)
     except FaceSelectionError as error:
         if error.count != 0:
             raise
@@ -153,7 +157,8 @@ def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: E
     """Edit one photo file with a ready pipeline; returns the written files by kind."""
     photo, out = Path(photo), Path(out)
     original = load_image(photo)
-    image, camera, facts = prepare_input(original, settings, str(photo))
+    size = max(ALIGNED_SIZE, pipe.editor.cfg.prior.encoder.image_size)  # never upsample a crop for the model
+    image, camera, facts = prepare_input(original, settings, str(photo), framing=pipe.framing, size=size)
     result = pipe(image, prompt=settings.prompt, prompt_image=settings.reference, strength=settings.strength,
                   cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution)
     out.mkdir(parents=True, exist_ok=True)

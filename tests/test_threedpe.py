@@ -1,0 +1,322 @@
+"""The 3DPE / Live3D import, checked against data taken from the authors' code (not from pe3d).
+
+* ``tests/data/threedpe_keys.json``: the key -> shape layout of their ``3dpe.pt`` (the
+  ``state_dict()`` of their ``Live3DEditingEncoder("LT")`` and ``TriplaneRenderer``, recorded by
+  ``tools/threedpe_parity.py goldens`` from EzioBy/3dpe);
+* ``tests/data/threedpe_golden.safetensors``: inputs and outputs of their modules for the parts
+  where their code differs from pe3d's defaults (coordinate channels, the reference
+  cross-attention, E_t, E_low's ViT head, the equalised-lr decoder), run with weights from
+  :func:`pe3d.threedpe.fabricate.fabricate_tensor` (seed 0), which the tests rebuild key by key.
+
+The end-to-end tests use a reduced-width variant with the same switches and key rules
+(``tests/data/threedpe_tiny.yaml``); a full-size fabricated checkpoint (171 M values) takes
+about a minute to make on this CPU and is left to the parity tool (docs/threedpe_parity.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from pe3d.cli import main
+from pe3d.eg3d.renderer import OSGDecoder
+from pe3d.models.cross_attention import PromptCrossAttention
+from pe3d.models.editor import EditorCore, load_editor
+from pe3d.models.layers import coordinate_channels
+from pe3d.models.prior import PriorModel
+from pe3d.models.prior_encoder import LowResEncoder, TriplaneViTDecoder
+from pe3d.threedpe.fabricate import fabricate_state, fabricate_tensor, their_layout
+from pe3d.threedpe.importer import model_config
+from pe3d.threedpe.keymap import ENCODER_PART, IGNORED, RENDERER_PART, map_key, their_key
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "threedpe_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def layout() -> dict:
+    return json.loads((DATA / "threedpe_keys.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return load_file(DATA / "threedpe_golden.safetensors")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return model_config()
+
+
+def _close(ours: torch.Tensor, theirs: torch.Tensor, tol: float = 1e-5) -> None:
+    assert ours.shape == theirs.shape
+    scale = theirs.abs().max().item()
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= tol * max(scale, 1.0), f"max |diff| {diff:.3g} (|theirs| max {scale:.3g})"
+
+
+def _load_part(module: torch.nn.Module, layout: dict, their_prefix: str | tuple[str, ...], our_prefix: str, cfg):
+    """Fill ``module`` with the fabricated tensors of their keys under ``their_prefix``; returns them and the
+    module's keys left without a tensor."""
+    state = {}
+    for key, shape in layout[ENCODER_PART].items():
+        if key.startswith(their_prefix):
+            ours = map_key(ENCODER_PART, key, cfg.prior.encoder)
+            assert ours.startswith(our_prefix), (key, ours)
+            state[ours[len(our_prefix):]] = fabricate_tensor(ENCODER_PART, key, shape, seed=0)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    return state, missing
+
+
+# --- the key map against their recorded layout --------------------------------------------------------
+
+
+def test_their_layout_maps_one_to_one_onto_our_editor_and_prior(layout, cfg):
+    with torch.device("meta"):
+        editor = EditorCore(cfg)
+        prior = PriorModel(cfg.prior)
+    ours = {k: tuple(v.shape) for k, v in editor.state_dict().items()}
+    mapped, ignored = {}, []
+    for part, keys in layout.items():
+        for key, shape in keys.items():
+            target = map_key(part, key, cfg.prior.encoder)
+            assert target is not None, f"{part}:{key} has no rule"
+            if target == IGNORED:
+                ignored.append(key)
+                continue
+            assert target not in mapped, f"{key} and another key both map to {target}"
+            mapped[target] = tuple(shape)
+            assert their_key(target, cfg.prior.encoder) == (part, key)
+    assert ignored and all(k.startswith(("encoder.layer3.", "encoder.layer4.")) for k in ignored)
+    assert mapped == ours  # same keys, same shapes
+    live3d = {k for k in mapped if not k.startswith(("cross_attention.", "image_encoder."))}
+    assert live3d == set(prior.state_dict())
+    assert sum(math.prod(s) for s in layout[ENCODER_PART].values()) == 171_006_752  # their 171 M encoder
+
+
+def test_unknown_keys_have_no_rule(cfg):
+    enc = cfg.prior.encoder
+    assert map_key(ENCODER_PART, "Final_encoder.output_net.2.weight", enc) is None  # an upsample has no weight
+    assert map_key(ENCODER_PART, "encoder.layer1.3.conv1.weight", enc) is None  # ResNet-34 layer1 has 3 blocks
+    assert map_key(ENCODER_PART, "Ref_encoder.proj_tail.bias", enc) is None
+    assert map_key(RENDERER_PART, "backbone.mapping.fc0.weight", enc) is None
+    with pytest.raises(KeyError, match="no counterpart"):
+        their_key("encoder.low.vit.norm.weight", enc)
+
+
+# --- golden outputs of their modules ------------------------------------------------------------------
+
+
+def test_coordinate_channels_are_their_raw_pixel_indices(golden):
+    x, image = golden["coords.x"], golden["coords.image"]
+    assert torch.equal(x[:, :3], image)
+    assert torch.equal(coordinate_channels(1, 16, 24, mode="pixels"), x[:, 3:])
+    assert x[0, 3].max().item() == 15 and x[0, 4].max().item() == 23
+
+
+def test_reference_cross_attention_matches_their_encoder_ref(golden, layout, cfg):
+    block = PromptCrossAttention(cfg.cross_attention).eval()
+    _, missing = _load_part(block, layout, ("Ref_encoder.pre_conv.", "Ref_encoder.patch_emb.", "Ref_encoder.proj_tail."),
+                            "cross_attention.", cfg)
+    assert not missing
+    with torch.no_grad():
+        out = block(golden["attn.f_high"], golden["attn.tokens"])
+    _close(out, golden["attn.out"])
+    assert not torch.allclose(out, golden["attn.f_high"])  # it replaces F_h rather than adding to it
+
+
+def test_e_t_matches_their_final_encoder(golden, layout, cfg):
+    enc = dataclasses.replace(cfg.prior.encoder, triplane_resolution=2 * golden["final.f_a"].shape[-1])
+    decoder = TriplaneViTDecoder(enc, 128, 128).eval()
+    _, missing = _load_part(decoder, layout, "Final_encoder.", "encoder.decoder.", cfg)
+    assert not missing
+    with torch.no_grad():
+        planes = decoder(golden["final.f_a"], golden["final.f_g"])
+    _close(planes.reshape(golden["final.out"].shape), golden["final.out"])
+
+
+def test_e_low_vit_head_matches_their_encoder_f(golden, layout, cfg):
+    side = golden["low_vit.out"].shape[-1]
+    enc = dataclasses.replace(cfg.prior.encoder, image_size=4 * side, triplane_resolution=2 * side)
+    low = LowResEncoder(enc).eval()
+    _, missing = _load_part(low, layout, "F_encoder.", "encoder.low.", cfg)
+    assert all(not k.startswith(("vit.", "head.")) for k in missing)
+    low.stem = low.stages = low.aspp = torch.nn.Identity()  # feed the ViT stage directly, as their EncoderF
+    with torch.no_grad():
+        out = low(golden["low_vit.in"])
+    _close(out, golden["low_vit.out"])
+
+
+def test_decoder_equalised_lr_matches_their_osg_decoder(golden, layout):
+    decoder = OSGDecoder(32, 64, 32)
+    state = {k[len("decoder."):]: fabricate_tensor(RENDERER_PART, k, s, seed=0)
+             for k, s in layout[RENDERER_PART].items() if k.startswith("decoder.")}
+    decoder.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        out = decoder(golden["decoder.in"], None)
+    _close(out.features, golden["decoder.rgb"])
+    _close(out.sigma, golden["decoder.sigma"])
+
+
+# --- a fabricated checkpoint in their layout, end to end ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    cfg = model_config(TINY)
+    layout = their_layout(EditorCore(cfg).state_dict(), cfg.prior.encoder)
+    layout[ENCODER_PART]["encoder.layer3.0.conv1.weight"] = [32, 16, 3, 3]  # smp keeps ResNet stages it never runs
+    state = fabricate_state(layout, seed=3)
+    path = tmp_path_factory.mktemp("threedpe") / "3dpe.pt"
+    torch.save({**state, "step": 100, "opts": {"lr": 1e-4}}, path)  # their trainer saves extras beside the weights
+    return path
+
+
+def _portrait(path: Path) -> Path:
+    from skimage.data import astronaut
+
+    Image.fromarray(astronaut()).save(path)
+    return path
+
+
+def test_import_3dpe_then_edit_a_photo(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "editor.safetensors"
+    assert main(["import-3dpe", str(tiny_checkpoint), str(out), "--model", str(TINY)]) == 0
+    assert "editor" in capsys.readouterr().out
+    editor = load_editor(out)
+    assert editor.text_encoder is None and editor.cfg.cross_attention.residual is False
+    their = torch.load(tiny_checkpoint, weights_only=True)
+    assert torch.equal(editor.cross_attention.out_conv.weight, their[ENCODER_PART]["Ref_encoder.proj_tail.weight"])
+    assert torch.equal(editor.renderer.const, their[RENDERER_PART]["const"])
+
+    photo, ref = _portrait(tmp_path / "photo.png"), tmp_path / "ref.png"
+    Image.fromarray(np.asarray(Image.open(photo))[:, ::-1]).save(ref)
+    folder = tmp_path / "edit"
+    code = main(["edit", str(photo), "--weights", str(out), "--prompt-image", str(ref), "--out", str(folder),
+                 "--views", "2", "--resolution", "16"])
+    assert code == 0
+    edited = np.asarray(Image.open(folder / "edited.png"))
+    assert edited.shape == (64, 64, 3)  # the 4x super-resolved image of the tiny variant
+    assert edited.std() > 0
+
+    code = main(["edit", str(photo), "--weights", str(out), "--prompt", "a statue", "--out", str(tmp_path / "t")])
+    assert code == 2
+    assert "no text encoder" in capsys.readouterr().err
+
+
+def test_live3d_checkpoint_imports_as_a_prior(tmp_path, capsys):
+    cfg = model_config(TINY)
+    layout = their_layout(PriorModel(cfg.prior).state_dict(), cfg.prior.encoder)
+    path = tmp_path / "encoder_render.pt"
+    torch.save(fabricate_state(layout, seed=4), path)
+    out = tmp_path / "prior.safetensors"
+    assert main(["import-3dpe", str(path), str(out), "--model", str(TINY)]) == 0
+    assert "prior" in capsys.readouterr().out
+    from pe3d.models.prior import load_prior
+
+    prior = load_prior(out)
+    with torch.no_grad():
+        planes = prior(torch.rand(1, 3, 64, 64))
+        render = prior.render(planes, torch.tensor([[1.0, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 2.7, 0, 0, 0, 1,
+                                                      4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1]]))
+    assert planes.shape == (1, 3, 8, 32, 32) and render.image_sr.shape == (1, 3, 64, 64)
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _bad_files(tmp: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    data = torch.load(good, weights_only=True)
+    unknown = {**data, ENCODER_PART: {**data[ENCODER_PART], "Extra_encoder.weight": torch.zeros(1)}}
+    missing = {**data, ENCODER_PART: {k: v for k, v in data[ENCODER_PART].items() if k != "EHigh_encoder.net.0.weight"}}
+    shaped = {**data, RENDERER_PART: {**data[RENDERER_PART], "const": torch.zeros(1, 1, 3)}}
+    cases = {
+        "unknown key": (unknown, r"unknown keys \['encoder_state_dict:Extra_encoder\.weight'\]"),
+        "missing key": (missing, r"missing \['encoder\.high\.net\.0\.conv\.weight'\]"),
+        "wrong shape": (shaped, r"shape mismatches \['renderer\.const: \(1, 1, 3\) vs \(1, 1, 16\)'\]"),
+        "not their checkpoint": ({"G": {}}, r"not a 3DPE/Live3D checkpoint \(expected \['encoder_state_dict', 'renderer_state_dict'\]"),
+        "unknown entry": ({**data, "surprise": 1}, r"unknown top-level entries \['surprise'\]"),
+    }
+    files = {}
+    for name, (obj, message) in cases.items():
+        path = tmp / f"{name.replace(' ', '_')}.pt"
+        torch.save(obj, path)
+        files[name] = (path, message)
+    cut = tmp / "truncated.pt"
+    cut.write_bytes(good.read_bytes()[:4000])
+    files["truncated"] = (cut, r"truncated\.pt: not a readable torch file")
+    bomb = tmp / "bomb.pt"
+    torch.save({"x": _RunsCode(str(tmp / "PWNED"))}, bomb)
+    files["pickled code"] = (bomb, r"bomb\.pt: refused by torch\.load\(weights_only=True\).*nothing was executed")
+    files["missing file"] = (tmp / "nope.pt", r"nope\.pt: file not found")
+    return files
+
+
+def test_bad_checkpoints_give_one_line_errors(tiny_checkpoint, tmp_path, capsys):
+    for name, (path, message) in _bad_files(tmp_path, tiny_checkpoint).items():
+        code = main(["import-3dpe", str(path), str(tmp_path / "out.safetensors"), "--model", str(TINY)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (name, err)
+        assert len(err.splitlines()) == 1, (name, err)
+        assert re.search(message, err), (name, err)
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_mini_defaults_unchanged():
+    """The switches default to pe3d's own behaviour: unit coordinates, residual attention with projections."""
+    from pe3d.models.cross_attention import PromptCrossAttentionConfig
+    from pe3d.models.prior_encoder import PriorEncoderConfig
+
+    enc, att = PriorEncoderConfig(), PromptCrossAttentionConfig()
+    assert (enc.coordinates, enc.vit_qkv_bias, enc.vit_final_norm, enc.align_corners, enc.t_fuse_activation) == (
+        "unit", True, True, False, True)
+    assert (att.projections, att.prompt_norm, att.residual, att.output) == (True, True, True, "linear")
+    assert pickle.dumps(enc)  # plain dataclasses
+
+
+# --- alignment for their checkpoints ------------------------------------------------------------------------
+
+
+def test_eg3d_square_frames_the_standard_face_like_eg3d_preprocessing():
+    """EG3D: fit Deep3DFaceRecon's 5-point face (POS), scale to 300 px per unit, keep the centre 700 of 1024."""
+    from pe3d.faces.align import LM3D_STD, eg3d_square, ffhq_square
+
+    scale, centre = 200.0, np.array([400.0, 300.0])
+    five = LM3D_STD[:, :2] * [1.0, -1.0] * scale + centre - 0.5  # pixel-index coordinates, y down
+    landmarks = np.zeros((68, 2))
+    landmarks[36:42], landmarks[42:48], landmarks[30], landmarks[48], landmarks[54] = five
+    square = eg3d_square(landmarks)
+    np.testing.assert_allclose(square.centre, centre, atol=1e-6)  # the face model's origin
+    assert square.side == pytest.approx(700 * scale / 300)
+    assert (five[1, 0] - five[0, 0]) / square.side == pytest.approx(0.2663, abs=1e-4)  # eyes 0.266 of the width
+    assert square.side / ffhq_square(landmarks).side == pytest.approx(0.939, abs=1e-3)  # tighter than FFHQ
+
+
+def test_imported_editor_picks_the_eg3d_framing(tiny_checkpoint, tmp_path):
+    from pe3d.pipeline import EditPipeline
+
+    out = tmp_path / "editor.safetensors"
+    assert main(["import-3dpe", str(tiny_checkpoint), str(out), "--model", str(TINY)]) == 0
+    pipe = EditPipeline.from_pretrained(out)
+    assert pipe.framing == "eg3d"
+    result = pipe(torch.rand(3, 80, 80), prompt_image=torch.rand(3, 40, 40), resolution=16)
+    assert result.image.shape == (1, 3, 64, 64) and result.depth.shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError, match="no text encoder"):
+        pipe(torch.rand(3, 64, 64), prompt="a statue")
