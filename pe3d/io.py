@@ -15,6 +15,18 @@ from safetensors.torch import load_file, save_file
 
 from pe3d.errors import InputFileNotFound, InvalidInput
 
+__all__ = [
+    "CorruptFileError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_sha256",
+    "load_tensors",
+    "remove_stale_temp_files",
+    "save_tensors",
+    "state_dict_hash",
+]
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same folder).

@@ -9,6 +9,9 @@ EG3D's undecorated modules (``OSGDecoder``, ``ImportanceRenderer``, ``MipRayMarc
 ``RaySampler``) and torch's ``Sequential`` / ``Softplus`` are pickled by reference, as in
 the official files. The module names exist only in ``sys.modules`` while pickling.
 
+These pickles mirror pe3d's own module tree (a round trip); ``tests/nvlabs_pickle.py`` writes one
+from NVlabs' rules without pe3d, and shares its pickling scaffolding with this file.
+
 ``write_converted`` writes the 3DPE authors' ``.pth`` layout with ``torch.save``.
 ``malicious_reduce_pickle`` / ``malicious_persistent_pickle`` build payloads that create a
 marker file when a normal unpickler (or NVlabs' loader) runs them.
@@ -16,18 +19,18 @@ marker file when a normal unpickler (or NVlabs' loader) runs them.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import sys
-import types
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from nvlabs_pickle import (
+    IMPORTANCE_RENDERER, OSGDECODER, RAY_MARCHER, RAY_SAMPLER, EasyDict, PersistentStandIn, nvlabs_module_names,
+)
 from pe3d.eg3d import TriPlaneGenerator
 from pe3d.eg3d.config import config_to_eg3d_kwargs
 from pe3d.eg3d.renderer import OSGDecoder
@@ -36,11 +39,6 @@ from pe3d.eg3d.stylegan2 import (
 )
 from pe3d.eg3d.superres import SuperresolutionHybrid8XDC
 
-MODULE_SRC = {
-    "training.triplane": "# stands in for the source of training/triplane.py\n",
-    "training.networks_stylegan2": "# stands in for the source of training/networks_stylegan2.py\n",
-    "training.superresolution": "# stands in for the source of training/superresolution.py\n",
-}
 PERSISTENT = {
     TriPlaneGenerator: ("training.triplane", "TriPlaneGenerator"),
     StyleGAN2Backbone: ("training.networks_stylegan2", "Generator"),
@@ -55,66 +53,6 @@ PERSISTENT = {
 """Our classes -> the NVlabs persistent class they stand for."""
 OWN_ATTRIBUTES = {"cfg"}
 """Attributes of our modules NVlabs' have no counterpart of (not pickled)."""
-
-
-def _reconstruct_persistent_obj(meta):  # pragma: no cover - never called: only its name is pickled
-    raise RuntimeError("stand-in")
-
-
-class EasyDict(dict):
-    """Pickled under the name ``dnnlib.util.EasyDict``."""
-
-
-class _ByReference:
-    """Base of the stand-ins for NVlabs' undecorated modules (pickled by class reference + state)."""
-
-
-def _by_reference_class(module: str, name: str) -> type:
-    return type(name, (_ByReference,), {"__module__": module, "__qualname__": name})
-
-
-OSGDECODER = _by_reference_class("training.triplane", "OSGDecoder")
-IMPORTANCE_RENDERER = _by_reference_class("training.volumetric_rendering.renderer", "ImportanceRenderer")
-RAY_MARCHER = _by_reference_class("training.volumetric_rendering.ray_marcher", "MipRayMarcher2")
-RAY_SAMPLER = _by_reference_class("training.volumetric_rendering.ray_sampler", "RaySampler")
-
-
-@contextlib.contextmanager
-def nvlabs_module_names() -> Iterator[None]:
-    """Make ``torch_utils.persistence``, ``dnnlib.util`` and EG3D's ``training.*`` modules importable by name while pickling."""
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
-    contents = {
-        "torch_utils": {}, "torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
-        "dnnlib": {}, "dnnlib.util": {"EasyDict": EasyDict},
-        "training": {}, "training.triplane": {"OSGDecoder": OSGDECODER}, "training.volumetric_rendering": {},
-        "training.volumetric_rendering.renderer": {"ImportanceRenderer": IMPORTANCE_RENDERER},
-        "training.volumetric_rendering.ray_marcher": {"MipRayMarcher2": RAY_MARCHER},
-        "training.volumetric_rendering.ray_sampler": {"RaySampler": RAY_SAMPLER},
-    }
-    saved = {name: sys.modules.get(name) for name in contents}
-    for name, attrs in contents.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attrs)
-        sys.modules[name] = module
-    try:
-        yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
-
-
-class PersistentStandIn:
-    """Pickles as ``_reconstruct_persistent_obj(meta)``, the way NVlabs' persistent classes do."""
-
-    def __init__(self, module: str, class_name: str, state: dict, module_src: str | None = None) -> None:
-        self.meta = dict(type="class", version=6, module_src=module_src or MODULE_SRC[module], class_name=class_name, state=state)
-
-    def __reduce__(self):
-        return _reconstruct_persistent_obj, (self.meta,)
 
 
 def _module_state(module: nn.Module, children: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -114,8 +114,12 @@ def test_ci_table1(tmp_path):
     assert all(math.isfinite(r[k]) for r in world for k in ("edit_psnr", "novel_psnr", "novel_depth_error", "ms_per_image"))
     # the astronaut's face is found in the input, so its ID_t is a number for every method
     assert all(isinstance(r["id_t"], float) and -1.0 <= r["id_t"] <= 1.0 for r in real)
-    ours = next(r for r in rows if r["method"].startswith("Ours") and r in world)
-    assert ours["time_ratio"] == pytest.approx(1.0)
+    # one feed-forward pass must beat per-image optimisation (the prior's pass, then K Adam steps
+    # through the renderer; K = 2 here, ~1.9x ours on the 2-core CPU)
+    ours = next(r for r in world if r["method"].startswith("Ours"))
+    optimisation = next(r for r in world if "optimi" in r["method"].lower())
+    assert optimisation["ms_per_image"] > ours["ms_per_image"], (optimisation, ours)
+    assert optimisation["time_ratio"] > 1
 
 
 def test_ci_ablation_and_resume(tmp_path):
@@ -153,14 +157,18 @@ def test_ci_adaptation(tmp_path):
 def test_ci_speed_via_cli(tmp_path, capsys):
     from pe3d.cli import main
 
-    assert main(["bench", "ci/speed", "--out", str(tmp_path / "speed"), "repeats=2"]) == 0
+    assert main(["bench", "ci/speed", "--out", str(tmp_path / "speed"), "repeats=2", "unet.steps=40"]) == 0
     rows = read_csv_rows(tmp_path / "speed" / "results.csv")
     assert len(rows) == 2 + 3  # ours, two-stage, IP2P step, 2D estimate, two-stage estimate
     assert all(math.isfinite(float(r[k])) and float(r[k]) > 0 for r in rows for k in ("ms", "fps", "ratio"))
-    by_method = {r["method"]: float(r["ms"]) for r in rows}
-    step = next(v for k, v in by_method.items() if k.startswith("IP2P UNet"))
-    estimate = next(v for k, v in by_method.items() if k.startswith("2D editor estimate"))
-    assert estimate == pytest.approx(100 * step, rel=1e-6)
+    by_method = {r["method"]: r for r in rows}
+    step = next(float(r["ms"]) for k, r in by_method.items() if k.startswith("IP2P UNet"))
+    # the unet.steps override reaches the estimate (the default is another count)
+    assert next(k for k in by_method if k.startswith("2D editor estimate")) == "2D editor estimate: 40 steps × that step"
+    assert float(by_method["2D editor estimate: 40 steps × that step"]["ms"]) == pytest.approx(40 * step, rel=1e-6)
+    # the paper's claim at this size: one pass of ours beats a 40-step 2D editor followed by the prior
+    two_stage_estimate = by_method["two-stage estimate: IP2P (2D) + prior + render"]
+    assert float(two_stage_estimate["ratio"]) > 1, two_stage_estimate
     assert "ours" in capsys.readouterr().out
 
 

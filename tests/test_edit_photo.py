@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skimage_data
 
 from pe3d.cli import main
-
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from skimage import data as skimage_data
+
 from pe3d.faces import FaceSelectionError, align_face, detect_faces, ffhq_square, prepare_portrait
 from pe3d.faces.camera import estimate_camera, project_generic_face
 from pe3d.geometry import label_from_yaw_pitch
-
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
 
 
 @pytest.fixture(scope="module")

@@ -50,8 +50,8 @@ def astronaut() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def grace_hopper() -> torch.Tensor:
-    cbook = pytest.importorskip("matplotlib.cbook", reason="matplotlib (a test extra) ships the second real face photo")
     import imageio.v3 as iio
+    from matplotlib import cbook  # matplotlib (a dependency) ships the second real face photo
 
     photo = iio.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 600 x 512
     return _tensor(photo[:512])

@@ -236,7 +236,6 @@ def test_resampled_prompts_only_for_text_pairs(tiny_style, tmp_path):
 
 def test_world_filter_pairs(tmp_path):
     """The real pipeline: world renders edited by a world style filter (tiny resolution)."""
-    pytest.importorskip("pe3d.world.filters")
     spec = load_named_style("bronze_statue", entry_points=False, overrides=["pairs.resolution=16", "pairs.image_fraction=1.0"])
     out = tmp_path / "bronze"
     write_pairs(spec, out, 2, progress=False)

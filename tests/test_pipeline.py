@@ -36,9 +36,16 @@ def test_call_shapes_and_strength(pipe):
     out = pipe(image, prompt="turn the person into a bronze statue", resolution=16)
     assert out.triplane.shape[:2] == (2, 3) and out.image.shape == (2, 3, 16, 16)
     assert out.views.shape == (2, 3, 3, 16, 16) and out.depths.shape == (2, 3, 1, 16, 16)
-    zero = pipe(image, prompt="turn the person into a bronze statue", strength=0.0, resolution=16)
-    with torch.no_grad():
-        assert torch.allclose(zero.triplane, pipe.editor.reconstruct(image))
+    # strength 0 is the unedited reconstruction: the prompt no longer matters (it does at strength 1)
+    bronze, zombie = "turn the person into a bronze statue", "make the person a zombie"
+    zero = pipe(image, prompt=bronze, strength=0.0, resolution=16)
+    assert torch.equal(zero.triplane, pipe(image, prompt=zombie, strength=0.0, resolution=16).triplane)
+    assert torch.equal(zero.image, pipe(image, prompt=zombie, strength=0.0, resolution=16).image)
+    assert not torch.equal(out.triplane, pipe(image, prompt=zombie, resolution=16).triplane)
+    # ... and the triplane moves towards the full edit as the strength grows
+    distances = [(pipe(image, prompt=bronze, strength=s, resolution=16).triplane - out.triplane).abs().mean().item()
+                 for s in (0.0, 0.25, 0.75, 1.0)]
+    assert distances[0] > distances[1] > distances[2] > distances[3] == 0.0, distances
     with pytest.raises(ValueError, match="strength"):
         pipe(image, prompt="x", strength=1.5)
     with pytest.raises(ValueError, match="prompt"):
@@ -89,7 +96,44 @@ def test_adapter_for_another_base_names_both_hashes(pipe, tmp_path):
     assert model_hash(pipe.editor) == pipe.base_hash
 
 
-def test_pipeline_does_not_import_lightning():
-    code = "import sys, pe3d; pe3d.EditPipeline; import pe3d.pipeline; print('lightning' in sys.modules)"
+def test_inference_imports_no_training_or_data_generation_code(tmp_path):
+    """The pipeline and its adapters load without Lightning, the pair generators, style discovery,
+    InstructPix2Pix (diffusers) or the data modules."""
+    code = ("import sys, pe3d; from pe3d import EditPipeline; import pe3d.adapters; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'diffusers', 'transformers') "
+            "or m.startswith(('pe3d.styles', 'pe3d.data', 'pe3d.systems', 'pe3d.recipes'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "False"
+    assert out == "[]"
+
+
+def test_public_names():
+    import pe3d.models
+
+    assert "EditPipeline" in pe3d.__all__ and pe3d.EditPipeline is __import__("pe3d.pipeline").pipeline.EditPipeline
+    for name in ("EditorCore", "PriorModel", "load_editor", "save_editor", "load_prior", "save_prior"):
+        assert name in pe3d.models.__all__ and hasattr(pe3d.models, name)
+    for room in ("adapters", "bench", "config", "data", "eg3d", "errors", "faces", "geometry", "images", "io", "metrics",
+                 "models", "pipeline", "rendering", "styles", "world"):
+        module = __import__(f"pe3d.{room}", fromlist=["__all__"])
+        assert module.__all__ and all(hasattr(module, n) for n in module.__all__), room
+
+
+def test_save_pretrained_round_trip(pipe, tmp_path):
+    a = pipe.load_adapter(_fake_adapter(pipe, tmp_path / "a.safetensors", "round_a", 0.05))
+    pipe.load_adapter(_fake_adapter(pipe, tmp_path / "b.safetensors", "round_b", -0.05))
+    pipe.set_adapter(a)
+    image = torch.rand(1, 3, 64, 64)
+    expected = pipe(image, prompt="p", resolution=8)
+    folder = pipe.save_pretrained(tmp_path / "saved")
+    assert model_hash(pipe.editor) != pipe.base_hash  # the active adapter stays applied in the saving pipeline
+    loaded = pe3d.EditPipeline.from_pretrained(folder)
+    assert loaded.base_hash == pipe.base_hash
+    assert set(loaded.adapters) >= {"round_a", "round_b"} and loaded.active_adapter == "round_a"
+    got = loaded(image, prompt="p", resolution=8)
+    assert torch.equal(got.triplane, expected.triplane) and torch.equal(got.image, expected.image)
+    loaded.set_adapter("round_b")
+    pipe.set_adapter("round_b")
+    assert torch.equal(loaded(image, prompt="p", resolution=8).triplane, pipe(image, prompt="p", resolution=8).triplane)
+    loaded.unload_adapter()
+    assert model_hash(loaded.editor) == pipe.base_hash
+    pipe.unload_adapter()

@@ -315,10 +315,11 @@ def test_superres_shape_and_identity_at_init() -> None:
 
 
 def test_configs_are_omegaconf_structured() -> None:
-    omegaconf = pytest.importorskip("omegaconf")
-    config = omegaconf.OmegaConf.structured(RendererConfig)
-    merged = omegaconf.OmegaConf.merge(config, {"ray_march": {"depth_resolution": 12, "background": 1.0}})
-    built = omegaconf.OmegaConf.to_object(merged)
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.structured(RendererConfig)
+    merged = OmegaConf.merge(config, {"ray_march": {"depth_resolution": 12, "background": 1.0}})
+    built = OmegaConf.to_object(merged)
     assert isinstance(built, RendererConfig) and built.ray_march.depth_resolution == 12
     with pytest.raises(ValueError):
         RayMarchOptions(density_activation="relu")

@@ -339,7 +339,6 @@ def test_random_style_files_load_or_raise_config_error(data, raw):
 
 def test_filter_generator_on_a_folder_of_portraits(tmp_path):
     """``filter`` with ``source: folder`` edits arbitrary portraits (no part masks)."""
-    pytest.importorskip("pe3d.world.filters")
     make_image_folder(tmp_path / "s" / "faces", ["p1", "p2", "p3"], size=24)
     write_style(
         tmp_path / "s",
