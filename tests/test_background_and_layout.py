@@ -145,3 +145,20 @@ def test_prompt_augmentation_drops_words_and_adds_unknown_ones() -> None:
     assert again[0] == outs[0]
     with pytest.raises(ValueError, match="word_dropout"):
         PromptAugmentConfig(word_dropout=2.0)
+
+
+def test_export_model_overrides_keep_the_weights_and_refuse_shape_changes() -> None:
+    from pe3d.config import ConfigError
+    from pe3d.models.prior import PriorModel, model_config_from_yaml
+    from pe3d.recipes.prior import model_yaml_path, with_model_overrides
+
+    torch.manual_seed(0)
+    model = PriorModel(model_config_from_yaml(model_yaml_path("mini")))
+    fewer = with_model_overrides(model, ["renderer.ray_march.depth_resolution=12",
+                                         "renderer.ray_march.depth_resolution_importance=12"])
+    assert fewer.cfg.renderer.ray_march.depth_resolution == 12
+    assert model.cfg.renderer.ray_march.depth_resolution == 24  # the trained model is left as it was
+    for (name, a), (_, b) in zip(model.state_dict().items(), fewer.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="change the weights"):
+        with_model_overrides(model, ["encoder.triplane_channels=8"])

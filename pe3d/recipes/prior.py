@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List
 
@@ -36,6 +36,10 @@ class PriorFitConfig:
     model: str = "mini"
     model_overrides: List[str] = field(default_factory=list)
     """``key=value`` changes to the model YAML, e.g. ``renderer.ray_march.background=null``."""
+    export_model_overrides: List[str] = field(default_factory=list)
+    """``key=value`` changes written into the exported prior's config, weights unchanged: settings
+    that may differ between training and use, e.g. fewer ray samples for inference
+    (``renderer.ray_march.depth_resolution=12``). Keys that would change a weight's shape are refused."""
     init: str = ""
     out: str = "runs/prior"
     export_dtype: str = "float32"
@@ -142,5 +146,22 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
     minutes = (time.perf_counter() - started) / 60
     meta = {"train_minutes": f"{minutes:.2f}", "steps": str(trainer.global_step)}
     out = run_dir / "prior.safetensors"
-    return export_on_rank_zero(trainer, model, out, lambda: save_prior(model.cpu(), out, meta, cfg.export_dtype),
+    exported = with_model_overrides(model.cpu(), cfg.export_model_overrides)
+    return export_on_rank_zero(trainer, model, out, lambda: save_prior(exported, out, meta, cfg.export_dtype),
                                f"prior ({trainer.global_step} steps, {minutes:.1f} min)")
+
+
+def with_model_overrides(model: PriorModel, overrides: List[str]) -> PriorModel:
+    """``model`` with ``key=value`` changes to its config (``encoder.*`` / ``renderer.*`` paths) and the
+    same weights; a change that alters a weight's shape or name is refused naming the overrides."""
+    if not overrides:
+        return model
+    from pe3d.config import ConfigError, load_structured
+    from pe3d.models.prior import PriorModelConfig
+
+    changed = PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], overrides))
+    try:
+        changed.load_state_dict(model.state_dict())
+    except RuntimeError as error:
+        raise ConfigError(f"export_model_overrides {list(overrides)} change the weights: {str(error).splitlines()[0]}") from None
+    return changed
