@@ -23,8 +23,11 @@ def test_recipe_yamls_load(path: Path):
 @pytest.mark.parametrize("path", sorted((configs_dir() / "model").glob("*.yaml")), ids=lambda p: p.name)
 def test_model_yamls_give_consistent_editor_configs(path: Path):
     cfg = editor_config_from_yaml(path)
-    assert cfg.cross_attention.prompt_dim == cfg.prompt_encoder.text.out_dim == cfg.prompt_encoder.image.out_dim
-    assert cfg.prior.renderer.decoder.in_channels == cfg.prior.encoder.triplane_channels
+    encoders = [e for e in (cfg.prompt_encoder.text, cfg.prompt_encoder.image) if e is not None]  # threedpe: images only
+    assert encoders and all(e.out_dim == cfg.cross_attention.prompt_dim for e in encoders)
+    eg3d = cfg.prior.eg3d_renderer  # set when the prior renders with EG3D's renderer (threedpe.yaml)
+    channels = eg3d.triplane_channels if eg3d is not None else cfg.prior.renderer.decoder.in_channels
+    assert channels == cfg.prior.encoder.triplane_channels
 
 
 SHIPPED_STYLES = ["anime_eyes", "blue_hair", "bronze_statue", "golden_statue", "marble_statue", "pencil_sketch", "pop_art", "zombie"]
