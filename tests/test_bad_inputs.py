@@ -61,6 +61,8 @@ CLI_CASES = [
     ("style path traversal", lambda t: ["pairs", "--style", "../outside"], r"escape the styles folder"),
     ("override of wrong type", lambda t: ["fit", "prior", "trainer.max_steps=lots"], r"trainer\.max_steps"),
     ("unknown config key", lambda t: ["fit", "prior", "trainer.max_stepz=3"], r"trainer\.max_stepz"),
+    ("value refused by a config's own check", lambda t: ["fit", "prior", "teacher.kind=foo"], r"teacher\.kind must be one of"),
+    ("adapt override that cannot be used", lambda t: ["fit", "adapt", "--style", "golden_statue", "trainer.max_steps=0"], r"trainer\.max_steps=0"),
     ("missing weights", lambda t: ["eval", "prior", "--weights", str(t / "w.safetensors")], r"w\.safetensors: file not found"),
     ("truncated weights", lambda t: ["eval", "prior", "--weights", str(_truncated_weights(t))], r"cut\.safetensors: truncated"),
     ("EG3D pickle that runs code", lambda t: ["import-eg3d", str(_eg3d_bomb(t)), str(t / "out.safetensors")], r"ffhq512-128\.pkl: .*pathlib"),

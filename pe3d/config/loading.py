@@ -101,6 +101,10 @@ def load_structured(
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or "?"
         raise ConfigError(f"config key '{key}': {str(error).splitlines()[0]}") from error
+    except ValueError as error:  # a schema's __post_init__ refusing a value: the user's input, not a bug
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{schema.__name__}: {error}") from error
 
 
 def load_fit_config(
