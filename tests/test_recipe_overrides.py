@@ -57,7 +57,6 @@ def test_values_that_cannot_be_used_are_refused_by_key(overrides, key):
     (AdaptFitConfig, fit_adapt, ["style=golden_statue", "data.dirs=[/elsewhere]"], r"data\.dirs"),
     (AdaptFitConfig, fit_adapt, ["style=golden_statue", "data.limit=3"], r"data\.limit=3.*num_pairs=3"),
     (DistillFitConfig, fit_distill, ["data.dirs=[/elsewhere]"], r"data\.dirs"),
-    (DistillFitConfig, fit_distill, ["global_batch_size=8", "data.batch_size=2"], r"data\.batch_size=2 and global_batch_size=8"),
 ])
 def test_keys_the_recipe_fills_in_are_refused(schema, fit, overrides, key, tmp_path):
     cfg = load_structured(schema, [], [f"out={tmp_path / 'run'}", f"pairs_dir={tmp_path / 'pairs'}", *overrides])

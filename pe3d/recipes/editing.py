@@ -10,6 +10,7 @@ Exports happen once, on global rank 0, after the ranks agree on the weights.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from pe3d.systems.common import OptimConfig
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
 from pe3d.systems.runner import TrainerConfig, build_trainer
 from pe3d.weights import resolve_weights
+
+logger = logging.getLogger(__name__)
 
 
 def _cpu_edit_system() -> EditSystemConfig:
@@ -60,7 +63,7 @@ class DistillFitConfig:
     style (e.g. ``params.dir=/data/ffhq512``); ``model_overrides``: ``key=value`` for the model
     YAML (e.g. ``prompt_encoder.text.pretrained=openai``); ``global_batch_size``: when set,
     ``data.batch_size`` per process becomes this divided by the number of processes (the
-    paper's 32 on 8 GPUs is 4 each; giving ``data.batch_size`` as well is refused).
+    paper's 32 on 8 GPUs is 4 each; a different ``data.batch_size`` is replaced, with a logged warning).
     ``data.dirs`` is filled from the styles' pair folders (giving it is refused).
     """
 
@@ -152,7 +155,11 @@ def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: Train
     L.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
     trainer = build_trainer(trainer_cfg, run_dir, extra_callbacks=list(callbacks))
     if global_batch_size:
-        data_cfg = replace(data_cfg, batch_size=per_device_batch_size(global_batch_size, trainer.num_devices * trainer.num_nodes))
+        per_device = per_device_batch_size(global_batch_size, trainer.num_devices * trainer.num_nodes)
+        if per_device != data_cfg.batch_size:
+            logger.warning("global_batch_size=%d over %d processes: data.batch_size=%d becomes %d per process",
+                           global_batch_size, trainer.num_devices * trainer.num_nodes, data_cfg.batch_size, per_device)
+        data_cfg = replace(data_cfg, batch_size=per_device)
     datamodule = PairDataModule(data_cfg)
     started = time.perf_counter()
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -165,8 +172,6 @@ def _refuse_recipe_keys(cfg: DistillFitConfig | AdaptFitConfig) -> None:
         raise ConfigError(f"data.dirs={list(cfg.data.dirs)}: set by the recipe from the style pairs (use pairs_dir / styles)")
     if isinstance(cfg, AdaptFitConfig) and cfg.data.limit is not None:
         raise ConfigError(f"data.limit={cfg.data.limit}: fit adapt uses num_pairs (give num_pairs={cfg.data.limit})")
-    if isinstance(cfg, DistillFitConfig) and cfg.global_batch_size and cfg.data.batch_size != DistillFitConfig().data.batch_size:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} and global_batch_size={cfg.global_batch_size}: give one of them")
 
 
 def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSystem:
