@@ -320,3 +320,16 @@ def test_imported_editor_picks_the_eg3d_framing(tiny_checkpoint, tmp_path):
     assert result.image.shape == (1, 3, 64, 64) and result.depth.shape == (1, 1, 64, 64)
     with pytest.raises(ValueError, match="no text encoder"):
         pipe(torch.rand(3, 64, 64), prompt="a statue")
+
+
+def test_imported_editor_meshes(tiny_checkpoint, tmp_path):
+    """pe3d.mesh reads the EG3D renderer's density (softplus(sigma - 1)) over its box."""
+    from pe3d.mesh import density_grid
+    from pe3d.threedpe.importer import load_threedpe
+
+    editor = load_threedpe(tiny_checkpoint, TINY)
+    planes = torch.randn(1, 3, 8, 32, 32)
+    grid = density_grid(editor.renderer, planes, resolution=8)
+    out = editor.renderer.query_field(planes, torch.zeros(1, 1, 3))
+    assert grid.shape == (8, 8, 8) and (grid >= 0).all()
+    assert editor.renderer.config.ray_march.box_warp == 1.0 and out.sigma.shape == (1, 1, 1)

@@ -30,6 +30,7 @@ from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput
 from pe3d.rendering.planes import sample_from_planes
 from pe3d.rendering.renderer import RenderOutput
+from pe3d.rendering.volume import RayMarchOptions
 
 
 @dataclass
@@ -69,6 +70,15 @@ class EG3DRendererConfig:
             raise ValueError(f"eg3d_renderer.decoder_output_dim must be >= 3 (RGB first), got {self.decoder_output_dim}")
         if not self.rendering.ray_start < self.rendering.ray_end:
             raise ValueError("eg3d_renderer.rendering: ray_start must be < ray_end")
+
+    @property
+    def ray_march(self) -> RayMarchOptions:
+        """These settings in pe3d's renderer terms (what :mod:`pe3d.mesh` reads): EG3D's density is
+        ``softplus(sigma - 1)`` (``softplus_shift``), the box is ``rendering.box_warp`` wide."""
+        r = self.rendering
+        return RayMarchOptions(ray_start=r.ray_start, ray_end=r.ray_end, depth_resolution=r.depth_resolution,
+                               depth_resolution_importance=r.depth_resolution_importance, box_warp=r.box_warp,
+                               density_activation="softplus_shift", density_noise=r.density_noise)
 
     @property
     def image_resolution(self) -> int:

@@ -120,16 +120,17 @@ class FaceTracker:
     """Per-frame face crop and camera (:func:`pe3d.faces.prepare_portrait`); a frame without a
     detectable face keeps the previous frame's crop and camera (counted in ``misses``)."""
 
-    def __init__(self, size: int, face: str | int | None) -> None:
+    def __init__(self, size: int, face: str | int | None, framing: str = "world") -> None:
         self.size = size
         self.face = face
+        self.framing = framing
         self.misses = 0
         self.previous = FrameFace(None, label_from_yaw_pitch(0.0, 0.0)[0], found=False)
 
     def __call__(self, frame: Tensor, index: int) -> FrameFace:
         """The face of ``frame [3, H, W]``."""
         try:
-            prepared = prepare_portrait(frame, self.size, face=self.face, source=f"frame {index}")
+            prepared = prepare_portrait(frame, self.size, face=self.face, source=f"frame {index}", framing=self.framing)
         except FaceSelectionError:
             self.misses += 1
             return FrameFace(self.previous.square, self.previous.camera, found=False)
@@ -192,7 +193,9 @@ def _prompt_of(pipe: EditPipeline, cfg: VideoEditConfig) -> tuple[Optional[str],
 
 def _render(pipe: EditPipeline, planes: Tensor, camera: Tensor, resolution: int) -> Tensor:
     """``[3, R, R]`` render of ``planes [1, 3, C, Rt, Rt]`` at ``camera [1, 25]``."""
-    return pipe.render(planes, camera, resolution=resolution).image[0].clamp(0, 1).cpu()
+    rendered = pipe.render(planes, camera, resolution=resolution)
+    picture = rendered.image_sr if rendered.image_sr is not None else rendered.image  # super-resolved when the model has SR
+    return picture[0].clamp(0, 1).cpu()
 
 
 def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Optional[EditPipeline] = None) -> VideoEditReport:
@@ -201,7 +204,7 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
     with VideoReader(src, cfg.max_frames, DETECTION_MAX_SIDE) as reader:
         pipe = pipe or EditPipeline.from_pretrained(cfg.weights)
         prompt, reference = _prompt_of(pipe, cfg)
-        tracker = FaceTracker(pipe.editor.cfg.prior.encoder.image_size, cfg.face)
+        tracker = FaceTracker(pipe.editor.cfg.prior.encoder.image_size, cfg.face, framing=pipe.framing)
         smoother = TemporalSmoother(cfg.smooth)
 
         def edited_view(image: Tensor, view: Tensor, smooth: bool) -> Tensor:

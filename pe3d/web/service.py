@@ -48,13 +48,13 @@ class EditOutput:
     note: str
 
 
-def prepare_upload(image: Tensor, size: int, name: str) -> PreparedInput:
-    """Face-align ``image`` and estimate its camera; without a detectable face, the centre square
-    and the frontal camera (said in the note)."""
+def prepare_upload(image: Tensor, size: int, name: str, framing: str = "world") -> PreparedInput:
+    """Face-align ``image`` (``framing``: the crop the model expects, :attr:`EditPipeline.framing`) and
+    estimate its camera; without a detectable face, the centre square and the frontal camera (said in the note)."""
     from pe3d.faces import FaceSelectionError, prepare_portrait
 
     try:
-        prepared = prepare_portrait(image, size, face="largest", source=name)
+        prepared = prepare_portrait(image, size, face="largest", source=name, framing=framing)
         note = f"face found: yaw {prepared.yaw_deg:+.0f}°, pitch {prepared.pitch_deg:+.0f}°"
         return PreparedInput(prepared.image, prepared.camera.reshape(25).float(), note)
     except FaceSelectionError:  # the pipeline resizes the centre square to its input size
@@ -90,7 +90,8 @@ class EditService:
         """Validate an uploaded portrait; its model input as a preview image and a note."""
         if not path:
             raise UploadRejected("upload a portrait image first")
-        prepared = prepare_upload(load_uploaded_image(path, self.settings.limits), self.input_size(), display_name(path))
+        prepared = prepare_upload(load_uploaded_image(path, self.settings.limits), self.input_size(), display_name(path),
+                                  framing=self.pipe.framing)
         return to_uint8(prepared.image), prepared.note
 
     def input_size(self) -> int:
@@ -128,7 +129,7 @@ class EditService:
             raise UploadRejected("choose a style, type a prompt or upload a reference image")
         if not 0.0 <= strength <= 1.0:
             raise UploadRejected(f"strength must be in [0, 1], got {strength}")
-        prepared = prepare_upload(image, self.input_size(), display_name(portrait))
+        prepared = prepare_upload(image, self.input_size(), display_name(portrait), framing=self.pipe.framing)
         yaws = [yaw_deg, *self.settings.view_yaws_deg]
         pitches = [pitch_deg] + [0.0] * len(self.settings.view_yaws_deg)
         cameras = label_from_yaw_pitch([math.radians(y) for y in yaws], [math.radians(p) for p in pitches])
