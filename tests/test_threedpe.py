@@ -333,3 +333,19 @@ def test_imported_editor_meshes(tiny_checkpoint, tmp_path):
     out = editor.renderer.query_field(planes, torch.zeros(1, 1, 3))
     assert grid.shape == (8, 8, 8) and (grid >= 0).all()
     assert editor.renderer.config.ray_march.box_warp == 1.0 and out.sigma.shape == (1, 1, 1)
+
+
+def test_reference_images_are_resized_like_their_loader(cfg):
+    """Their test loader: torchvision 0.14 ``Resize(224, bicubic)`` on a float tensor = bicubic without antialias."""
+    from pe3d.models.prompt_encoders import build_prompt_encoder
+
+    image_cfg = cfg.prompt_encoder.image
+    assert image_cfg.resize_antialias is False
+    tiny = dataclasses.replace(image_cfg, tiny={"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2},
+                               out_dim=32)
+    encoder = build_prompt_encoder(tiny)
+    image = torch.rand(1, 3, 70, 70)
+    expected = torch.nn.functional.interpolate(image, size=(32, 32), mode="bicubic", align_corners=False, antialias=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(encoder.preprocess(image), (expected - mean) / std)

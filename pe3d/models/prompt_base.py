@@ -67,6 +67,8 @@ class PromptEncoderConfig:
         frozen: with ``train='full'``, backbone parameter name prefixes that stay frozen anyway (e.g.
             ``['token_embedding']``: a tiny random text tower's embedding table is most of its parameters
             and costs every optimiser step; the layers above it learn to read its fixed vectors).
+        resize_antialias: image only: antialias when resizing reference images to the ViT's input size
+            (``False`` reproduces the 3DPE code, whose torchvision 0.14 ``Resize`` on tensors does not).
     """
 
     kind: str = "text"
@@ -80,6 +82,7 @@ class PromptEncoderConfig:
     max_length: Optional[int] = None
     quick_gelu: Optional[bool] = None
     cache_dir: Optional[str] = None
+    resize_antialias: bool = True
     frozen: Optional[List[str]] = None
 
     def __post_init__(self) -> None:

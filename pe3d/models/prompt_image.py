@@ -35,7 +35,8 @@ class TimmImagePromptEncoder(PromptEncoder):
     """``E_p`` for image prompts: timm ViT (``forward_features``) + token mapper.
 
     ``encode(images [B, 3, H, W] in [0, 1]) -> PromptTokens(tokens [B, N, out_dim], mask [B, N])`` where
-    images are resized to the ViT's ``img_size`` (bicubic, antialiased) and normalized with the model's
+    images are resized to the ViT's ``img_size`` (bicubic, antialiased unless ``resize_antialias`` is off)
+    and normalized with the model's
     mean/std; ``N = num_prefix_tokens + (img_size / patch)^2`` and ``mask`` is all ``True``.
 
     Attributes:
@@ -111,7 +112,8 @@ class TimmImagePromptEncoder(PromptEncoder):
             )
         x = images.to(self.mean.dtype)
         if tuple(x.shape[-2:]) != self.img_size:
-            x = F.interpolate(x, size=self.img_size, mode=self.interpolation, align_corners=False, antialias=True)
+            x = F.interpolate(x, size=self.img_size, mode=self.interpolation, align_corners=False,
+                              antialias=self.cfg.resize_antialias)
         return (x - self.mean) / self.std
 
     def _encode_backbone(self, images: Tensor) -> Tuple[Tensor, Tensor]:
