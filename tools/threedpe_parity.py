@@ -63,7 +63,8 @@ def _inputs():
 
 
 def _fill(module, state):
-    missing, unexpected = module.load_state_dict(state, strict=True), None
+    """Load ``state`` into one of their modules (every key) and switch it to eval mode."""
+    module.load_state_dict(state, strict=True)
     return module.eval()
 
 
