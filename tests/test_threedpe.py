@@ -349,3 +349,21 @@ def test_reference_images_are_resized_like_their_loader(cfg):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     torch.testing.assert_close(encoder.preprocess(image), (expected - mean) / std)
+
+
+def test_web_page_service_edits_with_an_imported_editor(tiny_checkpoint, tmp_path):
+    """The web page's EditService on an imported editor: EG3D framing, reference-image prompts, text refused."""
+    from pe3d.pipeline import EditPipeline
+    from pe3d.web.service import EditService
+    from pe3d.web.settings import WebSettings
+
+    out = tmp_path / "editor.safetensors"
+    assert main(["import-3dpe", str(tiny_checkpoint), str(out), "--model", str(TINY)]) == 0
+    service = EditService(WebSettings(view_yaws_deg=[30.0], resolution=16), pipe_factory=lambda: EditPipeline.from_pretrained(out))
+    photo, ref = _portrait(tmp_path / "photo.png"), tmp_path / "ref.png"
+    Image.fromarray(np.asarray(Image.open(photo))[:, ::-1]).save(ref)
+    result = service.edit(str(photo), reference=str(ref))
+    assert result.edited.shape == (64, 64, 3) and len(result.gallery) == 1
+    assert "face found" in result.note
+    with pytest.raises(ValueError, match="no text encoder"):
+        service.edit(str(photo), prompt="a bronze statue")
