@@ -54,7 +54,8 @@ class EditResult:
     """Output of :meth:`EditPipeline.__call__` (batch ``B``, ``N`` novel cameras, render side ``R``).
 
     With a super-resolution renderer (imported 3DPE/Live3D models) the images are the super-resolved
-    ones and ``R`` is their side; the depths are the volume-rendered ones resized to it.
+    ones and ``R`` is their side; the depths are the volume-rendered ones resized to it, blended
+    towards the far bound where the ray is only partly opaque (no spikes at silhouettes).
 
     Attributes:
         triplane: ``[B, 3, C, Rt, Rt]`` the edited (strength-blended) triplane.
@@ -101,6 +102,20 @@ def _resize_depth(depth: Tensor, side: int) -> Tensor:
     if depth.shape[-1] == side:
         return depth
     return F.interpolate(depth, size=(side, side), mode="bilinear", align_corners=False)
+
+
+def _far_bound(renderer) -> float:
+    """The far end of the rays of pe3d's renderer (``ray_march``) or the EG3D one (``rendering``)."""
+    config = renderer.config
+    return float(getattr(config, "ray_march", None).ray_end if hasattr(config, "ray_march") else config.rendering.ray_end)
+
+
+def _shown_depth(render, far: float) -> Tensor:
+    """The depth map shown to users ``[B, 1, r, r]``: the volume's expected depth blended towards the far
+    bound where the ray is only partly opaque, so silhouettes fade into the background instead of
+    spiking (the raw depth is normalised by the opacity, which is tiny there)."""
+    opacity = render.weights.clamp(0, 1)
+    return render.depth * opacity + far * (1 - opacity)
 
 
 def _file_stamp(path: Path) -> Optional[tuple[int, int, int]]:
@@ -265,12 +280,13 @@ class EditPipeline:
         novel = self.render(edited.repeat_interleave(n, 0), cameras.repeat(batch, 1), resolution=resolution)
         views = _picture(novel)
         side = views.shape[-1]
+        far = _far_bound(self.editor.renderer)
         return EditResult(
             triplane=edited,
             image=_picture(front).clamp(0, 1),
-            depth=_resize_depth(front.depth, side),
+            depth=_resize_depth(_shown_depth(front, far), side),
             views=views.clamp(0, 1).reshape(batch, n, 3, side, side),
-            depths=_resize_depth(novel.depth, side).reshape(batch, n, 1, side, side),
+            depths=_resize_depth(_shown_depth(novel, far), side).reshape(batch, n, 1, side, side),
             cameras=cameras,
         )
 

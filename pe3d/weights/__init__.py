@@ -12,7 +12,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 """Folder holding the shipped ``.safetensors`` files."""
 
 SHIPPED: dict[str, str] = {
-    "prior_mini": "pe3d fit prior out=runs/prior-mini trainer.max_minutes=12 trainer.max_steps=3000 export_dtype=float16"
+    "prior_mini": "pe3d fit prior out=runs/prior-mini export_dtype=float16"
     " && cp runs/prior-mini/prior.safetensors pe3d/weights/prior_mini.safetensors",
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && cp runs/distill-mini/editor.safetensors pe3d/weights/editor_mini.safetensors",
