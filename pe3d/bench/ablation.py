@@ -80,7 +80,8 @@ def train_variant(cfg: DistillFitConfig) -> tuple[Path, bool]:
     editor = Path(cfg.out) / "editor.safetensors"
     if editor.is_file():
         return editor, False
-    return fit_distill(cfg, resume=True, callbacks=[TrainingRecord(Path(cfg.out))]), True
+    interrupted = (Path(cfg.out) / "checkpoints" / "last.ckpt").is_file()  # continue a killed run, else start
+    return fit_distill(cfg, resume=interrupted, callbacks=[TrainingRecord(Path(cfg.out))]), True
 
 
 def training_record(run_dir: Path) -> dict[str, float | Missing]:
