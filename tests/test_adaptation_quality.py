@@ -4,7 +4,6 @@ also when the style recolours the background (the renderer reads backgrounds fro
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pe3d.metrics.ground_truth import psnr
 from pe3d.models.editor import Prompts, load_editor
 from pe3d.models.prior import load_prior
 from pe3d.recipes.editing import AdaptFitConfig, fit_adapt
-from pe3d.styles.discovery import load_named_style
+from pe3d.styles.discovery import import_style_plugin, load_named_style
 from pe3d.weights import shipped_path
 from pe3d.world import WorldSplit, render_identities, sample_identity
 
@@ -30,10 +29,9 @@ TOLERANCE_DB = {"green_mono": 0.5, "green_mono_bg": 1.0}
 
 
 def _recolour_fn(style: str):
-    spec = importlib.util.spec_from_file_location(f"fixture_{style}", FIXTURES / style / "generator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.recolour
+    # the style's own generator.py, imported the way discovery imports it (registered in sys.modules,
+    # which its dataclasses need)
+    return import_style_plugin(FIXTURES / style).recolour
 
 
 @torch.no_grad()
