@@ -23,8 +23,8 @@ def teacher_file(tmp_path_factory):
     """A tiny random EG3D, written as an NVlabs network pickle and imported with ``import_eg3d``."""
     folder = tmp_path_factory.mktemp("teacher")
     torch.manual_seed(0)
-    # triplanes of the mini prior's shape (3 x 16 x 64^2), so the triplane loss applies
-    overrides = ["rendering.depth_resolution=8", "rendering.depth_resolution_importance=8", "triplane_resolution=64"]
+    # triplanes of the student's shape (3 x 16 x 32^2), so the triplane loss applies
+    overrides = ["rendering.depth_resolution=8", "rendering.depth_resolution_importance=8"]
     generator = TriPlaneGenerator(load_eg3d_config("tiny", overrides))
     with torch.no_grad():
         generator.decoder.net[2].bias[0] = 2.0  # denser than at random init, so the views have foreground
@@ -32,7 +32,8 @@ def teacher_file(tmp_path_factory):
 
 
 def _config(teacher_file, *extra: str, model: tuple[str, ...] = ()) -> PriorFitConfig:
-    model_overrides = "[" + ",".join(["renderer.ray_march.background=null", *FAST_STUDENT, *model]) + "]"
+    recipe = load_structured(PriorFitConfig, [configs_dir() / "prior" / "eg3d_tiny.yaml"]).model_overrides
+    model_overrides = "[" + ",".join([*recipe, *FAST_STUDENT, *model]) + "]"
     return load_structured(PriorFitConfig, [configs_dir() / "prior" / "eg3d_tiny.yaml"],
                            [f"teacher.checkpoint={teacher_file}", f"model_overrides={model_overrides}", "batch_size=2", *extra])
 
@@ -45,7 +46,7 @@ def test_teacher_batches_match_what_the_prior_system_consumes(teacher_file):
     shapes = {k: tuple(v.shape) for k, v in batch.items()}
     assert shapes == {
         "input_image": (2, 3, 32, 32), "input_label": (2, 25), "target_label": (2, 3, 25), "target_image": (2, 3, 3, 8, 8),
-        "target_depth": (2, 3, 1, 8, 8), "target_mask": (2, 3, 1, 8, 8), "teacher_planes": (2, 3, 16, 64, 64),
+        "target_depth": (2, 3, 1, 8, 8), "target_mask": (2, 3, 1, 8, 8), "teacher_planes": (2, 3, 16, 32, 32),
     }
     assert torch.equal(batch["target_label"][:, 0], batch["input_label"])
     assert 0 <= batch["input_image"].min() and batch["input_image"].max() <= 1 and batch["target_mask"].mean() > 0.5
@@ -111,4 +112,4 @@ def test_fit_prior_from_an_eg3d_teacher_through_the_recipe(teacher_file, tmp_pat
     model = load_prior(weights)
     assert isinstance(model, PriorModel) and model.cfg.renderer.ray_march.background is None
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 16, 64, 64)
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 16, 32, 32)

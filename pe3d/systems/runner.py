@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from pe3d.config import ConfigError
 from pe3d.io import atomic_write_bytes, remove_stale_temp_files
 
 
@@ -101,7 +102,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
 
         logger = CSVLogger(save_dir=str(run_dir), name="logs", version="")
     elif cfg.logger != "none":
-        raise ValueError(f"trainer.logger must be tensorboard, csv or none, got {cfg.logger!r}")
+        raise ConfigError(f"trainer.logger must be tensorboard, csv or none, got {cfg.logger!r}")
     return L.Trainer(
         max_steps=cfg.max_steps,
         max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes > 0 else None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pe3d.errors import InputFileNotFound
+
 WEIGHTS_DIR = Path(__file__).resolve().parent
 """Folder holding the shipped ``.safetensors`` files."""
 
@@ -26,7 +28,7 @@ def shipped_path(name: str) -> Path:
         raise KeyError(f"unknown shipped weights {name!r}; known: {sorted(SHIPPED)}")
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: shipped weights missing; rebuild them with: {SHIPPED[name]}")
+        raise InputFileNotFound(f"{path}: shipped weights missing; rebuild them with: {SHIPPED[name]}")
     return path
 
 
@@ -36,5 +38,5 @@ def resolve_weights(value: str, default: str) -> Path:
         return shipped_path(default)
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
+        raise InputFileNotFound(f"{path}: weights file not found")
     return path
