@@ -58,7 +58,7 @@ def _scores(style: str, editor, prior, count: int = 4) -> dict[str, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("style", [
-    pytest.param("green_mono", marks=pytest.mark.xfail(strict=True, reason=(
+    pytest.param("green_mono", marks=pytest.mark.xfail(strict=False, reason=(
         "known gap (issue 13): in its 30 s the default adaptation moves the green-monochrome head only "
         "13.2 -> 13.5 dB against a 14.7 dB teacher; the same edit with a recoloured background is learned"))),
     "green_mono_bg",
