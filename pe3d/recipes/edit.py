@@ -47,7 +47,9 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
-    """Load ``style``'s adapter when it has one and return the text prompt to use with it."""
+    """Load ``style``'s adapter when it has one and return the text prompt to use with it: the style's
+    first *training* prompt, the wording the base editor (or the adapter) was trained to follow; the
+    test prompts are paraphrases kept for measuring generalisation (``pe3d bench quality``)."""
     from pe3d.adapters import ADAPTER_FILE
     from pe3d.styles.discovery import find_style, load_named_style
 
@@ -55,7 +57,7 @@ def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     folder = find_style(style)
     if (folder / ADAPTER_FILE).is_file():
         pipe.set_adapter(pipe.load_adapter(folder))
-    return (spec.prompts.test or spec.prompts.train)[0]
+    return (spec.prompts.train or spec.prompts.test)[0]
 
 
 @dataclass
