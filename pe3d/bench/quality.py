@@ -143,8 +143,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     for style, filter_name, prompts in tqdm(cases, desc="quality styles", disable=not cfg.progress):
         targets = build_world_targets(filter_name, cfg.identities, cfg.resolution, cfg.world_seed, {**views, **fit_cams})
         inputs = _resize(targets.views["input"].source, prior.cfg.encoder.image_size)
-        parts = _input_parts(cfg, targets)
-        edit_2d = inputs if filter_name is None else filter_edit(filter_name, parts, inputs)
+        edit_2d = inputs if filter_name is None else filter_edit(filter_name, _input_parts(cfg, targets), inputs)
         teacher_planes = prior(edit_2d)
         methods: dict[str, Tensor] = {"prior (reconstruction)": teacher_planes}
         if filter_name is not None:
@@ -209,6 +208,7 @@ def _first(view, k: int):
 
 
 def _input_parts(cfg: QualityBenchmark, targets) -> Tensor:
+    """Part labels of the input views (the filter-based 2D editor needs them; the targets keep none)."""
     from pe3d.world import render_identities
 
     return render_identities(targets.identities, targets.views["input"].labels, cfg.resolution).parts
