@@ -119,7 +119,7 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
 def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     """Score every method per style and view; one table, one grid per style."""
     from pe3d.bench.evaluation import _optional_lpips
-    from pe3d.bench.methods import OursMethod, TwoStageMethod
+    from pe3d.bench.methods import OursMethod
     from pe3d.metrics import build_world_targets
     from pe3d.models.editor import load_editor
     from pe3d.models.prior import load_prior
@@ -131,7 +131,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     names = list(views)
     prior = load_prior(resolve_weights(cfg.prior, "prior_mini")).eval()
     editor = load_editor(resolve_weights(cfg.editor, "editor_mini")).eval()
-    ours, two_stage = OursMethod(editor), TwoStageMethod(prior)
+    ours = OursMethod(editor)
     lpips, _ = _optional_lpips(cfg.metrics)
     generator = torch.Generator().manual_seed(cfg.world_seed)
     fit_cams = _fit_cameras(cfg, generator)

@@ -106,20 +106,8 @@ class TriPlaneGenerator(nn.Module):
         ``super_resolve=False`` skips the SR head (``image`` is then the raw RGB).
         """
         resolution = neural_rendering_resolution or self.neural_rendering_resolution
-        origins, directions = sample_rays(c, resolution)
-        result = importance_render(planes, self.decoder, origins, directions, self.cfg.rendering)
-        batch = planes.shape[0]
-
-        def image(values: Tensor) -> Tensor:
-            return values.permute(0, 2, 1).reshape(batch, values.shape[-1], resolution, resolution).contiguous()
-
-        features = image(result.features)
-        rgb = features[:, :3]
-        sr = rgb
-        if super_resolve:
-            sr = self.superresolution(rgb, features, ws, noise_mode=self.cfg.rendering.superresolution_noise_mode)
-        return EG3DOutput(image=sr, image_raw=rgb, image_depth=image(result.depth), features=features,
-                          opacity=image(result.opacity), planes=planes)
+        superres = self.superresolution if super_resolve else None
+        return render_eg3d_planes(planes, self.decoder, superres, ws, c, resolution, self.cfg.rendering)
 
     def synthesis(self, ws: Tensor, c: Tensor, neural_rendering_resolution: int | None = None, noise_mode: str = "random",
                   super_resolve: bool = True) -> EG3DOutput:
@@ -132,3 +120,24 @@ class TriPlaneGenerator(nn.Module):
         """Generate with ``c`` as both the conditioning and the rendering camera (EG3D's ``forward``)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution, noise_mode=noise_mode)
+
+
+def render_eg3d_planes(planes: Tensor, decoder: nn.Module, superresolution: nn.Module | None, ws: Tensor | None,
+                       c: Tensor, resolution: int, rendering) -> EG3DOutput:
+    """EG3D's rendering of ``planes [B, 3, C, H, W]`` at cameras ``c [B, 25]``: importance rendering at
+    ``resolution``², then ``superresolution`` (modulated by ``ws``) unless it is ``None`` (``image`` is then
+    the raw RGB). Shared by the generator and the triplane renderer of imported models."""
+    origins, directions = sample_rays(c, resolution)
+    result = importance_render(planes, decoder, origins, directions, rendering)
+    batch = planes.shape[0]
+
+    def image(values: Tensor) -> Tensor:
+        return values.permute(0, 2, 1).reshape(batch, values.shape[-1], resolution, resolution).contiguous()
+
+    features = image(result.features)
+    rgb = features[:, :3]
+    sr = rgb
+    if superresolution is not None:
+        sr = superresolution(rgb, features, ws, noise_mode=rendering.superresolution_noise_mode)
+    return EG3DOutput(image=sr, image_raw=rgb, image_depth=image(result.depth), features=features,
+                      opacity=image(result.opacity), planes=planes)

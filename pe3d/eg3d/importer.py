@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import torch
 
+from pe3d.models.checkpoints import load_strict
 from pe3d.config import ConfigError
 from pe3d.eg3d.config import EG3DConfig, config_from_eg3d_kwargs
 from pe3d.eg3d.generator import TriPlaneGenerator
@@ -202,18 +203,7 @@ def config_from_checkpoint(ckpt: EG3DCheckpoint, source: str) -> EG3DConfig:
 
 def strict_load(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``tensors`` into ``model`` key-for-key; any missing, unexpected or mis-shaped tensor is an error listing them."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(f"{k}: {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                    if k in tensors and tensors[k].shape != v.shape)
-    if missing or unexpected or shapes:
-        def short(items: list[str]) -> str:
-            return f"{items[:8]}{' ...' if len(items) > 8 else ''} ({len(items)})"
-
-        raise EG3DImportError(f"{source}: weights do not match the EG3D generator: missing {short(missing)}, "
-                              f"unexpected {short(unexpected)}, shape mismatches {short(shapes)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
+    load_strict(model, dict(tensors), source, EG3DImportError, "the EG3D generator")
 
 
 def generator_from_checkpoint(ckpt: EG3DCheckpoint, source: str) -> TriPlaneGenerator:

@@ -23,10 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from pe3d.eg3d.config import EG3DRenderingConfig
-from pe3d.eg3d.generator import EG3DOutput
-from pe3d.eg3d.renderer import OSGDecoder, importance_render
+from pe3d.eg3d.generator import EG3DOutput, render_eg3d_planes
+from pe3d.eg3d.renderer import OSGDecoder
 from pe3d.eg3d.superres import SuperresolutionHybrid8XDC
-from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput
 from pe3d.rendering.planes import sample_from_planes
 from pe3d.rendering.renderer import RenderOutput
@@ -118,21 +117,9 @@ class EG3DTriplaneRenderer(nn.Module):
             raise ValueError(f"EG3D renderer expected planes [B, 3, {self.config.triplane_channels}, H, W], "
                              f"got {list(planes.shape)}")
         resolution = resolution or self.config.neural_rendering_resolution
-        origins, directions = sample_rays(label, resolution)
-        result = importance_render(planes, self.decoder, origins, directions, self.config.rendering)
-        batch = planes.shape[0]
-
-        def image(values: Tensor) -> Tensor:
-            return values.permute(0, 2, 1).reshape(batch, values.shape[-1], resolution, resolution).contiguous()
-
-        features = image(result.features)
-        rgb = features[:, :3]
-        sr = rgb
-        if super_resolve:
-            ws = self.const.repeat(batch, 1, 1)
-            sr = self.superresolution(rgb, features, ws, noise_mode=self.config.rendering.superresolution_noise_mode)
-        return EG3DOutput(image=sr, image_raw=rgb, image_depth=image(result.depth), features=features,
-                          opacity=image(result.opacity), planes=planes)
+        ws = self.const.repeat(planes.shape[0], 1, 1) if super_resolve else None
+        superres = self.superresolution if super_resolve else None
+        return render_eg3d_planes(planes, self.decoder, superres, ws, label, resolution, self.config.rendering)
 
     def forward(self, planes: Tensor, label: Tensor, resolution: int | None = None,
                 ray_indices: Tensor | None = None, generator: torch.Generator | None = None,

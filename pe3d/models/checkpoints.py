@@ -67,3 +67,26 @@ def load_model(path: str | Path, kind: str, config_type: type, build: Callable[[
     if missing or unexpected:
         raise KeyError(f"{path}: weights do not match their config: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
     return model, metadata
+
+
+def short_list(items: list[str], n: int = 8) -> str:
+    """The first ``n`` of ``items`` and their count, for one-line error messages."""
+    return f"{items[:n]}{' ...' if len(items) > n else ''} ({len(items)})"
+
+
+def load_strict(model: nn.Module, tensors: dict, source: str, error: type[Exception], what: str) -> None:
+    """Load ``tensors`` into ``model`` key for key (cast to the model's dtypes).
+
+    A missing, unexpected or mis-shaped tensor raises ``error`` naming ``source`` and listing them
+    (``"<source>: weights do not match <what>: missing [...] (n); unexpected [...] (n); ..."``).
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = sorted(f"{k}: {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                    if k in tensors and tensors[k].shape != v.shape)
+    if missing or unexpected or shapes:
+        problems = [f"{name} {short_list(items)}" for name, items in
+                    (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if items]
+        raise error(f"{source}: weights do not match {what}: {'; '.join(problems)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)

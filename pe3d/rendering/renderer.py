@@ -176,10 +176,10 @@ class TriplaneRenderer(nn.Module):
         def field_fn(coords: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
             return self.query_field(planes, coords, dirs)
 
-        background_fn = None
-        if self.config.background_source == "field":
-            def background_fn(ray_origins: Tensor, ray_directions: Tensor) -> Tensor:
-                return self.query_background(planes, ray_origins, ray_directions)
+        def field_background(ray_origins: Tensor, ray_directions: Tensor) -> Tensor:
+            return self.query_background(planes, ray_origins, ray_directions)
+
+        background_fn = field_background if self.config.background_source == "field" else None
 
         result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn)
         if ray_indices is not None:

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from pe3d.models.checkpoints import load_strict, short_list
 from pe3d.eg3d.importer import _load_converted
 from pe3d.errors import InputFileNotFound, InvalidInput
 from pe3d.io import file_sha256
@@ -63,10 +64,6 @@ class ThreeDPECheckpoint:
     skipped: list[str]
 
 
-def _short(items: list[str], n: int = 8) -> str:
-    return f"{items[:n]}{' ...' if len(items) > n else ''} ({len(items)})"
-
-
 def model_config(model: str | Path = DEFAULT_MODEL) -> EditorConfig:
     """The :class:`EditorConfig` of their architecture (a built-in name or a model YAML path)."""
     from pe3d.config.paths import named_config
@@ -102,7 +99,7 @@ def read_checkpoint(path: str | Path, cfg: EditorConfig) -> ThreeDPECheckpoint:
             else:
                 tensors[ours] = value.detach()
     if unknown:
-        raise ThreeDPEImportError(f"{path}: unknown keys {_short(unknown)}")
+        raise ThreeDPEImportError(f"{path}: unknown keys {short_list(unknown)}")
     head = data[ENCODER_PART].get("Final_encoder.output_net.0.weight")
     expected_in = cfg.prior.encoder.t_vit_dim // cfg.prior.encoder.t_vit_stride ** 2
     if isinstance(head, torch.Tensor) and head.dim() == 4 and head.shape[1] != expected_in:
@@ -115,16 +112,7 @@ def read_checkpoint(path: str | Path, cfg: EditorConfig) -> ThreeDPECheckpoint:
 
 def strict_load(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``tensors`` key-for-key; a missing, unexpected or mis-shaped tensor is an error listing them."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(f"{k}: {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                    if k in tensors and tensors[k].shape != v.shape)
-    if missing or unexpected or shapes:
-        problems = [f"{name} {_short(items)}" for name, items in
-                    (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if items]
-        raise ThreeDPEImportError(f"{source}: weights do not match the model config: {'; '.join(problems)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
+    load_strict(model, dict(tensors), source, ThreeDPEImportError, "the model config")
 
 
 def build_model(ckpt: ThreeDPECheckpoint, cfg: EditorConfig, source: str) -> nn.Module:
