@@ -45,3 +45,18 @@ def test_ceiling_fit_improves_on_the_prior_and_stops_when_converged():
             before = psnr(prior.render(start, view.labels, resolution=32).image, view.image)
             after = psnr(prior.render(planes, view.labels, resolution=32).image, view.image)
             assert after > before, (name, before, after)
+
+
+def test_full_adaptation_benchmark_settings_hold_for_every_pair_count(tmp_path):
+    """Every run of `pe3d bench adaptation` must pass fit adapt's checks before any training (a fixed
+    batch of 4 used to be refused for the 2-pair run, after 10 minutes of other runs)."""
+    from pe3d.bench import load_benchmark
+    from pe3d.bench.adaptation import adapt_config
+    from pe3d.recipes.editing import adapt_settings
+    from pe3d.styles.discovery import load_named_style
+
+    cfg = load_benchmark("adaptation")
+    style = load_named_style(cfg.adapt.style).adapt
+    for pairs in cfg.pair_counts:
+        _, _, data = adapt_settings(adapt_config(cfg, pairs, tmp_path), style, pairs)
+        assert 1 <= data.batch_size <= pairs
