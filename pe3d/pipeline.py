@@ -107,7 +107,8 @@ def _resize_depth(depth: Tensor, side: int) -> Tensor:
 def _far_bound(renderer) -> float:
     """The far end of the rays of pe3d's renderer (``ray_march``) or the EG3D one (``rendering``)."""
     config = renderer.config
-    return float(getattr(config, "ray_march", None).ray_end if hasattr(config, "ray_march") else config.rendering.ray_end)
+    march = config.ray_march if hasattr(config, "ray_march") else config.rendering
+    return float(march.ray_end)
 
 
 def _shown_depth(render, far: float) -> Tensor:
