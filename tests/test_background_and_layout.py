@@ -147,6 +147,24 @@ def test_prompt_augmentation_drops_words_and_adds_unknown_ones() -> None:
         PromptAugmentConfig(word_dropout=2.0)
 
 
+def test_word_bags_draw_words_of_the_style_prompts_and_only_then() -> None:
+    pool = ["turn the portrait into a pencil sketch", "draw the person with a graphite pencil"]
+    pool_words = {w for p in pool for w in p.split()}
+    text = pool[0]
+    generator = torch.Generator().manual_seed(1)
+    bags = [augment_prompt(text, PromptAugmentConfig(probability=1.0, word_bag=1.0, word_bag_size=3, unknown_words=0),
+                           generator, pool=pool) for _ in range(300)]
+    assert all(1 <= len(b.split()) <= 3 and set(b.split()) <= pool_words for b in bags)
+    assert any("graphite" in b.split() for b in bags)  # words of the other prompt appear on their own
+    assert any(len(b.split()) == 1 for b in bags) and any(len(b.split()) == 3 for b in bags)
+    # no pool (or word_bag 0): plain word dropout, every kept word from the prompt itself, in order
+    plain = [augment_prompt(text, PromptAugmentConfig(probability=1.0, word_bag=1.0, unknown_words=0), generator)
+             for _ in range(50)]
+    assert all(b.split() == [w for w in text.split() if w in b.split()] for b in plain)
+    with pytest.raises(ValueError, match="word_bag_size"):
+        PromptAugmentConfig(word_bag_size=0)
+
+
 def test_export_model_overrides_keep_the_weights_and_refuse_shape_changes() -> None:
     from pe3d.config import ConfigError
     from pe3d.models.prior import PriorModel, model_config_from_yaml

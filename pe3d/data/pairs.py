@@ -479,7 +479,7 @@ class PairDataset(Dataset):
         if self.resample_prompts and self.prompts and record.prompt_kind == "text":
             prompt = self.prompts[int(torch.randint(len(self.prompts), (1,)))]
         if self.prompt_augment is not None and record.prompt_kind == "text":
-            prompt = augment_prompt(prompt, self.prompt_augment)
+            prompt = augment_prompt(prompt, self.prompt_augment, pool=self.prompts)
         reference = None if record.reference is None else self._image(record.reference)
         return {
             "id": record.id,

@@ -4,13 +4,17 @@ A style's training prompts are a handful of sentences; an encoder trained on exa
 strings learns them as opaque keys and maps a paraphrase ("sculpt the head in bronze") to an
 unrelated embedding. Dropping words and slipping in unknown ones while training teaches it to
 rest on the words that carry the edit ("bronze") and to ignore the rest, which is what a
-paraphrase keeps.
+paraphrase keeps. A *word bag* goes further: the prompt becomes a few words drawn from all of the
+style's training prompts, so every word a style uses ("graphite", "drawing", "sketch") is seen
+carrying the edit on its own, not only next to the style's most frequent word, and the words
+every style shares ("make", "the", "person") are seen to carry nothing.
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -25,19 +29,27 @@ class PromptAugmentConfig:
             (at least one word is always kept).
         unknown_words: up to this many random letter strings (words the tokenizer splits into
             unfamiliar pieces) are inserted at random places of an augmented prompt.
+        word_bag: share of augmented prompts replaced by a bag of ``1..word_bag_size`` words drawn
+            (in random order) from all the training prompts of the pair's style; needs the style's
+            prompt list (:class:`~pe3d.data.pairs.PairDataset` passes it), else word dropout is used.
+        word_bag_size: the most words in a bag.
     """
 
     probability: float = 0.0
     word_dropout: float = 0.3
     unknown_words: int = 2
+    word_bag: float = 0.0
+    word_bag_size: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("probability", "word_dropout"):
+        for name in ("probability", "word_dropout", "word_bag"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"prompt_augment.{name} must be in [0, 1], got {value}")
         if self.unknown_words < 0:
             raise ValueError(f"prompt_augment.unknown_words must be >= 0, got {self.unknown_words}")
+        if self.word_bag_size < 1:
+            raise ValueError(f"prompt_augment.word_bag_size must be >= 1, got {self.word_bag_size}")
 
 
 def _random_word(generator: torch.Generator) -> str:
@@ -46,18 +58,39 @@ def _random_word(generator: torch.Generator) -> str:
     return "".join(string.ascii_lowercase[i] for i in letters)
 
 
-def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generator | None = None) -> str:
-    """``text`` with words dropped and unknown words inserted as ``cfg`` says (or unchanged)."""
+def word_bag(pool: Sequence[str], size: int, generator: torch.Generator) -> list[str]:
+    """``1..size`` words drawn without replacement from all the words of ``pool``'s prompts, shuffled."""
+    words = [word for prompt in pool for word in prompt.split()]
+    count = min(len(words), int(torch.randint(1, size + 1, (1,), generator=generator)))
+    return [words[i] for i in torch.randperm(len(words), generator=generator)[:count].tolist()]
+
+
+def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generator | None = None,
+                   pool: Sequence[str] = ()) -> str:
+    """``text`` with words dropped and unknown words inserted as ``cfg`` says (or unchanged).
+
+    ``pool``: the style's training prompts; with ``cfg.word_bag`` an augmented prompt may become
+    a bag of their words instead (:func:`word_bag`). Unknown words are inserted either way.
+    """
     generator = generator if generator is not None else torch.default_generator
     if cfg.probability <= 0 or float(torch.rand((), generator=generator)) >= cfg.probability:
         return text
     words = text.split()
     if not words:
         return text
+    if pool and cfg.word_bag > 0 and float(torch.rand((), generator=generator)) < cfg.word_bag:
+        words = word_bag(pool, cfg.word_bag_size, generator)
+        return " ".join(_insert_unknown(words, cfg, generator))
     keep = (torch.rand(len(words), generator=generator) >= cfg.word_dropout).tolist()
     if not any(keep):
         keep[int(torch.randint(len(words), (1,), generator=generator))] = True
     words = [word for word, kept in zip(words, keep) if kept]
+    return " ".join(_insert_unknown(words, cfg, generator))
+
+
+def _insert_unknown(words: list[str], cfg: PromptAugmentConfig, generator: torch.Generator) -> list[str]:
+    """``words`` with ``0..cfg.unknown_words`` random letter strings inserted at random places."""
+    words = list(words)
     for _ in range(int(torch.randint(cfg.unknown_words + 1, (1,), generator=generator))):
         words.insert(int(torch.randint(len(words) + 1, (1,), generator=generator)), _random_word(generator))
-    return " ".join(words)
+    return words
