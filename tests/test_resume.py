@@ -23,7 +23,7 @@ ARGS = [
 
 def _fit(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pe3d.cli", "fit", "prior", *extra, f"out={out}", *ARGS]
+    cmd = [sys.executable, "-m", "pe3d.cli", "fit", "prior", f"out={out}", *ARGS, *extra]  # extra last: it wins
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -49,3 +49,23 @@ def test_sigkill_then_resume(tmp_path):
     _, meta = load_tensors(out / "prior.safetensors")
     assert int(meta["steps"]) == 40
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_resume_in_a_copied_run_folder_keeps_writing_last_ckpt(tmp_path):
+    """A run folder copied elsewhere (e.g. to train a finished run longer) resumes and keeps checkpointing
+    into last.ckpt, the file --resume reads; Lightning would otherwise start a last-v1.ckpt beside it."""
+    import shutil
+
+    first = tmp_path / "first"
+    done = _fit(first, "trainer.max_steps=4")
+    assert done.wait(timeout=300) == 0, done.communicate()[0][-2000:]
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    longer = _fit(copy, "--resume", "trainer.max_steps=8")
+    log = longer.communicate(timeout=300)[0]
+    assert longer.returncode == 0, log[-3000:]
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 8
+    _, meta = load_tensors(copy / "prior.safetensors")
+    assert int(meta["steps"]) == 8

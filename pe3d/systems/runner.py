@@ -86,6 +86,7 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
         dirpath=run_dir / "checkpoints",
         save_last=True,
         save_top_k=0,
+        enable_version_counter=False,  # always last.ckpt (what --resume reads), also in a copied or moved run folder
         every_n_train_steps=max(1, cfg.checkpoint_every_n_steps),
         save_on_train_epoch_end=False,
     )
