@@ -10,6 +10,7 @@ Commands:
     pe3d serve [--host 127.0.0.1] [--port 7860]  the gradio web interface
     pe3d demo --out DIR                      prior -> base editor -> adapt -> turntable + metrics
     pe3d eval prior --weights FILE           quality table on held-out identities
+    pe3d eval editor --weights FILE --style NAME   edit fidelity on held-out identities
     pe3d import-eg3d SRC.pkl OUT.safetensors  EG3D checkpoint -> safetensors (no pickled code runs)
     pe3d import-3dpe SRC.pt OUT.safetensors   the authors' 3dpe.pt (editor) / Live3D LT encoder_render.pt (prior)
     pe3d bench CONFIG [--out DIR] [k=v ...]  run a benchmark (table1, ablation_losses, adaptation, speed)
@@ -163,11 +164,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "editor":
+        return _eval_editor(args)
     from pe3d.models.prior import load_prior
     from pe3d.recipes.eval_prior import evaluate_prior, format_table
 
     model = load_prior(args.weights)
-    scores = evaluate_prior(model, count=args.count, resolution=args.resolution)
+    scores = evaluate_prior(model, count=args.count or 16, resolution=args.resolution)
     table = format_table(scores)
     print(table)
     if args.out:
@@ -175,6 +178,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "prior_quality.md").write_text(table + "\n")
         (out / "prior_quality.json").write_text(json.dumps({k: vars(v) for k, v in scores.items()}, indent=2))
+    return 0
+
+
+def _eval_editor(args: argparse.Namespace) -> int:
+    from pe3d.models.editor import load_editor
+    from pe3d.recipes.eval_editor import evaluate_editor, format_editor_table
+    from pe3d.styles.discovery import load_named_style
+
+    if not args.style:
+        raise InvalidInput("pe3d eval editor needs --style NAME (a filter style: its ground truth is known)")
+    editor = load_editor(args.weights)
+    if args.adapter:
+        from pe3d.styles.adapters import load_adapter_into
+
+        load_adapter_into(editor, args.adapter)
+    spec = load_named_style(args.style)
+    scores = evaluate_editor(editor, spec, count=args.count or 8, resolution=args.resolution, prompts=args.prompts)
+    table = format_editor_table({args.style: scores})
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "editor_quality.md").write_text(table + "\n")
+        (out / "editor_quality.json").write_text(json.dumps(scores.as_dict(), indent=2))
     return 0
 
 
@@ -287,9 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     styles.set_defaults(func=_cmd_styles)
 
     evaluate = sub.add_parser("eval", help="evaluate a trained model")
-    evaluate.add_argument("target", choices=["prior"])
-    evaluate.add_argument("--weights", required=True, help="prior .safetensors file")
-    evaluate.add_argument("--count", type=int, default=16, help="held-out identities")
+    evaluate.add_argument("target", choices=["prior", "editor"])
+    evaluate.add_argument("--weights", required=True, help="prior (or editor) .safetensors file")
+    evaluate.add_argument("--style", default=None, help="editor: the filter style scored (its test prompts)")
+    evaluate.add_argument("--adapter", default=None, help="editor: an adapter.safetensors loaded before scoring")
+    evaluate.add_argument("--prompts", type=int, default=1, help="editor: test prompts per style (0 = all)")
+    evaluate.add_argument("--count", type=int, default=None, help="held-out identities (default: 16 for a prior, 8 for an editor)")
     evaluate.add_argument("--resolution", type=int, default=64)
     evaluate.add_argument("--out", default=None, help="folder for the table (Markdown + JSON)")
     evaluate.set_defaults(func=_cmd_eval)

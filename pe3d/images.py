@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pe3d.errors import InvalidInput
 
 __all__ = ["ImageLoadError", "MAX_PIXELS", "MIN_SIDE", "center_square", "load_image", "load_square_image", "open_rgb",
-           "quantize_uint8"]
+           "quantize_uint8", "resize_images"]
 
 MIN_SIDE = 16
 """Smallest accepted image side in pixels."""
@@ -114,3 +114,22 @@ def center_square(image: torch.Tensor) -> torch.Tensor:
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     return image[:, top : top + side, left : left + side]
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C, size, size]``: the one resize pe3d applies to a portrait before a
+    model sees it (the pipeline, ``pe3d demo``, ``pe3d eval`` and ``pe3d bench`` all call this).
+
+    One resampling rule: unchanged when already ``size`` x ``size``; **area** averaging when both
+    sides shrink (each output pixel is the mean of the input pixels it covers: no aliasing, and exact
+    block means for integer factors); **bilinear** (``align_corners=False``, no antialiasing) when a
+    side grows. A non-square image is resized, not cropped (crop first with :func:`center_square`).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W], got {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    if height == size and width == size:
+        return images
+    shrink = height >= size and width >= size
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="area" if shrink else "bilinear",
+                                           **({} if shrink else {"align_corners": False, "antialias": False}))

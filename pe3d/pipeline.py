@@ -34,6 +34,7 @@ from pe3d.models.checkpoints import model_hash
 import pe3d
 from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
 from pe3d.errors import InvalidInput
+from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, load_editor, save_editor
 
@@ -242,10 +243,7 @@ class EditPipeline:
 
     def _prepare_image(self, image: Tensor) -> Tensor:
         image = as_image_batch(image, "image").to(self.device)
-        size = self.editor.cfg.prior.encoder.image_size
-        if image.shape[-2:] != (size, size):
-            image = F.interpolate(image, size=(size, size), mode="area" if image.shape[-1] > size else "bilinear")
-        return image
+        return resize_images(image, self.editor.cfg.prior.encoder.image_size)
 
     @torch.no_grad()
     def __call__(

@@ -14,7 +14,7 @@ from pe3d.weights import shipped_path
 
 
 def test_shipped_prior_beats_the_no_3d_baseline_at_every_tested_view():
-    scores = evaluate_prior(load_prior(shipped_path("prior_mini")), count=4, progress=False)
+    scores = evaluate_prior(load_prior(shipped_path("prior_mini")), count=4)
     for view in ("yaw-30", "yaw+30", "pitch-15", "pitch+15"):
         s = scores[view]
         assert s.psnr > s.baseline_psnr + 3.0, (view, s)
@@ -24,7 +24,7 @@ def test_shipped_prior_beats_the_no_3d_baseline_at_every_tested_view():
 @pytest.mark.slow
 def test_adaptation_to_an_unseen_style_improves_edit_and_novel_view_fidelity(tmp_path):
     spec = load_named_style("golden_statue")
-    before = evaluate_editor(load_editor(shipped_path("editor_mini")), spec, count=2, progress=False)
+    before = evaluate_editor(load_editor(shipped_path("editor_mini")), spec, count=2)
     cfg = load_structured(
         AdaptFitConfig,
         [],
@@ -36,6 +36,6 @@ def test_adaptation_to_an_unseen_style_improves_edit_and_novel_view_fidelity(tmp
     )
     editor = load_editor(shipped_path("editor_mini"))
     load_adapter_into(editor, fit_adapt(cfg))
-    after = evaluate_editor(editor, spec, count=2, progress=False)
+    after = evaluate_editor(editor, spec, count=2)
     assert after.edit_psnr > before.edit_psnr + 0.5, (before, after)
     assert after.novel_psnr > before.novel_psnr + 0.5, (before, after)

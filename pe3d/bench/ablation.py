@@ -18,11 +18,12 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from pe3d.bench.config import AblationBenchmark, MetricsConfig, VariantConfig
-from pe3d.bench.evaluation import MetricSuite, WorldEvalSet, build_world_eval_set, score_world_case
+from pe3d.bench.evaluation import MetricSuite, score_world_case
 from pe3d.bench.methods import OursMethod
 from pe3d.bench.plots import GridRow, depth_image, depth_range, image_grid
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
 from pe3d.config import ConfigError, load_structured
+from pe3d.evaluation.world import WorldEvalSet, build_world_eval_set
 from pe3d.io import atomic_write_text
 from pe3d.recipes.editing import DistillFitConfig
 

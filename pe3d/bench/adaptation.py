@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
@@ -22,11 +21,11 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from pe3d.bench.config import AdaptationBenchmark
-from pe3d.bench.evaluation import MetricSuite, WorldEvalSet, build_world_eval_set, score_world_case
-from pe3d.bench.methods import OursMethod
+from pe3d.bench.evaluation import _optional_lpips
 from pe3d.bench.plots import line_plot
 from pe3d.bench.report import BenchOutput, Column, ResultTable, label
 from pe3d.config import ConfigError, load_structured
+from pe3d.evaluation.world import WorldEvalSet, build_world_eval_set, evaluate_editor
 from pe3d.io import atomic_write_text
 from pe3d.recipes.editing import AdaptFitConfig
 
@@ -119,9 +118,9 @@ def run_adaptation(cfg: AdaptationBenchmark, out: Path) -> BenchOutput:
     base_editor = load_editor(base_path)
     base_hash = model_hash(base_editor)
     data = build_world_eval_set(cfg.world, [], styles=[style])
-    suite = MetricSuite(cfg.metrics, faces=False, clip=False, timing=False)
+    lpips, _ = _optional_lpips(cfg.metrics)
     ensure_pairs(style, str(out / "pairs"), max(cfg.pair_counts))
-    base_scores = _score(base_editor, data, suite)
+    base_scores = _score(base_editor, data, lpips)
     long = ResultTable("Adaptation runs: every metric at every checkpoint", [
         Column("pairs", "pairs", "{:.0f}"), Column("minutes", "minutes", "{:g}"), Column("elapsed_minutes", "elapsed min", "{:.2f}"),
         Column("step", "steps", "{:.0f}"), label("reached", "reached"), *SCORE_COLUMNS.values(),
@@ -137,8 +136,8 @@ def run_adaptation(cfg: AdaptationBenchmark, out: Path) -> BenchOutput:
             editor = copy.deepcopy(base_editor)
             load_adapter_into(editor, Path(adapt.out) / record["file"], base_hash)
             long.add(pairs=pairs, minutes=record["minutes"], elapsed_minutes=record["elapsed_minutes"], step=record["step"],
-                     reached="yes" if record["reached"] else "no (step limit)", **_score(editor, data, suite))
-    distance = "LPIPS" if suite.lpips is not None else "1 − SSIM"
+                     reached="yes" if record["reached"] else "no (step limit)", **_score(editor, data, lpips))
+    distance = "LPIPS" if lpips is not None else "1 − SSIM"
     long.notes.append(f"perceptual distance = {distance} over the input view and the novel views {', '.join(data.plan.novel)}.")
     if reused:
         long.notes.append(f"Snapshots reused from an earlier run of this benchmark (not retrained) for pair counts {reused}.")
@@ -169,21 +168,17 @@ def _plot(cfg: AdaptationBenchmark, long: ResultTable, key: str, name: str, path
                      title=f"Norm-only adaptation to {cfg.adapt.style}")
 
 
-def _score(editor, data: WorldEvalSet, suite: MetricSuite) -> dict[str, float]:
-    method = OursMethod(editor)
-    suite.reset()
-    for case in data.cases:
-        score_world_case([(method, suite)], case, data)
-    edit, novel = suite.edit.compute(), suite.novel.compute()
+def _score(editor, data: WorldEvalSet, lpips) -> dict[str, float]:
+    """:func:`pe3d.evaluation.evaluate_editor` (the demo's and ``pe3d eval editor``'s scores) plus the
+    perceptual distance over the input and novel views (LPIPS, or 1 - SSIM without LPIPS weights)."""
+    scores = evaluate_editor(editor, data, lpips=lpips)
     views = 1 + len(data.plan.novel)
-    key = "lpips" if suite.lpips is not None else "ssim"
-    per_view = lambda values: float(values[key]) if key == "lpips" else 1.0 - float(values[key])  # noqa: E731
-    distance = (per_view(edit) + (views - 1) * per_view(novel)) / views
+    edit, novel = (scores.edit_lpips, scores.novel_lpips) if lpips is not None else (1.0 - scores.edit_ssim, 1.0 - scores.novel_ssim)
     return {
-        "distance": distance,
-        "edit_psnr": float(edit["psnr"]),
-        "novel_psnr": float(novel["psnr"]),
-        "novel_depth_error": float(novel.get("depth_error", math.nan)),
+        "distance": (edit + (views - 1) * novel) / views,
+        "edit_psnr": scores.edit_psnr,
+        "novel_psnr": scores.novel_psnr,
+        "novel_depth_error": scores.novel_depth_error,
     }
 
 

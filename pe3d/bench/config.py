@@ -21,29 +21,9 @@ from typing import Sequence
 import yaml
 
 from pe3d.config import ConfigError, benchmarks_dir, load_structured, parse_overrides
+from pe3d.evaluation.world import WorldEvalConfig
 from pe3d.losses import ImageLossConfig
 from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig
-
-
-@dataclass
-class WorldEvalConfig:
-    """Held-out world identities, styles and cameras every method or variant is scored on.
-
-    The input is the frontal render of each identity; ground truth at every camera is the
-    style's filter applied to the world's render there (exact, since filters are local).
-    """
-
-    identities: int = 8
-    world_seed: int = 0
-    offset: int = 0
-    """First held-out position (identity index = 1,000,000 + offset + i)."""
-    resolution: int = 64
-    """Side of the renders and ground-truth views compared."""
-    styles: list[str] = field(default_factory=lambda: ["bronze_statue", "zombie", "blue_hair"])
-    prompts_per_style: int = 2
-    """How many of each style's *test* prompts are used (the first ones)."""
-    novel_yaws_deg: list[float] = field(default_factory=lambda: [-30.0, 30.0])
-    novel_pitches_deg: list[float] = field(default_factory=lambda: [-15.0, 15.0])
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Scoring edit methods: on held-out world identities (with ground truth) and on real photos.
 
-World: the input is the frontal render of each held-out identity; the target at every camera
-is the style's filter applied to the world's render there (:func:`pe3d.metrics.build_world_targets`).
+World: the held-out set, the inputs, the cameras, the targets, the renders and the ground-truth
+scores are those of :mod:`pe3d.evaluation` (the code path ``pe3d demo`` and ``pe3d eval`` use too);
+this module adds the benchmark-only parts: several methods side by side, faces, CLIP and time.
 Real photos have no ground truth: only identity preservation (``ID_t``), multi-view identity
 consistency (3D), ``CLIP_r`` (when CLIP weights exist) and time are measured.
 
@@ -22,97 +23,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pe3d.bench.config import MetricsConfig, RealPhotoConfig, WorldEvalConfig
+from pe3d.bench.config import MetricsConfig, RealPhotoConfig
 from pe3d.bench.methods import EditMethod, EditRequest
 from pe3d.bench.report import Missing
-from pe3d.geometry import label_from_yaw_pitch
+from pe3d.evaluation.timing import time_in_turns
+from pe3d.evaluation.world import (
+    ViewPlan,
+    WorldCase,
+    WorldEvalSet,
+    model_inputs,
+    render_views,
+    update_edit_scores,
+)
+from pe3d.images import resize_images
 
 Score = Union[float, Missing]
 """A measured number, or why it is missing."""
-
-
-def view_name(yaw_deg: float, pitch_deg: float) -> str:
-    """``input`` for the frontal camera, ``yaw+30`` / ``pitch-15`` / ``yaw+15_pitch-10`` otherwise."""
-    if yaw_deg == 0 and pitch_deg == 0:
-        return "input"
-    parts = ([f"yaw{yaw_deg:+.0f}"] if yaw_deg else []) + ([f"pitch{pitch_deg:+.0f}"] if pitch_deg else [])
-    return "_".join(parts)
-
-
-@dataclass
-class ViewPlan:
-    """Named cameras: which are novel views (scored against ground truth) and which feed the 3D score."""
-
-    cameras: dict[str, tuple[float, float]]
-    novel: list[str]
-    consistency: list[str]
-
-    @classmethod
-    def build(cls, world: WorldEvalConfig, consistency_yaws_deg: list[float]) -> "ViewPlan":
-        """The input camera, the novel views of ``world`` and the consistency yaws (pitch 0)."""
-        novel = [(y, 0.0) for y in world.novel_yaws_deg] + [(0.0, p) for p in world.novel_pitches_deg]
-        consistency = [(y, 0.0) for y in consistency_yaws_deg]
-        cameras = {view_name(*c): c for c in [(0.0, 0.0), *novel, *consistency]}
-        return cls(cameras, [view_name(*c) for c in novel], [view_name(*c) for c in consistency])
-
-    def labels(self, name: str, count: int) -> Tensor:
-        """``[count, 25]`` labels of one named camera."""
-        yaw, pitch = self.cameras[name]
-        return label_from_yaw_pitch([math.radians(yaw)] * count, [math.radians(pitch)] * count)
-
-
-@dataclass
-class WorldCase:
-    """One style and one of its test prompts, with the ground truth of every planned camera."""
-
-    style: str
-    filter_name: str
-    prompt: str
-    targets: object
-    """:class:`pe3d.metrics.WorldTargets` of the style (shared by its prompts)."""
-
-
-@dataclass
-class WorldEvalSet:
-    """Held-out identities: their frontal inputs (with part labels for the 2D editor) and the cases."""
-
-    rgb: Tensor
-    """``[N, 3, R, R]`` frontal renders (the portraits the methods receive)."""
-    parts: Tensor
-    """``[N, R, R]`` their part labels (the filter-based 2D editor uses them, as the pair generator does)."""
-    labels: Tensor
-    """``[N, 25]`` the input cameras."""
-    cases: list[WorldCase]
-    plan: ViewPlan
-    resolution: int
-
-    @property
-    def count(self) -> int:
-        """Number of identities."""
-        return self.rgb.shape[0]
-
-
-def build_world_eval_set(world: WorldEvalConfig, consistency_yaws_deg: list[float], styles: Optional[list[str]] = None) -> WorldEvalSet:
-    """Render inputs and ground truth for ``world`` (``styles`` overrides ``world.styles``)."""
-    from pe3d.metrics import build_world_targets
-    from pe3d.recipes.eval_editor import style_filter_name
-    from pe3d.styles.discovery import load_named_style
-    from pe3d.world import WorldSplit, render_identities, sample_identity
-
-    if world.identities < 1:
-        raise ValueError(f"world.identities must be >= 1, got {world.identities}")
-    plan = ViewPlan.build(world, consistency_yaws_deg)
-    identities = [sample_identity(world.world_seed, i) for i in WorldSplit().heldout_indices(world.identities, world.offset)]
-    labels = plan.labels("input", world.identities)
-    inputs = render_identities(identities, labels, world.resolution)
-    cases = []
-    for style in styles if styles is not None else world.styles:
-        spec = load_named_style(style)
-        filter_name = style_filter_name(spec)
-        targets = build_world_targets(filter_name, world.identities, world.resolution, world.world_seed, plan.cameras, offset=world.offset)
-        prompts = list(spec.prompts.test or spec.prompts.train)[: max(1, world.prompts_per_style)]
-        cases += [WorldCase(style, filter_name, prompt, targets) for prompt in prompts]
-    return WorldEvalSet(inputs.rgb, inputs.parts, labels, cases, plan, world.resolution)
 
 
 @dataclass
@@ -144,12 +70,6 @@ def load_real_photos(cfg: RealPhotoConfig) -> list[RealPhoto]:
         prepared = prepare_portrait(image, cfg.resolution, face=face or None, source=name)
         photos.append(RealPhoto(name, prepared.image, prepared.camera))
     return photos
-
-
-def _resize(images: Tensor, size: int) -> Tensor:
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="area" if images.shape[-1] > size else "bilinear", antialias=False)
 
 
 def filter_edit(filter_name: str, parts: Optional[Tensor], image: Tensor) -> Tensor:
@@ -259,30 +179,35 @@ Scored = tuple[EditMethod, MetricSuite]
 def edit_in_turns(entries: list[Scored], requests: list[list[EditRequest]]) -> list[Tensor]:
     """Edit ``requests[k]`` with method ``k``; returns the triplanes ``[N, ...]`` per method.
 
-    Timed methods edit one image at a time, the methods taking turns image by image (so a
-    load that changes while they run hits all of them alike); each method's first edit ever is
-    an untimed warm-up. Methods whose suite has no timer edit their requests as one batch.
+    Timed methods edit one image at a time, the methods taking turns image by image
+    (:func:`pe3d.evaluation.time_in_turns`, the speed benchmark's timer); each method's first edit
+    ever is an untimed warm-up. Methods whose suite has no timer edit their requests as one batch.
     """
-    planes: list[list[Tensor]] = [[] for _ in entries]
-    timed = [k for k, (_, suite) in enumerate(entries) if suite.timer is not None]
+    planes: list[Optional[Tensor]] = [None] * len(entries)
+    timed = {k: entries[k] for k, (_, suite) in enumerate(entries) if suite.timer is not None and requests[k]}
     for k, (method, suite) in enumerate(entries):
         if suite.timer is None:
-            planes[k].append(method.edit_batch(requests[k]))
-        elif id(method) not in suite.warmed and requests[k]:
-            method.edit_and_render(requests[k][0])
+            planes[k] = method.edit_batch(requests[k])
+    if timed:
+        calls = {k: [partial(method.edit_and_render, request) for request in requests[k]] for k, (method, _) in timed.items()}
+        warmup = {k: int(id(method) not in suite.warmed) for k, (method, suite) in timed.items()}
+        device = next((m.device for m, _ in timed.values()), None)
+        timings, results = time_in_turns(calls, warmup, device)
+        for k, (method, suite) in timed.items():
             suite.warmed.add(id(method))
-    for i in range(max((len(requests[k]) for k in timed), default=0)):
-        for k in timed:
-            method, suite = entries[k]
-            with suite.timer.measure(count=1):
-                planes[k].append(method.edit_and_render(requests[k][i]))
-    return [torch.cat(p) for p in planes]
+            for seconds in timings[k].seconds:
+                suite.timer.update(seconds, 1)
+            planes[k] = torch.cat(results[k])
+    missing = [entries[k][0].name for k, p in enumerate(planes) if p is None]
+    if missing:
+        raise ValueError(f"no edit requests for {missing}")
+    return planes  # type: ignore[return-value]
 
 
 def world_requests(method: EditMethod, case: WorldCase, data: WorldEvalSet) -> list[EditRequest]:
     """One request per identity: its frontal input at the method's input size, the case's prompt, and the
     2D editor (the case's filter with the identity's part labels)."""
-    images = _resize(data.rgb, method.input_size)
+    images = model_inputs(data, method.input_size)
     return [
         EditRequest(images[i : i + 1], data.labels[i : i + 1], case.prompt, partial(filter_edit, case.filter_name, data.parts[i : i + 1]))
         for i in range(data.count)
@@ -297,19 +222,12 @@ def score_world_case(entries: list[Scored], case: WorldCase, data: WorldEvalSet)
     views = case.targets.views
     boxes = _true_face_boxes(entries, views, data.plan.consistency)
     for (method, suite), planes in zip(entries, all_planes):
-        renders = {name: method.render(planes, views[name].labels, resolution=data.resolution) for name in suite.cameras(data.plan)}
-        update_ground_truth(suite.edit, renders["input"], views["input"])
-        for name in data.plan.novel:
-            update_ground_truth(suite.novel, renders[name], views[name])
+        renders = render_views(method.render, planes, views, suite.cameras(data.plan), data.resolution)
+        update_edit_scores(suite.edit, suite.novel, renders, views, data.plan.novel)
         _update_faces(suite, views["input"].source, renders, data.plan.consistency, boxes)
         if suite.clip is not None:
             suite.clip.update(renders["input"].image.clamp(0, 1), texts=[case.prompt] * data.count)
     return all_planes
-
-
-def update_ground_truth(metric, render, target) -> None:
-    """One view's render against its :class:`pe3d.metrics.ViewTarget` (image, depth on the foreground)."""
-    metric.update(render.image.clamp(0, 1), target.image, render.depth, target.depth, target.mask)
 
 
 def _true_face_boxes(entries: list[Scored], views: dict, consistency: list[str]):
@@ -338,7 +256,7 @@ def score_real_photos(entries: list[Scored], photos: list[RealPhoto], cases: lis
     for photo in photos:
         requests = []
         for method, _ in entries:
-            image = _resize(photo.image[None], method.input_size)
+            image = resize_images(photo.image[None], method.input_size)
             requests.append([EditRequest(image, photo.camera[None], case.prompt, partial(filter_edit, case.filter_name, None))
                              for case in cases])
         for (method, suite), planes in zip(entries, edit_in_turns(entries, requests)):
@@ -346,7 +264,7 @@ def score_real_photos(entries: list[Scored], photos: list[RealPhoto], cases: lis
             renders = {"input": method.render(planes, photo.camera[None].expand(count, 25), resolution=resolution)}
             for name in plan.consistency if suite.consistency is not None else []:
                 renders.setdefault(name, method.render(planes, plan.labels(name, count), resolution=resolution))
-            source = _resize(photo.image[None], resolution).expand(count, -1, -1, -1)
+            source = resize_images(photo.image[None], resolution).expand(count, -1, -1, -1)
             _update_faces(suite, source, renders, plan.consistency)
             if suite.clip is not None:
                 suite.clip.update(renders["input"].image.clamp(0, 1), texts=[case.prompt for case in cases])

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from pe3d.evaluation.world import edit_with_prompt
+from pe3d.images import resize_images
 from pe3d.losses import ImageLoss
-from pe3d.models.editor import EditorCore, Prompts
+from pe3d.models.editor import EditorCore
 from pe3d.models.prior import PriorModel
 from pe3d.rendering.renderer import RenderOutput
 
@@ -53,6 +54,16 @@ class EditMethod(ABC):
     @abstractmethod
     def input_size(self) -> int:
         """Side of the images the method takes."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the method's model lives (what a timer synchronises)."""
+        return next(self.model.parameters()).device
+
+    @property
+    @abstractmethod
+    def model(self) -> torch.nn.Module:
+        """The network the method runs (its editor or prior)."""
 
     @abstractmethod
     def edit(self, request: EditRequest) -> Tensor:
@@ -87,9 +98,13 @@ class OursMethod(EditMethod):
     def input_size(self) -> int:
         return self.editor.cfg.prior.encoder.image_size
 
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.editor
+
     @torch.no_grad()
     def edit(self, request: EditRequest) -> Tensor:
-        return self.editor(request.image, Prompts(texts=[request.prompt] * request.image.shape[0]))
+        return edit_with_prompt(self.editor, request.image, request.prompt)
 
     @torch.no_grad()
     def render(self, planes: Tensor, cameras: Tensor, resolution: int | None = None) -> RenderOutput:
@@ -112,6 +127,10 @@ class _PriorMethod(EditMethod):
     @property
     def input_size(self) -> int:
         return self.prior.cfg.encoder.image_size
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.prior
 
     @torch.no_grad()
     def render(self, planes: Tensor, cameras: Tensor, resolution: int | None = None) -> RenderOutput:
@@ -146,7 +165,7 @@ class OptimisationMethod(_PriorMethod):
         with torch.no_grad():
             planes = self.prior(request.image)
             target = request.edit_2d(request.image).clamp(0, 1)
-            target = F.interpolate(target, size=(self.resolution, self.resolution), mode="area")
+            target = resize_images(target, self.resolution)
         planes = planes.detach().clone().requires_grad_(True)
         optimiser = torch.optim.Adam([planes], lr=self.lr)
         self.last_losses = []

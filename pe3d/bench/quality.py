@@ -25,18 +25,37 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pe3d.bench.config import CeilingConfig, QualityBenchmark
-from pe3d.bench.evaluation import _resize, filter_edit, view_name
+from pe3d.bench.evaluation import filter_edit
 from pe3d.bench.plots import GridRow, image_grid
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
-from pe3d.metrics.ground_truth import GroundTruthViews, psnr
+from pe3d.evaluation.world import (
+    PerViewScores,
+    ViewPlan,
+    WorldEvalConfig,
+    build_world_eval_set,
+    edit_with_prompt,
+    model_inputs,
+    reconstruct,
+    render_views,
+    style_prompts,
+)
+from pe3d.metrics.ground_truth import psnr
 
 PRIOR_ROW = "prior"
 """The pseudo-style of the unedited prior (its target is the unedited ground truth)."""
 
 
+def world_config(cfg: QualityBenchmark, styles: list[str]) -> WorldEvalConfig:
+    """The shared evaluation protocol at this benchmark's identities, resolution, cameras and ``styles``
+    (every test prompt of each style is a case; the benchmark scores the ``prompt_index``-th)."""
+    return WorldEvalConfig(identities=cfg.identities, world_seed=cfg.world_seed, resolution=cfg.resolution, styles=styles,
+                           prompts_per_style=0, novel_yaws_deg=list(cfg.novel_yaws_deg),
+                           novel_pitches_deg=list(cfg.novel_pitches_deg))
+
+
 def _views(cfg: QualityBenchmark) -> dict[str, tuple[float, float]]:
-    cams = [(0.0, 0.0)] + [(y, 0.0) for y in cfg.novel_yaws_deg] + [(0.0, p) for p in cfg.novel_pitches_deg]
-    return {view_name(*c): c for c in cams}
+    plan = ViewPlan.build(world_config(cfg, []))
+    return {name: plan.cameras[name] for name in plan.scored}
 
 
 def _columns(views: list[str]) -> list[Column]:
@@ -53,27 +72,24 @@ def _columns(views: list[str]) -> list[Column]:
     return cols
 
 
-class _Scores:
-    """One :class:`GroundTruthViews` per view for one (style, method)."""
+class _Scores(PerViewScores):
+    """:class:`pe3d.evaluation.PerViewScores` of one (style, method), plus ours against the teacher's renders."""
 
     def __init__(self, views: list[str], lpips) -> None:
-        self.views = {name: GroundTruthViews(lpips) for name in views}
+        super().__init__(views, lpips)
         self.has_lpips = lpips is not None
         self.vs_teacher: list[Tensor] = []
 
-    def update(self, name: str, render, target) -> None:
-        self.views[name].update(render.image.clamp(0, 1), target.image, render.depth, target.depth, target.mask)
-
     def row(self) -> dict:
-        values = {name: metric.compute() for name, metric in self.views.items()}
+        values = self.compute()
         novel = [n for n in values if n != "input"]
-        out: dict = {f"psnr_{n}": float(v["psnr"]) for n, v in values.items()}
+        out: dict = {f"psnr_{n}": v["psnr"] for n, v in values.items()}
         out["psnr_novel"] = sum(out[f"psnr_{n}"] for n in novel) / max(1, len(novel))
-        out["ssim_input"] = float(values["input"]["ssim"])
-        out["ssim_novel"] = sum(float(values[n]["ssim"]) for n in novel) / max(1, len(novel))
-        out["lpips_novel"] = (sum(float(values[n]["lpips"]) for n in novel) / max(1, len(novel))
+        out["ssim_input"] = values["input"]["ssim"]
+        out["ssim_novel"] = sum(values[n]["ssim"] for n in novel) / max(1, len(novel))
+        out["lpips_novel"] = (sum(values[n]["lpips"] for n in novel) / max(1, len(novel))
                               if self.has_lpips else Missing("no LPIPS weights"))
-        out["depth_error"] = sum(float(v["depth_error"]) for v in values.values()) / len(values)
+        out["depth_error"] = sum(v["depth_error"] for v in values.values()) / len(values)
         out["psnr_vs_teacher"] = float(torch.cat(self.vs_teacher).mean()) if self.vs_teacher else Missing("ours only")
         return out
 
@@ -119,11 +135,8 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
 def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     """Score every method per style and view; one table, one grid per style."""
     from pe3d.bench.evaluation import _optional_lpips
-    from pe3d.bench.methods import OursMethod
-    from pe3d.metrics import build_world_targets
     from pe3d.models.editor import load_editor
     from pe3d.models.prior import load_prior
-    from pe3d.recipes.eval_editor import style_filter_name
     from pe3d.styles.discovery import load_named_style
     from pe3d.weights import resolve_weights
 
@@ -131,7 +144,6 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     names = list(views)
     prior = load_prior(resolve_weights(cfg.prior, "prior_mini")).eval()
     editor = load_editor(resolve_weights(cfg.editor, "editor_mini")).eval()
-    ours = OursMethod(editor)
     lpips, _ = _optional_lpips(cfg.metrics)
     generator = torch.Generator().manual_seed(cfg.world_seed)
     fit_cams = _fit_cameras(cfg, generator)
@@ -139,28 +151,28 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     figures: list[Path] = []
     ceiling_steps: list[int] = []
     rows_by_method: dict[str, list[dict]] = {}
-    cases = [(PRIOR_ROW, None, None)] + [(s, *_style_case(load_named_style(s), cfg.prompt_index, style_filter_name)) for s in cfg.styles]
-    for style, filter_name, prompts in tqdm(cases, desc="quality styles", disable=not cfg.progress):
-        targets = build_world_targets(filter_name, cfg.identities, cfg.resolution, cfg.world_seed, {**views, **fit_cams})
-        inputs = _resize(targets.views["input"].source, prior.cfg.encoder.image_size)
-        edit_2d = inputs if filter_name is None else filter_edit(filter_name, _input_parts(cfg, targets), inputs)
-        teacher_planes = prior(edit_2d)
+    data = build_world_eval_set(world_config(cfg, list(cfg.styles)), extra_cameras=fit_cams)
+    inputs = model_inputs(data, prior.cfg.encoder.image_size)
+    for style in tqdm([PRIOR_ROW, *cfg.styles], desc="quality styles", disable=not cfg.progress):
+        case = None if style == PRIOR_ROW else _style_case(data, style, cfg.prompt_index)
+        targets = data.truth if case is None else case.targets
+        prompts = None
+        if case is not None:
+            train = style_prompts(load_named_style(style), split="train")
+            prompts = (train[cfg.prompt_index % len(train)], case.prompt)
+        teacher_planes = reconstruct(prior, data) if case is None else prior(filter_edit(case.filter_name, data.parts, inputs))
         methods: dict[str, Tensor] = {"prior (reconstruction)": teacher_planes}
-        if filter_name is not None:
-            methods = {"ours (train prompt)": ours.editor(inputs, _prompts(prompts[0], len(inputs))),
-                       "ours (test prompt)": ours.editor(inputs, _prompts(prompts[1], len(inputs))),
-                       "two-stage": teacher_planes, "no edit": prior(inputs)}
+        if case is not None:
+            methods = {"ours (train prompt)": edit_with_prompt(editor, inputs, prompts[0]),
+                       "ours (test prompt)": edit_with_prompt(editor, inputs, prompts[1]),
+                       "two-stage": teacher_planes, "no edit": reconstruct(prior, data)}
         scored: dict[str, _Scores] = {}
         renders: dict[str, dict] = {}
         for method, planes in methods.items():
             renderer = editor.render if method.startswith("ours") else prior.render
-            scores = _Scores(names, lpips)
-            renders[method] = {}
-            for name in names:
-                render = renderer(planes, targets.views[name].labels, resolution=cfg.resolution)
-                renders[method][name] = render
-                scores.update(name, render, targets.views[name])
-            scored[method] = scores
+            renders[method] = render_views(renderer, planes, targets.views, names, cfg.resolution)
+            scored[method] = _Scores(names, lpips)
+            scored[method].update(renders[method], targets.views)
         for method in [m for m in methods if m.startswith("ours")]:
             for name in names:
                 scored[method].vs_teacher.append(psnr(renders[method][name].image, renders["two-stage"][name].image.clamp(0, 1)))
@@ -169,13 +181,9 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             fit_targets = {name: _first(view, k) for name, view in targets.views.items()}
             planes, steps = fit_ceiling(prior.renderer, teacher_planes[:k], fit_targets, cfg.ceiling, generator)
             ceiling_steps.append(steps)
-            scores = _Scores(names, lpips)
-            renders["ceiling"] = {}
-            for name in names:
-                render = prior.render(planes, fit_targets[name].labels, resolution=cfg.resolution)
-                renders["ceiling"][name] = render
-                scores.update(name, render, fit_targets[name])
-            scored[f"ceiling ({k} ids)"] = scores
+            renders["ceiling"] = render_views(prior.render, planes, fit_targets, names, cfg.resolution)
+            scored[f"ceiling ({k} ids)"] = _Scores(names, lpips)
+            scored[f"ceiling ({k} ids)"].update(renders["ceiling"], fit_targets)
         for method, scores in scored.items():
             row = {"style": style, "method": method, **scores.row()}
             table.add_known(row)
@@ -189,29 +197,18 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     return BenchOutput([table], figures)
 
 
-def _style_case(spec, index: int, filter_name_of) -> tuple[str, tuple[str, str]]:
-    train = list(spec.prompts.train)
-    test = list(spec.prompts.test or spec.prompts.train)
-    return filter_name_of(spec), (train[index % len(train)], test[index % len(test)])
-
-
-def _prompts(text: str, count: int):
-    from pe3d.models.editor import Prompts
-
-    return Prompts(texts=[text] * count)
+def _style_case(data, style: str, index: int):
+    """The ``index``-th test prompt's case of ``style`` (cycling when the style has fewer)."""
+    cases = [c for c in data.cases if c.style == style]
+    return cases[index % len(cases)]
 
 
 def _first(view, k: int):
     from dataclasses import replace
 
-    return replace(view, labels=view.labels[:k], source=view.source[:k], image=view.image[:k], depth=view.depth[:k], mask=view.mask[:k])
-
-
-def _input_parts(cfg: QualityBenchmark, targets) -> Tensor:
-    """Part labels of the input views (the filter-based 2D editor needs them; the targets keep none)."""
-    from pe3d.world import render_identities
-
-    return render_identities(targets.identities, targets.views["input"].labels, cfg.resolution).parts
+    parts = None if view.parts is None else view.parts[:k]
+    return replace(view, labels=view.labels[:k], source=view.source[:k], image=view.image[:k], depth=view.depth[:k], mask=view.mask[:k],
+                   parts=parts)
 
 
 def _fit_cameras(cfg: QualityBenchmark, generator: torch.Generator) -> dict[str, tuple[float, float]]:

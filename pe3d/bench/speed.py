@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from pe3d.bench.config import SpeedBenchmark, SpeedSetting, UNetEstimateConfig
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
-from pe3d.bench.timing import Timing, time_call, time_interleaved
 from pe3d.config import save_resolved
+from pe3d.evaluation.timing import Timing, time_call, time_interleaved
 
 COLUMNS = [
     label("setting", "setting"),
@@ -86,25 +86,21 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 def pipelines(models: SpeedModels, setting: SpeedSetting) -> dict[str, Callable[[], torch.Tensor]]:
-    """``ours`` and ``two_stage``: image -> triplane -> image at the input camera."""
+    """``ours`` and ``two_stage``: image -> triplane -> image at the input camera, i.e. Table 1's timed call
+    (:meth:`pe3d.bench.methods.EditMethod.edit_and_render`) of :class:`~pe3d.bench.methods.OursMethod` and
+    :class:`~pe3d.bench.methods.TwoStageMethod` on one request."""
+    from functools import partial
+
     from pe3d.bench.evaluation import filter_edit
-    from pe3d.models.editor import Prompts
+    from pe3d.bench.methods import EditRequest, OursMethod, TwoStageMethod
 
-    prompts = Prompts(texts=[setting.prompt])
-
-    def ours() -> torch.Tensor:
-        planes = models.editor(models.image, prompts)
-        return models.editor.render(planes, models.camera).image
-
-    def two_stage() -> torch.Tensor:
-        edited = filter_edit(setting.style_filter, models.parts, models.image)
-        return models.prior.render(models.prior(edited), models.camera).image
-
-    return {"ours": ours, "two_stage": two_stage}
+    request = EditRequest(models.image, models.camera, setting.prompt, partial(filter_edit, setting.style_filter, models.parts))
+    return {"ours": partial(OursMethod(models.editor).edit_and_render, request),
+            "two_stage": partial(TwoStageMethod(models.prior).edit_and_render, request)}
 
 
 def _prepare(fn: Callable[[], torch.Tensor], device: torch.device, cfg: SpeedBenchmark, notes: list[str]) -> Callable[[], torch.Tensor]:
-    """Inference mode, and on CUDA bf16 autocast and ``torch.compile`` (eager when compiling fails)."""
+    """On CUDA, bf16 autocast and ``torch.compile`` (eager when compiling fails); on the CPU the call as Table 1 times it."""
     run = fn
     if device.type == "cuda" and cfg.compile_on_gpu:
         try:
@@ -113,7 +109,7 @@ def _prepare(fn: Callable[[], torch.Tensor], device: torch.device, cfg: SpeedBen
             notes.append(f"torch.compile failed on {device} ({type(error).__name__}); timed eagerly")
 
     def call() -> torch.Tensor:
-        with torch.inference_mode(), _autocast(device, cfg.bf16_on_gpu):
+        with torch.no_grad(), _autocast(device, cfg.bf16_on_gpu):
             return run()
 
     return call

@@ -8,17 +8,12 @@ import torch
 from tqdm.auto import tqdm
 
 from pe3d.bench.config import Table1Benchmark
-from pe3d.bench.evaluation import (
-    MetricSuite,
-    build_world_eval_set,
-    load_real_photos,
-    score_real_photos,
-    score_world_case,
-)
+from pe3d.bench.evaluation import MetricSuite, load_real_photos, score_real_photos, score_world_case
 from pe3d.bench.methods import EditMethod, OptimisationMethod, OursMethod, TwoStageMethod
 from pe3d.bench.plots import GridRow, image_grid
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
 from pe3d.config import save_resolved
+from pe3d.evaluation.world import build_world_eval_set
 
 METHOD_NAMES = ("ours", "two_stage", "optimisation")
 """Method names accepted in ``methods``."""

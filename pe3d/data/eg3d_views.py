@@ -7,10 +7,11 @@ cameras (the input camera first), and the teacher's triplane. The keys are those
 :class:`pe3d.data.world_views.WorldViewDataset`, so :class:`pe3d.systems.prior.PriorSystem`
 trains on either source unchanged:
 
-``input_image [B,3,S,S]`` in ``[0,1]``, ``input_label [B,25]``, ``target_image [B,K,3,r,r]``
-(raw RGB in ``[0,1]``), ``target_depth [B,K,1,r,r]`` (ray distance), ``target_mask
-[B,K,1,r,r]`` (teacher opacity > 0.5), ``target_label [B,K,25]`` and, when the student's
-triplane has the teacher's shape, ``teacher_planes [B,3,C,R,R]``.
+``input_image [B,3,S,S]`` in ``[0,1]`` (resized with :func:`pe3d.images.resize_images`, like a
+photo at inference), ``input_label [B,25]``, ``target_image [B,K,3,r,r]`` (raw RGB in ``[0,1]``),
+``target_depth [B,K,1,r,r]`` (ray distance), ``target_mask [B,K,1,r,r]`` (teacher opacity > 0.5),
+``target_label [B,K,25]`` and, when the student's triplane has the teacher's shape,
+``teacher_planes [B,3,C,R,R]``.
 
 A dataset item is a whole batch (use ``DataLoader(batch_size=None)``): the teacher runs
 batched, on ``teacher.device``. Latents and cameras are seeded per item index, so an
@@ -24,12 +25,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from pe3d.eg3d.generator import TriPlaneGenerator, to_unit_range
 from pe3d.geometry import label_from_yaw_pitch, sample_camera_labels
+from pe3d.images import resize_images
 
 TEACHER_KINDS = ("world", "eg3d")
 CONDITIONING = ("frontal", "input")
@@ -100,13 +101,6 @@ def load_teacher(path: str | Path) -> TriPlaneGenerator:
     return generator.eval().requires_grad_(False)
 
 
-def _resize(images: Tensor, size: int) -> Tensor:
-    """Antialiased resize of ``[N, C, H, W]`` to ``size`` (no-op when already that size)."""
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
 class EG3DTeacherDataset(Dataset):
     """Batches of EG3D supervision for prior training (see the module docstring for the keys).
 
@@ -168,7 +162,7 @@ class EG3DTeacherDataset(Dataset):
                                 neural_rendering_resolution=self.target_resolution, super_resolve=False)
         r = self.target_resolution
         batch = {
-            "input_image": _resize(to_unit_range(photo), self.input_resolution),
+            "input_image": resize_images(to_unit_range(photo), self.input_resolution),
             "input_label": labels[:, 0],
             "target_label": labels,
             "target_image": to_unit_range(views.image_raw).reshape(b, k, 3, r, r),

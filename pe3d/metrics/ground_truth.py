@@ -65,7 +65,8 @@ class GroundTruthViews(Metric):
         lpips: an LPIPS network (e.g. :func:`pe3d.perceptual.build_lpips`, which refuses without real
             backbone weights); ``None`` leaves LPIPS out.
 
-    ``compute()`` returns ``{"psnr", "ssim"}`` plus ``"depth_error"`` once depths were given and
+    ``compute()`` returns ``{"psnr", "ssim", "l1"}`` (``l1``: mean absolute error per image) plus
+    ``"depth_error"`` once depths were given and
     ``"lpips"`` when a network is set. SSIM is ``1 - pe3d.losses.ssim_loss`` (Gaussian window 7, data
     range 1); PSNR is capped at :data:`MAX_PSNR_DB` for identical images.
     """
@@ -76,6 +77,7 @@ class GroundTruthViews(Metric):
 
     psnr_sum: Tensor
     ssim_sum: Tensor
+    l1_sum: Tensor
     lpips_sum: Tensor
     depth_sum: Tensor
     images: Tensor
@@ -87,7 +89,7 @@ class GroundTruthViews(Metric):
         if lpips is not None:
             lpips.eval()
             lpips.requires_grad_(False)
-        for name in ("psnr_sum", "ssim_sum", "lpips_sum", "depth_sum"):
+        for name in ("psnr_sum", "ssim_sum", "l1_sum", "lpips_sum", "depth_sum"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("images", "depth_images"):
             self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -119,6 +121,7 @@ class GroundTruthViews(Metric):
         device = self.psnr_sum.device
         self.psnr_sum += psnr(pred, target).double().sum().to(device)
         self.ssim_sum += float(1.0 - ssim_loss(pred, target)) * count
+        self.l1_sum += (pred - target).abs().flatten(1).mean(1).double().sum().to(device)
         if self.lpips is not None:
             self.lpips_sum += self.lpips(pred, target, normalize=True).double().sum().to(device)
         self.images += count
@@ -134,10 +137,10 @@ class GroundTruthViews(Metric):
             raise ValueError("mask selects the pixels of the depth error; it needs pred_depth and target_depth")
 
     def compute(self) -> dict[str, Tensor]:
-        """Means per image: ``psnr`` (dB), ``ssim``, and ``depth_error`` / ``lpips`` when measured (NaN before any update)."""
+        """Means per image: ``psnr`` (dB), ``ssim``, ``l1``, and ``depth_error`` / ``lpips`` when measured (NaN before any update)."""
         images = int(self.images)
         mean = (lambda total, n: total / n if n else torch.tensor(math.nan, dtype=torch.float64))  # noqa: E731
-        out = {"psnr": mean(self.psnr_sum, images), "ssim": mean(self.ssim_sum, images)}
+        out = {"psnr": mean(self.psnr_sum, images), "ssim": mean(self.ssim_sum, images), "l1": mean(self.l1_sum, images)}
         if int(self.depth_images):
             out["depth_error"] = mean(self.depth_sum, int(self.depth_images))
         if self.lpips is not None:
@@ -157,6 +160,7 @@ class ViewTarget:
             when no filter is given).
         depth: ``[B, 1, H, W]`` ray depth (0 on background).
         mask: ``[B, 1, H, W]`` bool foreground.
+        parts: ``[B, H, W]`` part labels of ``source`` (the filter-based 2D editor uses them), when rendered.
     """
 
     yaw_deg: float
@@ -166,6 +170,7 @@ class ViewTarget:
     image: Tensor
     depth: Tensor
     mask: Tensor
+    parts: Optional[Tensor] = None
 
 
 @dataclass
@@ -213,5 +218,5 @@ def build_world_targets(
         labels = label_from_yaw_pitch([math.radians(yaw)] * count, [math.radians(pitch)] * count)
         truth = render_identities(identities, labels, resolution, supersample=supersample)
         image = truth.rgb if filter_name is None else apply_style_filter(filter_name, truth.rgb, truth.parts)
-        out[name] = ViewTarget(float(yaw), float(pitch), labels, truth.rgb, image, truth.depth, truth.mask[:, None])
+        out[name] = ViewTarget(float(yaw), float(pitch), labels, truth.rgb, image, truth.depth, truth.mask[:, None], truth.parts)
     return WorldTargets(identities, filter_name, out)

@@ -12,16 +12,19 @@ import json
 import time
 from pathlib import Path
 
-from pe3d.geometry import label_from_yaw_pitch
 from pe3d.models.editor import load_editor
 from pe3d.pipeline import EditPipeline
 from pe3d.turntable import turntable_cameras, write_turntable_gif
-from pe3d.recipes.eval_editor import evaluate_editor
-from pe3d.recipes.eval_prior import evaluate_prior, format_table
+from pe3d.evaluation.world import build_world_eval_set, evaluate_editor, evaluate_prior, format_prior_table
+from pe3d.recipes.eval_editor import editor_eval_config, format_editor_table
 
 
 def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 0.5, eval_count: int = 8) -> dict:
-    """Run the embedded pipeline into ``out``; returns the metrics written to ``out/metrics.json``."""
+    """Run the embedded pipeline into ``out``; returns the metrics written to ``out/metrics.json``.
+
+    Scores come from :mod:`pe3d.evaluation` on one held-out set (``eval_count`` identities, the style's
+    first test prompt): the prior as ``pe3d eval prior``, the editor as ``pe3d eval editor`` and
+    ``pe3d bench adaptation`` score them."""
     from pe3d.config import load_fit_config
     from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig, fit_adapt, fit_distill
     from pe3d.recipes.prior import fit_prior, load_prior_fit_config
@@ -29,7 +32,6 @@ def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt
     from pe3d.styles.adapters import load_adapter_into
     from pe3d.styles.discovery import load_named_style
     from pe3d.weights import shipped_path
-    from pe3d.world import render_identities, sample_identity, WorldSplit
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -40,10 +42,10 @@ def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt
     else:
         prior_path, editor_path = shipped_path("prior_mini"), shipped_path("editor_mini")
     timings["prior_and_base_minutes"] = (time.perf_counter() - started) / 60
-    prior = load_prior(prior_path)
-    prior_scores = evaluate_prior(prior, count=eval_count)
     spec = load_named_style(style)
-    before = evaluate_editor(load_editor(editor_path), spec, count=eval_count)
+    data = build_world_eval_set(editor_eval_config(spec.name, count=eval_count))
+    prior_scores = evaluate_prior(load_prior(prior_path), data)
+    before = evaluate_editor(load_editor(editor_path), data)
     started = time.perf_counter()
     adapter_path = fit_adapt(
         load_fit_config(
@@ -56,10 +58,9 @@ def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt
     timings["adapt_minutes"] = (time.perf_counter() - started) / 60
     editor = load_editor(editor_path)
     load_adapter_into(editor, adapter_path)
-    after = evaluate_editor(editor, spec, count=eval_count)
-    identity = sample_identity(0, WorldSplit().heldout_indices(1)[0])
-    view = render_identities([identity], label_from_yaw_pitch([0.0], [0.0]), 64).rgb
-    result = EditPipeline(editor)(view, prompt=spec.prompts.test[0], cameras=turntable_cameras(), resolution=64)
+    after = evaluate_editor(editor, data)
+    view = data.rgb[:1]
+    result = EditPipeline(editor)(view, prompt=data.cases[0].prompt, cameras=turntable_cameras(), resolution=data.resolution)
     gif = write_turntable_gif(view[0], result.views[0], result.depths[0], out / "turntable.gif")
     metrics = {
         "style": style,
@@ -75,13 +76,10 @@ def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt
         f"# pe3d demo: style `{style}`",
         "",
         "## Prior on held-out identities",
-        format_table(prior_scores),
+        format_prior_table(prior_scores),
         "",
-        "## Editor on held-out identities (test prompts)",
-        "| | edit L1 | edit PSNR (dB) | novel-view PSNR yaw ±30° (dB) |",
-        "|---|---|---|---|",
-        f"| before adapt | {before.edit_l1:.4f} | {before.edit_psnr:.2f} | {before.novel_psnr:.2f} |",
-        f"| after adapt | {after.edit_l1:.4f} | {after.edit_psnr:.2f} | {after.novel_psnr:.2f} |",
+        f"## Editor on held-out identities (test prompt \"{data.cases[0].prompt}\")",
+        format_editor_table({"before adapt": before, "after adapt": after}),
         "",
         f"Adaptation took {timings['adapt_minutes']:.1f} min. Turntable: {gif.name}",
     ]

@@ -1,77 +1,49 @@
-"""Edit fidelity of an editor on held-out world identities, against ground truth.
+"""``pe3d eval editor``: edit fidelity of an editor on held-out world identities, against ground truth.
 
-For a filter style on the world, the correct 3D edit is known at every camera: the
-style's filter applied to the world's ground-truth view there. For each held-out
-identity (frontal input) and each test prompt of the style we report
+For a filter style on the world, the correct 3D edit is known at every camera: the style's filter
+applied to the world's ground-truth view there. For each held-out identity (frontal input) and
+each of the style's first ``prompts`` test prompts we report
 
-* **edit fidelity**: L1 and PSNR of the edited render at the input camera against the
+* **edit fidelity**: L1, PSNR and SSIM of the edited render at the input camera against the
   filter applied to the input;
-* **novel-view fidelity**: PSNR at yaw +-30 deg against the filter applied to the
-  ground-truth views there.
+* **novel-view fidelity**: PSNR, SSIM and depth error at yaw +-30 deg and pitch +-15 deg against
+  the filter applied to the ground-truth views there.
+
+The protocol and the scores are :mod:`pe3d.evaluation`'s, the same as ``pe3d demo``'s and
+``pe3d bench adaptation``'s (whose base-editor column is this at 8 identities and 1 prompt).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from pe3d.evaluation.world import EditScores, WorldEvalConfig, build_world_eval_set, evaluate_editor as _evaluate_editor, style_filter_name
+from pe3d.models.editor import EditorCore
 
-import torch
-from tqdm.auto import tqdm
+__all__ = ["EditScores", "PROMPTS_PER_STYLE", "editor_eval_config", "evaluate_editor", "format_editor_table", "style_filter_name"]
 
-from pe3d.metrics.ground_truth import build_world_targets, psnr
-from pe3d.models.editor import EditorCore, Prompts
-
-NOVEL_YAWS_DEG = (-30.0, 30.0)
-"""Yaw angles of the novel views scored."""
+PROMPTS_PER_STYLE = 1
+"""Test prompts scored per style by default (the adaptation benchmark's ``world.prompts_per_style``)."""
 
 
-@dataclass
-class EditScores:
-    """Means over identities x test prompts."""
-
-    edit_l1: float
-    edit_psnr: float
-    novel_psnr: float
-
-    def as_dict(self) -> dict[str, float]:
-        """Plain dict (for JSON)."""
-        return asdict(self)
+def editor_eval_config(style: str, count: int = 8, resolution: int = 64, seed: int = 0, prompts: int = PROMPTS_PER_STYLE) -> WorldEvalConfig:
+    """The held-out set of ``pe3d eval editor``: ``count`` identities, the input and the 4 novel views,
+    the first ``prompts`` test prompts of ``style`` (all of them when ``prompts <= 0``)."""
+    return WorldEvalConfig(identities=count, world_seed=seed, resolution=resolution, styles=[style], prompts_per_style=prompts,
+                           novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[-15.0, 15.0])
 
 
-def style_filter_name(spec) -> str:
-    """The world filter behind a ``filter`` style (errors for styles that have none)."""
-    name = spec.params.get("filter") if spec.generator == "filter" else None
-    if not name:
-        raise ValueError(f"style {spec.name!r}: ground-truth scoring needs a 'filter' style (generator={spec.generator!r})")
-    return str(name)
+def evaluate_editor(editor: EditorCore, spec, count: int = 8, resolution: int = 64, seed: int = 0,
+                    prompts: int = PROMPTS_PER_STYLE) -> EditScores:
+    """Score ``editor`` on ``count`` held-out identities with the style ``spec``'s first ``prompts`` test prompts
+    (:func:`pe3d.evaluation.evaluate_editor` on :func:`editor_eval_config`)."""
+    style_filter_name(spec)  # a clear error for styles without ground truth, before rendering anything
+    return _evaluate_editor(editor, build_world_eval_set(editor_eval_config(spec.name, count, resolution, seed, prompts)))
 
 
-@torch.no_grad()
-def evaluate_editor(
-    editor: EditorCore,
-    spec,
-    count: int = 8,
-    resolution: int = 64,
-    seed: int = 0,
-    progress: bool = True,
-) -> EditScores:
-    """Score ``editor`` on ``count`` held-out identities with every test prompt of ``spec``."""
-    editor.eval()
-    filter_name = style_filter_name(spec)
-    prompts = list(spec.prompts.test) or list(spec.prompts.train)
-    size = editor.cfg.prior.encoder.image_size
-    views = {"input": (0.0, 0.0), **{f"yaw{y:+.0f}": (y, 0.0) for y in NOVEL_YAWS_DEG}}
-    truth = build_world_targets(filter_name, count, resolution, seed, views).views
-    image = torch.nn.functional.interpolate(truth["input"].source, size=(size, size), mode="area")
-    sums = torch.zeros(3)
-    for prompt in tqdm(prompts, desc=f"evaluating {spec.name}", disable=not progress):
-        planes = editor(image, Prompts(texts=[prompt] * count))
-        for name, view in truth.items():
-            render = editor.render(planes, view.labels, resolution=resolution).image.clamp(0, 1)
-            target = view.image
-            if name == "input":
-                sums[0] += (render - target).abs().flatten(1).mean(1).sum()
-                sums[1] += psnr(render, target).sum()
-            else:
-                sums[2] += psnr(render, target).sum() / len(NOVEL_YAWS_DEG)
-    total = count * len(prompts)
-    return EditScores(*(float(v) / total for v in sums))
+def format_editor_table(rows: dict[str, EditScores]) -> str:
+    """Markdown table of :func:`evaluate_editor` results, one row per label (e.g. before / after adapt)."""
+    lines = [
+        "| | edit L1 | edit PSNR (dB) | novel-view PSNR yaw ±30°, pitch ±15° (dB) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {s.edit_l1:.4f} | {s.edit_psnr:.2f} | {s.novel_psnr:.2f} |" for name, s in rows.items()]
+    return "\n".join(lines)
