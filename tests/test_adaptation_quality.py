@@ -4,8 +4,8 @@ also when the style recolours the background (the renderer reads backgrounds fro
 
 from __future__ import annotations
 
-import math
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,17 +13,23 @@ import torch
 
 from pe3d.adapters import load_adapter_into
 from pe3d.config import load_structured
-from pe3d.geometry import label_from_yaw_pitch
-from pe3d.metrics.ground_truth import psnr
-from pe3d.models.editor import Prompts, load_editor
+from pe3d.evaluation import (
+    PerViewScores,
+    WorldCase,
+    WorldEvalConfig,
+    build_world_eval_set,
+    edited_targets,
+    evaluate_editor,
+    render_views,
+    resize_images,
+)
+from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
 from pe3d.recipes.editing import AdaptFitConfig, fit_adapt
 from pe3d.styles.discovery import import_style_plugin, load_named_style
 from pe3d.weights import shipped_path
-from pe3d.world import WorldSplit, render_identities, sample_identity
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "styles"
-VIEWS = {"input": (0.0, 0.0), "yaw-30": (-30.0, 0.0), "yaw+30": (30.0, 0.0)}
 TOLERANCE_DB = {"green_mono": 0.5, "green_mono_bg": 1.0}
 """How far below its teacher the adapted editor may be (the issue's targets)."""
 
@@ -36,24 +42,25 @@ def _recolour_fn(style: str):
 
 @torch.no_grad()
 def _scores(style: str, editor, prior, count: int = 4) -> dict[str, float]:
-    """Mean PSNR over held-out identities and VIEWS of the adapted editor and of the teacher
-    (prior on the recoloured input) against the recoloured ground truth, background included."""
+    """Mean PSNR over held-out identities and the input + yaw +-30 views of the adapted editor and of the
+    teacher (prior on the recoloured input) against the recoloured ground truth, background included:
+    :mod:`pe3d.evaluation`'s held-out set, renders and scores, with the style's own recolouring as the edit."""
     spec = load_named_style(style)
-    recolour = _recolour_fn(style)
-    background = spec.params.get("background")
-    identities = [sample_identity(0, i) for i in WorldSplit().heldout_indices(count)]
-    sums = {"ours": 0.0, "teacher": 0.0}
-    inputs = render_identities(identities, label_from_yaw_pitch([0.0] * count, [0.0] * count), 64)
-    edited_input = recolour(inputs.rgb, inputs.parts, background)
-    ours_planes = editor(inputs.rgb, Prompts(texts=[spec.prompts.test[0]] * count))
-    teacher_planes = prior(edited_input)
-    for yaw, pitch in VIEWS.values():
-        labels = label_from_yaw_pitch([math.radians(yaw)] * count, [math.radians(pitch)] * count)
-        truth = render_identities(identities, labels, 64)
-        target = recolour(truth.rgb, truth.parts, background)
-        sums["ours"] += float(psnr(editor.render(planes=ours_planes, labels=labels, resolution=64).image, target).mean())
-        sums["teacher"] += float(psnr(prior.render(teacher_planes, labels, resolution=64).image, target).mean())
-    return {k: v / len(VIEWS) for k, v in sums.items()}
+    recolour = partial(_recolour, _recolour_fn(style), spec.params.get("background"))
+    data = build_world_eval_set(WorldEvalConfig(identities=count, styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
+    targets = edited_targets(data.truth, recolour, style)
+    data.cases = [WorldCase(style, "", spec.prompts.test[0], targets)]
+    ours = evaluate_editor(editor, data)
+    teacher = PerViewScores(data.plan.scored)
+    planes = prior(resize_images(recolour(data.rgb, data.parts), prior.cfg.encoder.image_size))
+    teacher.update(render_views(prior.render, planes, targets.views, data.plan.scored, data.resolution), targets.views)
+    views = len(data.plan.scored)
+    return {"ours": (ours.edit_psnr + (views - 1) * ours.novel_psnr) / views,
+            "teacher": sum(v["psnr"] for v in teacher.compute().values()) / views}
+
+
+def _recolour(fn, background, rgb, parts):
+    return fn(rgb, parts, background)
 
 
 @pytest.mark.slow

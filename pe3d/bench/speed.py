@@ -12,6 +12,8 @@ enough for timing) and each device (the CPU; CUDA when present, with ``torch.com
   Added to the paper-size reconstruction time it estimates the paper's "IP2P + Live3D".
 
 Warm-up runs are excluded; every number is the mean (and standard deviation) of ``repeats`` runs.
+The timed call and the timer are Table 1's (:meth:`pe3d.bench.methods.EditMethod.edit_and_render`,
+:func:`pe3d.evaluation.time_in_turns`); only the image (one portrait, repeated) and the repeats differ.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pe3d.evaluation.world import (
     WorldEvalSet,
     build_world_eval_set,
     edit_with_prompt,
+    edited_targets,
     evaluate_editor,
     evaluate_prior,
     filter_targets,
@@ -35,7 +36,7 @@ from pe3d.images import resize_images
 
 __all__ = [
     "EditScores", "PerViewScores", "Timing", "ViewPlan", "ViewScores", "WorldCase", "WorldEvalConfig", "WorldEvalSet",
-    "build_world_eval_set", "edit_with_prompt", "evaluate_editor", "evaluate_prior", "filter_targets",
+    "build_world_eval_set", "edit_with_prompt", "edited_targets", "evaluate_editor", "evaluate_prior", "filter_targets",
     "format_prior_table", "model_inputs", "reconstruct", "render_views", "resize_images", "style_filter_name",
     "style_prompts", "time_call", "time_in_turns", "time_interleaved", "update_edit_scores", "update_view", "view_name",
 ]

@@ -119,14 +119,21 @@ def style_prompts(spec, count: int = 0, split: str = "test") -> list[str]:
     return prompts if count <= 0 else prompts[:count]
 
 
+def edited_targets(truth: WorldTargets, edit: Callable[[Tensor, Optional[Tensor]], Tensor], name: Optional[str] = None) -> WorldTargets:
+    """``truth`` (unfiltered views with part labels) with ``edit(source [B,3,R,R], parts [B,R,R])`` as every
+    view's target image: the exact 3D edit of a style whose 2D editor is local (a world filter, or a
+    style plugin's own recolouring)."""
+    views = {view_name: replace(view, image=edit(view.source, view.parts)) for view_name, view in truth.views.items()}
+    return WorldTargets(truth.identities, name, views)
+
+
 def filter_targets(truth: WorldTargets, filter_name: Optional[str]) -> WorldTargets:
-    """``truth`` (unfiltered views with part labels) with ``filter_name`` applied to every view's image."""
+    """``truth`` with the world filter ``filter_name`` applied to every view (``truth`` itself for ``None``)."""
     from pe3d.world import apply_style_filter
 
     if filter_name is None:
         return truth
-    views = {name: replace(view, image=apply_style_filter(filter_name, view.source, view.parts)) for name, view in truth.views.items()}
-    return WorldTargets(truth.identities, filter_name, views)
+    return edited_targets(truth, lambda source, parts: apply_style_filter(filter_name, source, parts), filter_name)
 
 
 @dataclass
@@ -348,7 +355,7 @@ def format_prior_table(scores: Mapping[str, ViewScores]) -> str:
 
 __all__ = [
     "DEFAULT_STYLES", "EditScores", "PerViewScores", "RENDER_CHUNK", "SUPERSAMPLE", "ViewPlan", "ViewScores", "WorldCase",
-    "WorldEvalConfig", "WorldEvalSet", "build_world_eval_set", "edit_with_prompt", "evaluate_editor", "evaluate_prior",
-    "filter_targets", "format_prior_table", "model_inputs", "reconstruct", "render_views", "style_filter_name",
+    "WorldEvalConfig", "WorldEvalSet", "build_world_eval_set", "edit_with_prompt", "edited_targets", "evaluate_editor",
+    "evaluate_prior", "filter_targets", "format_prior_table", "model_inputs", "reconstruct", "render_views", "style_filter_name",
     "style_prompts", "update_edit_scores", "update_view", "view_name",
 ]
