@@ -171,13 +171,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     model = load_prior(args.weights)
     scores = evaluate_prior(model, count=args.count or 16, resolution=args.resolution)
-    table = format_table(scores)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "prior_quality.md").write_text(table + "\n")
-        (out / "prior_quality.json").write_text(json.dumps({k: vars(v) for k, v in scores.items()}, indent=2))
+    _report_eval(args.out, "prior_quality", format_table(scores), {k: vars(v) for k, v in scores.items()})
     return 0
 
 
@@ -195,14 +189,18 @@ def _eval_editor(args: argparse.Namespace) -> int:
         load_adapter_into(editor, args.adapter)
     spec = load_named_style(args.style)
     scores = evaluate_editor(editor, spec, count=args.count or 8, resolution=args.resolution, prompts=args.prompts)
-    table = format_editor_table({args.style: scores})
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "editor_quality.md").write_text(table + "\n")
-        (out / "editor_quality.json").write_text(json.dumps(scores.as_dict(), indent=2))
+    _report_eval(args.out, "editor_quality", format_editor_table({args.style: scores}), scores.as_dict())
     return 0
+
+
+def _report_eval(out: str | None, name: str, table: str, payload: dict) -> None:
+    """Print ``pe3d eval``'s table; with ``--out``, also write it as ``NAME.md`` and the numbers as ``NAME.json``."""
+    print(table)
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.md").write_text(table + "\n")
+        (folder / f"{name}.json").write_text(json.dumps(payload, indent=2))
 
 
 def _cmd_import_eg3d(args: argparse.Namespace) -> int:
