@@ -36,7 +36,7 @@ from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
-from pe3d.models.editor import EditorCore, Prompts, load_editor, save_editor
+from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
 
 __all__ = ["DEFAULT_VIEW_YAWS_DEG", "EDITOR_FILE", "EditPipeline", "EditResult", "PIPELINE_FILE", "as_image_batch"]
 
@@ -239,7 +239,7 @@ class EditPipeline:
     def framing(self) -> str:
         """How a photo must be cropped for this model (:func:`pe3d.faces.prepare_portrait`): ``"eg3d"`` (EG3D's
         FFHQ crop) for a model rendered by EG3D's renderer (the imported 3DPE / Live3D ones), else ``"world"``."""
-        return "eg3d" if getattr(self.editor.cfg.prior, "eg3d_renderer", None) is not None else "world"
+        return input_framing(self.editor.cfg)
 
     def _prepare_image(self, image: Tensor) -> Tensor:
         image = as_image_batch(image, "image").to(self.device)

@@ -234,6 +234,30 @@ def test_resampled_prompts_only_for_text_pairs(tiny_style, tmp_path):
         assert item["prompt"] == expected
 
 
+def test_image_prompt_source_gives_every_pair_an_image(tiny_style, tmp_path):
+    """``prompt_source=image`` (editors without a text encoder): a pair's own reference, else the edited image of a
+    pair of the set (the 3DPE authors' loader); a given ``reference`` prompts every pair, resized to the pairs."""
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 12, progress=False)
+    records = {r.id: r for r in read_manifest(out)}
+    assert {r.prompt_kind for r in records.values()} == {"text", "image"}
+    stored, edited = PairDataset(out), PairDataset(out, prompt_source="image")
+    edits = [stored[i]["edited_image"] for i in range(len(stored))]
+    torch.manual_seed(0)
+    for i in range(len(edited)):
+        item = edited[i]
+        assert item["has_reference"] and item["prompt_kind"] == "image"
+        if records[item["id"]].reference is not None:
+            assert torch.equal(item["reference"], stored[i]["reference"])
+        else:
+            assert any(torch.equal(item["reference"], e) for e in edits)
+    look = torch.rand(3, 48, 48)
+    fixed = PairDataset(out, reference=look)
+    assert all(fixed[i]["reference"].shape == (3, 32, 32) and fixed[i]["has_reference"] for i in range(len(fixed)))
+    with pytest.raises(ValueError, match="prompt_source must be one of"):
+        PairDataset(out, prompt_source="text")
+
+
 def test_world_filter_pairs(tmp_path):
     """The real pipeline: world renders edited by a world style filter (tiny resolution)."""
     spec = load_named_style("bronze_statue", entry_points=False, overrides=["pairs.resolution=16", "pairs.image_fraction=1.0"])

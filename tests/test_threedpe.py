@@ -367,3 +367,115 @@ def test_web_page_service_edits_with_an_imported_editor(tiny_checkpoint, tmp_pat
     assert "face found" in result.note
     with pytest.raises(ValueError, match="no text encoder"):
         service.edit(str(photo), prompt="a bronze statue")
+
+
+# --- adaptation and the web page on an imported editor ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def imported(tiny_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny fabricated 3DPE editor and a fabricated Live3D "LT" prior of the same sizes, both imported."""
+    folder = tmp_path_factory.mktemp("imported")
+    cfg = model_config(TINY)
+    live3d = folder / "encoder_render.pt"
+    torch.save(fabricate_state(their_layout(PriorModel(cfg.prior).state_dict(), cfg.prior.encoder), seed=4), live3d)
+    editor, prior = folder / "3dpe.safetensors", folder / "live3d.safetensors"
+    assert main(["import-3dpe", str(tiny_checkpoint), str(editor), "--model", str(TINY)]) == 0
+    assert main(["import-3dpe", str(live3d), str(prior), "--model", str(TINY)]) == 0
+    return editor, prior
+
+
+def _write_style(folder: Path, name: str, **extra) -> Path:
+    import yaml
+
+    spec = {"generator": "filter", "params": {"filter": "golden_statue", "source": "world"},
+            "pairs": {"count": 4, "resolution": 32, "seed": 5, "image_fraction": 0.5},
+            "adapt": {"num_pairs": 3, "max_steps": 2, "batch_size": 2, "lr": 0.01, "max_minutes": None},
+            "prompts": {"train": ["golden statue"], "test": ["a gold figure"]}, **extra}
+    (folder / name).mkdir(parents=True)
+    (folder / name / "style.yaml").write_text(yaml.safe_dump(spec))
+    return folder / name
+
+
+def test_fit_adapt_on_an_imported_editor(imported, tmp_path, monkeypatch, capsys):
+    """``pe3d fit adapt`` on the imported editor: image-prompt styles adapt (pairs made at its input size), the adapter
+    loads and changes the edit, ``pe3d edit --style`` uses it; a text-only style and the mini prior are refused in one line."""
+    from pe3d.pipeline import EditPipeline
+
+    editor, prior = imported
+    styles = tmp_path / "styles"
+    monkeypatch.setenv("PE3D_STYLES", str(styles))
+    photo = _portrait(tmp_path / "photo.png")
+    _write_style(styles, "gold_pairs")  # references: other identities' edits, else the 3DPE loader's rule
+    reference = _write_style(styles, "gold_ref", reference="look.png")  # one style-level reference image
+    Image.fromarray((np.asarray(Image.open(photo).resize((48, 48))) * [1.0, 0.8, 0.2]).astype(np.uint8)).save(reference / "look.png")
+    _write_style(styles, "gold_text", image_prompts=False)
+    common = [f"base={editor}", f"prior={prior}", f"pairs_dir={tmp_path / 'pairs'}", "trainer.logger=none",
+              "trainer.progress=false"]
+
+    for style in ("gold_pairs", "gold_ref"):
+        assert main(["fit", "adapt", "--style", style, *common, f"out={tmp_path / 'runs' / style}"]) == 0, capsys.readouterr().err
+        assert (styles / style / "adapter.safetensors").is_file()
+    pairs = tmp_path / "pairs" / "gold_pairs@64"  # made at the editor's 64^2 input, not the style's 32^2
+    assert np.asarray(Image.open(pairs / "input" / "000000.png")).shape == (64, 64, 3)
+    assert not (tmp_path / "pairs" / "gold_pairs").exists()
+
+    pipe = EditPipeline.from_pretrained(editor)
+    ref = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    base = pipe(image, prompt_image=ref, resolution=16).triplane
+    name = pipe.load_adapter(styles / "gold_pairs")
+    tensors = pipe.adapters[name].tensors
+    assert any(k.startswith("image_encoder.backbone.") and "norm" in k for k in tensors)  # E_p's norms (it has no mapper)
+    assert any(k.startswith("encoder.decoder.") for k in tensors)  # E_t's norms
+    pipe.set_adapter(name)
+    adapted = pipe(image, prompt_image=ref, resolution=16).triplane
+    assert (adapted - base).abs().max() > 1e-4  # the adapter changes the edit
+
+    out = tmp_path / "edit_ref"
+    code = main(["edit", str(photo), "--weights", str(editor), "--style", "gold_ref", "--out", str(out), "--views", "1",
+                 "--resolution", "16"])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "edited.png").is_file()
+    code = main(["edit", str(photo), "--weights", str(editor), "--style", "gold_pairs", "--out", str(tmp_path / "e2")])
+    assert code == 2 and "give --prompt-image" in capsys.readouterr().err
+
+    code = main(["fit", "adapt", "--style", "gold_text", *common, f"out={tmp_path / 'runs' / 'text'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "style 'gold_text' prompts with text only" in err and "has no text encoder" in err
+    code = main(["fit", "adapt", "--style", "gold_pairs", f"base={editor}", f"pairs_dir={tmp_path / 'pairs'}",
+                 f"out={tmp_path / 'runs' / 'mini'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "does not match the base editor" in err and "prior=live3d.safetensors" in err
+
+
+def test_web_page_serves_an_edit_from_an_imported_editor(imported, tmp_path):
+    """``pe3d serve --weights`` on an imported editor, over HTTP: the page's edit endpoint with a reference image."""
+    pytest.importorskip("gradio", reason='the web interface is an optional extra: pip install -e ".[test]"')
+    import socket
+
+    from gradio_client import Client, handle_file
+
+    from pe3d.web import serve
+    from pe3d.web.settings import WebSettings
+
+    editor, _ = imported
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    photo, ref = _portrait(tmp_path / "photo.png"), tmp_path / "ref.png"
+    Image.fromarray(np.asarray(Image.open(photo))[:, ::-1]).save(ref)
+    app = serve(WebSettings(port=port, weights=str(editor), resolution=16, view_yaws_deg=[30.0]), block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status, edited, view, depth, gallery = client.predict(handle_file(str(photo)), "(none)", "", handle_file(str(ref)),
+                                                              1.0, 20, 0, api_name="/run_edit")
+        assert "pe3d-error" not in status and "face found" in status, status
+        assert np.asarray(Image.open(edited)).shape == (64, 64, 3)  # 16^2 render, 4x super-resolved
+        assert len(gallery) == 1
+        status, *_ = client.predict(handle_file(str(photo)), "(none)", "a bronze statue", None, 1.0, 20, 0, api_name="/run_edit")
+        assert "no text encoder" in status
+    finally:
+        app.close()

@@ -11,8 +11,16 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from pe3d.data.pairs import MANIFEST_FILE, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
+from pe3d.data.pairs import MANIFEST_FILE, PROMPT_SOURCES, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
 from pe3d.errors import InvalidInput
+
+
+def load_reference_image(path: str | Path) -> torch.Tensor:
+    """A style's reference image as ``[3, S, S]`` in [0, 1]: its centre square, as ``pe3d edit --prompt-image``
+    reads one (each pair's dataset then resizes it to the pair resolution)."""
+    from pe3d.images import center_square, load_image
+
+    return center_square(load_image(path))
 
 
 class PairDataModule(LightningDataModule):
@@ -31,6 +39,8 @@ class PairDataModule(LightningDataModule):
             raise InvalidInput("PairDataConfig.dirs: at least one pair-set folder is required")
         if config.batch_size < 1:
             raise InvalidInput(f"PairDataConfig.batch_size: must be >= 1, got {config.batch_size}")
+        if config.prompt_source not in PROMPT_SOURCES:
+            raise InvalidInput(f"PairDataConfig.prompt_source: must be one of {list(PROMPT_SOURCES)}, got {config.prompt_source!r}")
         if not 0.0 <= config.val_fraction < 1.0:
             raise InvalidInput(f"PairDataConfig.val_fraction: must be in [0, 1), got {config.val_fraction}")
         self.config = config
@@ -43,6 +53,7 @@ class PairDataModule(LightningDataModule):
         train_parts: list[Dataset] = []
         val_parts: list[Dataset] = []
         resolutions: dict[int, str] = {}
+        reference = load_reference_image(cfg.reference_image) if cfg.reference_image else None
         for folder in cfg.dirs:
             meta = read_meta(folder)
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
@@ -56,9 +67,11 @@ class PairDataModule(LightningDataModule):
                 raise ManifestError(f"{folder}: no pairs (run write_pairs first)")
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
             train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
-                                           prompt_augment=cfg.prompt_augment))
+                                           prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
+                                           reference=reference))
             if val_ids:
-                val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids))
+                val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,
+                                             reference=reference))
         self.train_set = ConcatDataset(train_parts)
         self.val_set = ConcatDataset(val_parts) if val_parts else None
 

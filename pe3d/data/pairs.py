@@ -42,6 +42,7 @@ from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
 __all__ = [
     "MANIFEST_FILE",
     "META_FILE",
+    "PROMPT_SOURCES",
     "ManifestError",
     "check_or_write_meta",
     "complete_records",
@@ -66,6 +67,8 @@ META_FILE = "pairs.json"
 """Settings of a pair set (style, generator, params, pair settings, prompts)."""
 LOCK_FILE = ".lock"
 IMAGE_DIRS = ("input", "edited", "reference")
+PROMPT_SOURCES = ("stored", "image")
+"""Values of :attr:`PairDataConfig.prompt_source` (see :class:`PairDataset`)."""
 FORMAT_VERSION = 1
 
 
@@ -440,6 +443,14 @@ class PairDataset(Dataset):
     pairs always keep their stored prompt (the instruction the edit was made with). Without
     ``resample_prompts`` every pair keeps its stored prompt (deterministic). ``prompt_augment``
     then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`).
+
+    ``prompt_source`` (one of :data:`PROMPT_SOURCES`): ``stored`` keeps each pair's own prompt;
+    ``image`` prompts *every* pair with an image, for editors that read reference images only
+    (the imported 3DPE release): a pair's stored reference when it has one, else the edited image
+    of a pair of this set drawn at random at every load, the rule of the 3DPE authors' training
+    loader (``datasets/dataset_editing.py``: the reference is a random edited image of the same
+    style). ``reference`` (``[3, H, W]``), when given, is every pair's image prompt instead (a
+    style's own reference image, :attr:`~pe3d.styles.spec.StyleSpec.reference`).
     """
 
     def __init__(
@@ -449,7 +460,13 @@ class PairDataset(Dataset):
         resample_prompts: bool = False,
         ids: Sequence[int] | None = None,
         prompt_augment: PromptAugmentConfig | None = None,
+        prompt_source: str = "stored",
+        reference: Tensor | None = None,
     ) -> None:
+        if prompt_source not in PROMPT_SOURCES:
+            raise InvalidInput(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {prompt_source!r}")
+        self.prompt_source = prompt_source
+        self.reference = reference
         self.folder = Path(folder)
         records = sorted(read_manifest(self.folder / MANIFEST_FILE), key=lambda r: r.id)
         if ids is not None:
@@ -481,13 +498,22 @@ class PairDataset(Dataset):
         if self.prompt_augment is not None and record.prompt_kind == "text":
             prompt = augment_prompt(prompt, self.prompt_augment, pool=self.prompts)
         reference = None if record.reference is None else self._image(record.reference)
+        if self.reference is not None:
+            reference = self.reference
+        elif reference is None and self.prompt_source == "image":
+            other = self.records[int(torch.randint(len(self.records), (1,)))]
+            reference = self._image(other.edited)
+        image = self._image(record.input)
+        if reference is not None and reference.shape[-2:] != image.shape[-2:]:
+            reference = torch.nn.functional.interpolate(reference[None], size=tuple(image.shape[-2:]), mode="bilinear",
+                                                        antialias=True, align_corners=False)[0].clamp(0, 1)
         return {
             "id": record.id,
-            "input_image": self._image(record.input),
+            "input_image": image,
             "edited_image": self._image(record.edited),
             "label": torch.tensor(record.camera, dtype=torch.float32),
             "prompt": prompt,
-            "prompt_kind": record.prompt_kind,
+            "prompt_kind": "image" if reference is not None else record.prompt_kind,
             "reference": reference,
             "has_reference": reference is not None,
             "style": record.style,
@@ -534,7 +560,8 @@ class PairDataConfig:
     ``dirs``: pair-set folders (one per style; all at the same resolution); ``limit``: use
     at most this many pairs per folder, lowest ids first (e.g. 10 for fast adaptation);
     ``val_fraction``: share of each folder held out for validation (a seeded permutation);
-    ``resample_prompts``: see :class:`PairDataset`.
+    ``resample_prompts``, ``prompt_source``: see :class:`PairDataset`; ``reference_image``: an image
+    file that prompts every pair (``""``: none; see :class:`PairDataset`).
     """
 
     dirs: list[str] = field(default_factory=list)
@@ -547,6 +574,8 @@ class PairDataConfig:
     """Training-time word dropout / unknown words for text prompts (off by default)."""
     seed: int = 0
     drop_last: bool = False
+    prompt_source: str = "stored"
+    reference_image: str = ""
 
 
 def split_ids(ids: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

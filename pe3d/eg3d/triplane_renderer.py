@@ -92,6 +92,11 @@ class EG3DTriplaneRenderer(nn.Module):
     ``superresolution`` (:class:`~pe3d.eg3d.superres.SuperresolutionHybrid8XDC`).
     """
 
+    supports_ray_indices = False
+    """Whole images only (see :meth:`forward`); training systems render full views with it."""
+    training_render_kwargs = {"super_resolve": False}
+    """What training systems pass: their losses compare the raw render, so the 512^2 super-resolution is skipped."""
+
     def __init__(self, config: EG3DRendererConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config if config is not None else EG3DRendererConfig()

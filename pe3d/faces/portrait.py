@@ -74,13 +74,13 @@ ASPECT_TOLERANCE = 0.02
 
 
 def align_pair(before: Tensor, after: Tensor, size: int, face: str | int | None = "largest",
-               source: str = "image") -> tuple[PreparedPortrait, Tensor]:
+               source: str = "image", framing: str = "world") -> tuple[PreparedPortrait, Tensor]:
     """Align an example pair (a photo and its edit) with the face found in ``before``.
 
     The same crop square cuts both images, so the edit stays registered with its input; an
     ``after`` of another resolution (e.g. an editor's 512² output of a 1024² photo) is resized
     to ``before``'s size first. Returns the prepared ``before`` (crop and estimated camera) and
-    the ``[3, size, size]`` crop of ``after``.
+    the ``[3, size, size]`` crop of ``after``. ``framing``: as :func:`prepare_portrait`.
 
     Raises:
         FaceSelectionError: as :func:`prepare_portrait`, naming ``source``.
@@ -90,7 +90,7 @@ def align_pair(before: Tensor, after: Tensor, size: int, face: str | int | None 
     if abs((after_width / after_height) / (width / height) - 1.0) > ASPECT_TOLERANCE:
         raise InvalidInput(f"{source}: the edited image is {after_width}x{after_height} but the photo is "
                          f"{width}x{height}; an example pair must keep the photo's aspect ratio")
-    prepared = prepare_portrait(before, size, face, source)
+    prepared = prepare_portrait(before, size, face, source, framing=framing)
     if (after_height, after_width) != (height, width):
         after = F.interpolate(after[None].float(), size=(height, width), mode="bilinear", antialias=True,
                               align_corners=False)[0].clamp(0, 1)

@@ -163,14 +163,35 @@ class EditorCore(nn.Module):
 
         Only the mapper of ``E_p`` adapts (even when distillation trained its whole backbone),
         so an adapter stays a few hundred kB instead of carrying a copy of the token embedding.
+        An ``E_p`` without a mapper (``mapper: none``, as in the imported 3DPE release, whose MAE
+        feeds the cross-attention directly) adapts its backbone's LayerNorm gains and biases
+        instead (38 k values for the MAE ViT-B/16), so ``E_p`` still takes part, as in the paper.
         """
         for encoder in self.prompt_encoders():
-            yield from encoder.mapper.parameters()
+            mapper = list(encoder.mapper.parameters())
+            yield from mapper if mapper else _backbone_norm_parameters(encoder)
         yield from self.encoder.norm_parameters()
 
     def prompt_encoders(self) -> list[nn.Module]:
         """The prompt encoders present (text first)."""
         return [enc for enc in (self.text_encoder, self.image_encoder) if enc is not None]
+
+
+def _backbone_norm_parameters(encoder: nn.Module):
+    """The affine parameters of every LayerNorm / GroupNorm in a prompt encoder's backbone that its
+    tokens depend on (parameters kept only for checkpoint compatibility are skipped)."""
+    unused = set(encoder._unused_backbone_parameters())
+    for prefix, module in encoder.backbone.named_modules():
+        if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            for name, param in module.named_parameters(recurse=False):
+                if f"{prefix}.{name}" not in unused:
+                    yield param
+
+
+def input_framing(cfg: EditorConfig) -> str:
+    """How a photo must be cropped for a model (:func:`pe3d.faces.prepare_portrait`): ``"eg3d"`` (EG3D's
+    FFHQ crop) for one rendered by EG3D's renderer (the imported 3DPE / Live3D models), else ``"world"``."""
+    return "eg3d" if getattr(cfg.prior, "eg3d_renderer", None) is not None else "world"
 
 
 EDITOR_KIND = "pe3d-editor"

@@ -60,6 +60,28 @@ def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     return (spec.prompts.train or spec.prompts.test)[0]
 
 
+def resolve_style_prompts(pipe: EditPipeline, style: str) -> tuple[str | None, Path | None]:
+    """Load ``style``'s adapter when it has one; return its prompts for this editor: ``(text, reference image file)``.
+
+    A style with a ``reference`` image is prompted by that image (its adapter was trained with it);
+    otherwise by its first training prompt (:func:`resolve_style_prompt`), except on an editor
+    without a text encoder (the imported 3DPE release), which gets neither: the caller needs a
+    reference image from the user.
+    """
+    from pe3d.styles.discovery import load_named_style
+
+    text = resolve_style_prompt(pipe, style)
+    spec = load_named_style(style)
+    if spec.reference_path is not None:
+        return None, spec.reference_path
+    return (text if pipe.editor.text_encoder is not None else None), None
+
+
+def _style_needs_reference(style: str) -> InvalidInput:
+    return InvalidInput(f"style {style!r}: this editor reads reference images only (no text encoder): give "
+                        f"--prompt-image FILE, or name a reference image in the style (reference: IMAGE in its style.yaml)")
+
+
 @dataclass
 class EditSettings:
     """How every photo of one ``pe3d edit`` run is edited.
@@ -187,7 +209,11 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
     if sum(x is not None for x in (style, prompt, prompt_image)) == 0:
         raise InvalidInput("give --style NAME, --prompt TEXT or --prompt-image FILE")
     if style is not None:
-        prompt = prompt or resolve_style_prompt(pipe, style)
+        text, style_reference = resolve_style_prompts(pipe, style)
+        prompt = prompt or text
+        prompt_image = prompt_image if prompt_image is not None else style_reference
+        if prompt is None and prompt_image is None:
+            raise _style_needs_reference(style)
     pipe.check_prompt(prompt)
     reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     settings = EditSettings(prompt=prompt, reference=reference, **options)
@@ -276,4 +302,5 @@ def _unique_stems(photos: list[Path]) -> dict[Path, str]:
     return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}") for p in photos}
 
 
-__all__ = ["BatchReport", "EditSettings", "edit_folder", "edit_one", "edit_photo", "list_photos", "mesh_path", "resolve_style_prompt"]
+__all__ = ["BatchReport", "EditSettings", "edit_folder", "edit_one", "edit_photo", "list_photos", "mesh_path", "resolve_style_prompt",
+           "resolve_style_prompts"]

@@ -182,12 +182,16 @@ def write_static_clip(path: str | Path, frames: int = 48, resolution: int = 128,
 
 
 def _prompt_of(pipe: EditPipeline, cfg: VideoEditConfig) -> tuple[Optional[str], Optional[Tensor]]:
-    from pe3d.recipes.edit import resolve_style_prompt
+    from pe3d.recipes.edit import _style_needs_reference, resolve_style_prompts
 
-    prompt = cfg.prompt
+    prompt, prompt_image = cfg.prompt, cfg.prompt_image
     if cfg.style is not None:
-        prompt = prompt or resolve_style_prompt(pipe, cfg.style)
-    reference = center_square(load_image(cfg.prompt_image)) if cfg.prompt_image is not None else None
+        text, style_reference = resolve_style_prompts(pipe, cfg.style)
+        prompt = prompt or text
+        prompt_image = prompt_image if prompt_image is not None else style_reference
+        if prompt is None and prompt_image is None:
+            raise _style_needs_reference(cfg.style)
+    reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     return prompt, reference
 
 

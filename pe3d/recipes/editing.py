@@ -23,13 +23,13 @@ from pe3d.config import ConfigError, builtin_root, save_resolved
 from pe3d.data.pairs import PairDataConfig, pair_set_complete, write_pairs
 from pe3d.losses import EditLossConfig, ImageLossConfig
 from pe3d.models.checkpoints import model_hash
-from pe3d.models.editor import EditorCore, editor_config_from_yaml, load_editor, save_editor
+from pe3d.models.editor import EditorCore, editor_config_from_yaml, input_framing, load_editor, save_editor
 from pe3d.models.prior import PriorModel, load_prior
 from pe3d.recipes.prior import model_yaml_path
 from pe3d.adapters import adapter_parameter_names, save_adapter
 from pe3d.recipes.export import adapter_destination, checkpoint_to_resume, export_on_rank_zero
 from pe3d.styles.discovery import load_named_style
-from pe3d.styles.spec import AdaptSpec
+from pe3d.styles.spec import AdaptSpec, StyleSpec
 from pe3d.systems.common import OptimConfig
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
 from pe3d.systems.runner import TrainerConfig, build_trainer
@@ -88,7 +88,11 @@ class AdaptFitConfig:
     """``pe3d fit adapt``: norm-only adaptation of a base editor to one style.
 
     ``base``: base editor file (default: the shipped mini editor); ``prior``: the frozen 3D
-    prior that supervises ``L3d`` (default: the shipped mini prior).
+    prior that supervises ``L3d`` (default: the shipped mini prior; it must match the editor's
+    triplanes, :func:`check_teacher`: an imported 3DPE editor takes its imported Live3D prior).
+    The pairs are made at the editor's input size and prompted as it can read them
+    (:func:`pairs_for_editor`, :func:`adapt_prompt_source`: an editor without a text encoder
+    adapts to image-prompt styles only).
 
     Defaults taken from the style's ``adapt`` section, each overridable:
 
@@ -125,16 +129,17 @@ def style_search_dirs(dirs: Sequence[str]) -> list[Path]:
     return [p if p.is_absolute() or p.is_dir() else builtin_root() / p for p in paths]
 
 
-def ensure_pairs(style: str, pairs_dir: str, count: int, style_dirs: Sequence[str] = (), overrides: Sequence[str] = ()) -> Path:
+def ensure_pairs(style: str, pairs_dir: str, count: int, style_dirs: Sequence[str] = (), overrides: Sequence[str] = (),
+                 folder_name: str = "") -> Path:
     """Write (or resume) ``count`` pairs of ``style`` into ``<pairs_dir>/<style>``; returns the folder.
 
     ``style_dirs`` / ``overrides``: extra style folders (see :func:`style_search_dirs`) and
-    ``key=value`` style overrides. A complete set is only read, without the writer lock:
-    every rank of a distributed launch runs this at once (make large sets beforehand with
-    the sharded ``pe3d pairs --devices N``).
+    ``key=value`` style overrides; ``folder_name``: another sub-folder than the style name. A
+    complete set is only read, without the writer lock: every rank of a distributed launch runs
+    this at once (make large sets beforehand with the sharded ``pe3d pairs --devices N``).
     """
     spec = load_named_style(style, style_search_dirs(style_dirs), overrides=overrides)
-    folder = Path(pairs_dir) / style
+    folder = Path(pairs_dir) / (folder_name or style)
     if not pair_set_complete(spec, folder, count):
         write_pairs(spec, folder, count=count)
     return folder
@@ -216,11 +221,15 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     spec = load_named_style(cfg.style, style_search_dirs(cfg.style_dirs), overrides=cfg.style_overrides)
     num_pairs = spec.adapt.num_pairs if cfg.num_pairs is None else cfg.num_pairs
     trainer_cfg, system_cfg, data = adapt_settings(cfg, spec.adapt, num_pairs)
-    folder = ensure_pairs(cfg.style, cfg.pairs_dir, num_pairs, cfg.style_dirs, cfg.style_overrides)
     base_path = resolve_weights(cfg.base, "editor_mini")
     editor = load_editor(base_path)
+    data.prompt_source, data.reference_image = adapt_prompt_source(spec, editor, str(cfg.base or base_path))
+    extra, folder_name = pairs_for_editor(spec, editor, cfg.style_overrides)
+    teacher_path = resolve_weights(cfg.prior, "prior_mini")
+    teacher = load_prior(teacher_path)
+    check_teacher(teacher, editor, str(cfg.prior or teacher_path), str(cfg.base or base_path))
+    folder = ensure_pairs(cfg.style, cfg.pairs_dir, num_pairs, cfg.style_dirs, [*cfg.style_overrides, *extra], folder_name)
     base_hash = model_hash(editor)
-    teacher = load_prior(resolve_weights(cfg.prior, "prior_mini"))
     run_dir = Path(cfg.out or f"runs/adapt/{cfg.style}")
     run_dir.mkdir(parents=True, exist_ok=True)
     data.dirs = [str(folder)]
@@ -236,6 +245,89 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
 
     where = Path(cfg.export) if cfg.export else spec.path
     return export_on_rank_zero(trainer, editor, where, write, f"adapter for {cfg.style!r} ({len(names)} tensors, {minutes:.1f} min)")
+
+
+def adapt_prompt_source(spec: StyleSpec, editor: EditorCore, base: str) -> tuple[str, str]:
+    """How the pairs of ``spec`` prompt ``editor``: ``(data.prompt_source, data.reference_image)``.
+
+    * a style with a ``reference`` image: that image prompts every pair;
+    * an editor without a text encoder (the imported 3DPE release reads reference images only)
+      and a style with ``image_prompts``: every pair is prompted by an image in the target style
+      (its own reference, else another pair's edited image: the authors' loader, see
+      :class:`~pe3d.data.pairs.PairDataset`);
+    * otherwise each pair keeps its stored prompt.
+
+    Raises:
+        ConfigError: the style prompts with text only and the editor has no text encoder (or it
+            prompts with an image and the editor has no image encoder), in one line naming both.
+    """
+    if spec.reference:
+        if editor.image_encoder is None:
+            raise ConfigError(f"style {spec.name!r} prompts with its reference image {spec.reference!r}, but the base "
+                              f"editor {base} has no image prompt encoder (prompt_encoder.image is null)")
+        return "image", str(spec.reference_path)
+    if editor.text_encoder is not None:
+        return "stored", ""
+    if not spec.image_prompts:
+        raise ConfigError(f"style {spec.name!r} prompts with text only (image_prompts: false, no reference image), but "
+                          f"the base editor {base} has no text encoder (it reads reference images only, like the 3DPE "
+                          f"release): set image_prompts: true or reference: IMAGE in {spec.style_file}")
+    return "image", ""
+
+
+def pairs_for_editor(spec: StyleSpec, editor: EditorCore, overrides: Sequence[str]) -> tuple[list[str], str]:
+    """Style overrides that make the pairs the way ``editor`` takes its input, and their pair folder name.
+
+    The pairs are made at the editor's input size (512^2 for the imported 3DPE editor, whatever
+    the style's ``pairs.resolution``) and photos aligned by a ``folder`` style are cropped with
+    the editor's framing (EG3D's FFHQ crop for the imported editor). Returns ``([], "")`` when
+    the style already matches; otherwise the overrides and ``<style>@<size>[-<framing>]``, so the
+    pairs never mix with the style's own set in ``<pairs_dir>/<style>``.
+
+    Raises:
+        ConfigError: a ``pairs.resolution`` override that differs from the editor's input size.
+    """
+    size = editor.cfg.prior.encoder.image_size
+    framing = input_framing(editor.cfg)
+    extra: list[str] = []
+    if spec.pairs.resolution != size:
+        if any(o.replace(" ", "").startswith("pairs.resolution=") for o in overrides):
+            raise ConfigError(f"pairs.resolution={spec.pairs.resolution}: the base editor takes {size}^2 images "
+                              f"(leave pairs.resolution unset: fit adapt makes the pairs at the editor's size)")
+        extra.append(f"pairs.resolution={size}")
+    aligned = spec.generator == "folder" and spec.params.get("align", "none") != "none"
+    if aligned and spec.params.get("framing", "world") != framing:
+        extra.append(f"params.framing={framing}")
+    if not extra:
+        return [], ""
+    return extra, f"{spec.name}@{size}" + (f"-{framing}" if aligned and framing != "world" else "")
+
+
+def _triplane_shape(cfg) -> tuple:
+    enc = cfg.encoder
+    return (enc.image_size, enc.triplane_channels, enc.triplane_resolution, getattr(cfg, "eg3d_renderer", None) is not None)
+
+
+def check_teacher(teacher: PriorModel, editor: EditorCore, prior: str, base: str) -> None:
+    """The frozen teacher must take the editor's input and give triplanes of its shape for its renderer
+    (``L3d`` compares the two triplanes and renders both at the same cameras).
+
+    Raises:
+        ConfigError: in one line, naming both files and, for an imported editor, how to get its prior.
+    """
+    ours, theirs = _triplane_shape(editor.cfg.prior), _triplane_shape(teacher.cfg)
+    if ours == theirs:
+        return
+
+    def describe(shape: tuple) -> str:
+        size, channels, resolution, eg3d = shape
+        return f"{size}^2 images -> 3 x {channels} x {resolution}^2 triplanes, {'EG3D' if eg3d else 'pe3d'} renderer"
+
+    hint = ""
+    if ours[3]:
+        hint = ("; an imported 3DPE editor is supervised by the Live3D prior it was distilled from: "
+                "pe3d import-3dpe encoder_render.pt live3d.safetensors, then prior=live3d.safetensors")
+    raise ConfigError(f"prior {prior} ({describe(theirs)}) does not match the base editor {base} ({describe(ours)}){hint}")
 
 
 def adapt_settings(cfg: AdaptFitConfig, style: AdaptSpec, num_pairs: int) -> tuple[TrainerConfig, EditSystemConfig, PairDataConfig]:

@@ -81,7 +81,23 @@ def adapter_destination(style_folder: Path, style_name: str) -> Path:
         for item in sorted(style_folder.iterdir()):
             if item.is_file() and item.suffix in STYLE_COPY_SUFFIXES:
                 shutil.copy2(item, target / item.name)
+        reference = _style_reference(style_folder)
+        if reference is not None and reference.is_file():  # the style's reference image goes with it
+            (target / reference.relative_to(style_folder)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(reference, target / reference.relative_to(style_folder))
     return target / ADAPTER_FILE
+
+
+def _style_reference(style_folder: Path) -> Optional[Path]:
+    """The ``reference`` image named in a style's ``style.yaml`` (``None`` when there is none)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((style_folder / "style.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    name = data.get("reference") if isinstance(data, dict) else None
+    return style_folder / name if isinstance(name, str) and name else None
 
 
 def checkpoint_to_resume(run_dir: Path, resume: bool) -> Optional[str]:

@@ -20,6 +20,9 @@ They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1), or ru
     ``pe3d edit`` aligns a photo, and estimates its camera (an image without a face is an
     error naming it); ``auto`` does the same but centre-crops images where no face is found.
     Cameras from ``<dir>/cameras.json`` win when present; otherwise the estimate, else frontal.
+    ``framing: world|eg3d``: the crop of aligned photos, as the model expects its input
+    (``eg3d``: EG3D's FFHQ crop, for the imported 3DPE editor; ``pe3d fit adapt`` sets it from the
+    base editor).
 
 ``instruct-pix2pix``
     The paper's 2D editor with BLIP captions for image prompts: :mod:`pe3d.styles.ip2p`.
@@ -419,13 +422,15 @@ class FolderGenerator(PairGenerator):
     @dataclass
     class Params:
         """``dir``: folder with ``before``/``after`` sub-folders of images matched by file stem,
-        and an optional ``cameras`` file; ``align``: one of :data:`FOLDER_ALIGN_MODES` (see the module docstring)."""
+        and an optional ``cameras`` file; ``align``: one of :data:`FOLDER_ALIGN_MODES` (see the module docstring);
+        ``framing``: the crop of aligned photos (``world`` or ``eg3d``, :func:`pe3d.faces.prepare_portrait`)."""
 
         dir: str = ""
         before: str = "before"
         after: str = "after"
         cameras: str = CAMERAS_FILE
         align: str = "none"
+        framing: str = "world"
 
     @staticmethod
     def _match(params: Any, spec: StyleSpec) -> tuple[list[tuple[Path, Path]], Path]:
@@ -445,6 +450,10 @@ class FolderGenerator(PairGenerator):
         """``dir`` must hold matching ``before``/``after`` images; a camera file must parse; ``align`` must be known."""
         if params.align not in FOLDER_ALIGN_MODES:
             raise ParamError("align", f"must be one of {list(FOLDER_ALIGN_MODES)}, got {params.align!r}")
+        from pe3d.faces.align import FRAMINGS
+
+        if params.framing not in FRAMINGS:
+            raise ParamError("framing", f"must be one of {list(FRAMINGS)}, got {params.framing!r}")
         _, folder = cls._match(params, spec)
         if (folder / params.cameras).is_file():
             try:
@@ -497,7 +506,8 @@ class FolderGenerator(PairGenerator):
             from pe3d.images import load_image as load_photo
 
             try:
-                prepared, edited = align_pair(load_photo(before), load_photo(after), resolution, "largest", str(before))
+                prepared, edited = align_pair(load_photo(before), load_photo(after), resolution, "largest", str(before),
+                                              framing=self.params.framing)
             except FaceSelectionError as error:
                 if self.params.align == "face":
                     raise FaceSelectionError(f"{error} (or set params.align to auto or none)", error.count) from None

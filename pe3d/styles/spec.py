@@ -119,6 +119,12 @@ class StyleSpec:
     ``name`` must equal the folder name (it may be omitted in YAML: the folder name is
     used). ``params`` is checked against the generator's own ``Params`` schema at load
     time. ``folder`` is filled in by :func:`load_style` (never written in YAML).
+
+    ``reference``: an image file in the style folder that *is* the style's image prompt (the
+    paper's reference image P, Sec. 3.2): ``pe3d fit adapt`` prompts every pair with it, and
+    ``pe3d edit --style`` / the web page use it on editors that take reference images only (the
+    imported 3DPE release). Empty: pairs carry their own prompts (text, or with
+    ``image_prompts`` a reference in the target style).
     """
 
     name: str = ""
@@ -129,12 +135,18 @@ class StyleSpec:
     image_prompts: bool = True
     pairs: PairsSpec = field(default_factory=PairsSpec)
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
+    reference: str = ""
     folder: str = ""
 
     @property
     def path(self) -> Path:
         """The style folder as a :class:`~pathlib.Path`."""
         return Path(self.folder)
+
+    @property
+    def reference_path(self) -> Path | None:
+        """``<folder>/<reference>``, or ``None`` when the style has no reference image."""
+        return self.path / self.reference if self.reference else None
 
     @property
     def style_file(self) -> Path:
@@ -352,6 +364,11 @@ def load_style(
     validate_spec(spec, path)
     if spec.name != folder.name:
         raise ConfigError(f"{path}: key 'name': {spec.name!r} must match the folder name {folder.name!r}")
+    if spec.reference:
+        ref = Path(spec.reference)
+        _check_value(path, "reference", not ref.is_absolute() and ".." not in ref.parts,
+                     f"{spec.reference!r} must be a file inside the style folder")
+        _check_value(path, "reference", (folder / ref).is_file(), f"{folder / ref}: file not found")
     spec = replace(spec, folder=str(folder))
     if check_generator:
         from pe3d.styles.registry import check_generator_params

@@ -107,11 +107,20 @@ class DilatedRays:
         """The same pixels of any ``[..., R, R]`` tensor."""
         return x if self.stride <= 1 else x[..., self.offset[0] :: self.stride, self.offset[1] :: self.stride]
 
+    @classmethod
+    def sample_for(cls, renderer, resolution: int, stride: int) -> "DilatedRays":
+        """:meth:`sample`, or the full view for a renderer that renders whole images only
+        (``supports_ray_indices = False``, e.g. EG3D's, whose depth bounds and super-resolution need them)."""
+        return cls.sample(resolution, stride if getattr(renderer, "supports_ray_indices", True) else 1)
+
     def render(self, renderer, planes: Tensor, labels: Tensor):
-        """``renderer`` output for these rays, with ``[N, C, h, w]`` fields."""
+        """``renderer`` output for these rays, with ``[N, C, h, w]`` fields (a renderer with optional
+        super-resolution, ``training_render_kwargs``, skips it: the losses read the raw render)."""
+        extra = dict(getattr(renderer, "training_render_kwargs", {}))
         if self.stride <= 1:
-            return renderer(planes, labels, resolution=self.resolution)
-        out = renderer(planes, labels, resolution=self.resolution, ray_indices=self.indices(planes.shape[0], planes.device))
+            return renderer(planes, labels, resolution=self.resolution, **extra)
+        out = renderer(planes, labels, resolution=self.resolution, ray_indices=self.indices(planes.shape[0], planes.device),
+                       **extra)
         h = len(range(self.offset[0], self.resolution, self.stride))
         w = len(range(self.offset[1], self.resolution, self.stride))
         shape = lambda v: v.reshape(v.shape[0], v.shape[1], h, w)  # noqa: E731

@@ -95,7 +95,7 @@ class EditingSystem(L.LightningModule):
         image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
         b = image.shape[0]
         planes = self.editor(image, prompts_from_batch(batch))
-        input_rays = DilatedRays.sample(size, self.cfg.input_ray_stride if self.training else 1)
+        input_rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.input_ray_stride if self.training else 1)
         input_render = input_rays.render(self.editor.renderer, planes, label).image
         edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
         teacher_planes = views = teacher_views = None
@@ -103,7 +103,7 @@ class EditingSystem(L.LightningModule):
             n = self.cfg.num_views
             cams = sample_camera_labels(b * n, yaw_std=self.cfg.view_yaw_std, pitch_std=self.cfg.view_pitch_std).to(image)
             stride = self.cfg.view_ray_stride if self.training else 1
-            rays = DilatedRays.sample(size, stride)
+            rays = DilatedRays.sample_for(self.editor.renderer, size, stride)
             views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
                 teacher_planes = self.teacher(edited)

@@ -98,15 +98,17 @@ class EditService:
         """Side of the model's input images."""
         return self.pipe.editor.cfg.prior.encoder.image_size
 
-    def _activate(self, style: Optional[str], prompt: str) -> Optional[str]:
-        """Switch the pipeline to ``style``'s adapter (or the base editor); returns the text prompt."""
-        from pe3d.recipes.edit import resolve_style_prompt
+    def _activate(self, style: Optional[str], prompt: str) -> tuple[Optional[str], Optional[Tensor]]:
+        """Switch the pipeline to ``style``'s adapter (or the base editor); returns the text prompt and the
+        style's reference image (``None`` unless the style names one)."""
+        from pe3d.recipes.edit import resolve_style_prompts
 
         self.pipe.unload_adapter()
         if style and style != NO_STYLE:
-            style_prompt = resolve_style_prompt(self.pipe, style)
-            return prompt or style_prompt
-        return prompt or None
+            text, reference = resolve_style_prompts(self.pipe, style)
+            image = center_square(load_uploaded_image(str(reference), self.settings.limits)) if reference else None
+            return prompt or text, image
+        return prompt or None, None
 
     def edit(
         self,
@@ -134,7 +136,11 @@ class EditService:
         pitches = [pitch_deg] + [0.0] * len(self.settings.view_yaws_deg)
         cameras = label_from_yaw_pitch([math.radians(y) for y in yaws], [math.radians(p) for p in pitches])
         with self._lock:
-            text = self._activate(style, prompt)
+            text, style_reference = self._activate(style, prompt)
+            reference_image = reference_image if reference_image is not None else style_reference
+            if text is None and reference_image is None:
+                raise UploadRejected(f"style {style!r}: this model reads reference images only (no text encoder); "
+                                     "upload a reference image")
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution)
             adapter = self.pipe.active_adapter
