@@ -479,3 +479,37 @@ def test_web_page_serves_an_edit_from_an_imported_editor(imported, tmp_path):
         assert "no text encoder" in status
     finally:
         app.close()
+
+
+def test_web_adapt_tab_on_an_imported_editor(imported, tmp_path, monkeypatch):
+    """The page's Adapt tab with ``pe3d serve --weights 3dpe prior=live3d``: uploaded photo pairs become an image-prompt
+    style, adapted through fit adapt (EG3D framing, the editor's input size); editing with it asks for a reference."""
+    pytest.importorskip("gradio", reason='the web interface is an optional extra: pip install -e ".[test]"')
+    from pe3d.web.adapt import AdaptService
+    from pe3d.web.app import PageHandlers
+    from pe3d.web.service import EditService
+    from pe3d.web.settings import WebSettings
+
+    editor, prior = imported
+    monkeypatch.setenv("PE3D_STYLES", str(tmp_path / "styles"))
+    settings = WebSettings(weights=str(editor), prior=str(prior), resolution=16, view_yaws_deg=[30.0],
+                           runs_dir=str(tmp_path / "runs"))
+    editing = EditService(settings)
+    handlers = PageHandlers(editing, AdaptService(settings, editing.input_size))
+    photo = _portrait(tmp_path / "photo.png")
+    before, after = [], []
+    for i, tint in enumerate(([1.0, 0.8, 0.2], [0.9, 0.75, 0.3])):  # the photo and its mirror, tinted gold
+        pixels = np.asarray(Image.open(photo))[:, ::-1 if i else 1]
+        Image.fromarray(pixels).save(tmp_path / f"b{i}.png")
+        Image.fromarray((pixels * np.array(tint)).astype(np.uint8)).save(tmp_path / f"a{i}.png")
+        before.append(str(tmp_path / f"b{i}.png"))
+        after.append(str(tmp_path / f"a{i}.png"))
+    status, _ = handlers.run_adapt("gold_web", "make it golden", before, after, 2, progress=lambda *a, **k: None)
+    assert "is ready" in status, status
+    assert (tmp_path / "styles" / "gold_web" / "adapter.safetensors").is_file()
+    pairs = tmp_path / "runs" / "gold_web" / "pairs" / "gold_web@64-eg3d"
+    assert pairs.is_dir(), sorted(p.name for p in (tmp_path / "runs" / "gold_web" / "pairs").iterdir())
+    status, *_ = handlers.run_edit(str(photo), "gold_web", "", None, 1.0, 20, 0)
+    assert "upload a reference image" in status
+    status, edited, *_ = handlers.run_edit(str(photo), "gold_web", "", str(tmp_path / "a0.png"), 1.0, 20, 0)
+    assert "adapter gold_web" in status and edited.shape == (64, 64, 3)
