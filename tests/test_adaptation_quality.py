@@ -64,12 +64,7 @@ def _recolour(fn, background, rgb, parts):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("style", [
-    pytest.param("green_mono", marks=pytest.mark.xfail(strict=False, reason=(
-        "known gap (issue 13): in its 30 s the default adaptation moves the green-monochrome head only "
-        "13.2 -> 13.5 dB against a 14.7 dB teacher; the same edit with a recoloured background is learned"))),
-    "green_mono_bg",
-])
+@pytest.mark.parametrize("style", ["green_mono", "green_mono_bg"])
 def test_default_adaptation_reaches_its_teacher_quickly(style, tmp_path, monkeypatch):
     monkeypatch.setenv("PE3D_STYLE_PATH", str(FIXTURES))
     monkeypatch.chdir(tmp_path)

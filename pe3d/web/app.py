@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import gradio as gr
 
 from pe3d.pipeline import EditPipeline
+from pe3d.styles.spec import AdaptSpec
 from pe3d.web.adapt import AdaptRequest, AdaptService
 from pe3d.web.service import NO_STYLE, EditService
 from pe3d.web.settings import WebSettings
@@ -131,7 +132,7 @@ def build_app(pipe_factory: Optional[Callable[[], EditPipeline]] = None, setting
             name = gr.Textbox(label="New style name", placeholder="e.g. clay_figure", elem_id="adapt-name")
             adapt_prompt = gr.Textbox(label="Instruction (its text prompt)", placeholder="turn the person into a clay figure",
                                       elem_id="adapt-prompt")
-            steps = gr.Slider(1, settings.adapt_max_steps, value=min(200, settings.adapt_max_steps), step=1,
+            steps = gr.Slider(1, settings.adapt_max_steps, value=min(AdaptSpec().max_steps, settings.adapt_max_steps), step=1,
                               label="Training steps", elem_id="adapt-steps")
             adapt = gr.Button("Adapt", variant="primary", elem_id="adapt-button")
             adapt_status = gr.HTML(elem_id="adapt-status", min_height=60)
