@@ -201,7 +201,7 @@ def _notes(cfg: SpeedBenchmark) -> list[str]:
     return [
         f"Mean ± std over {cfg.repeats} repeats after {cfg.warmup} warm-up run(s), ours and two-stage taking turns "
         "(so a changing load on a shared machine hits both alike), batch 1, render at the input camera "
-        "at the model's neural rendering resolution (mini: 32², paper: 128² + super-resolution to 512²).",
+        "at the model's neural rendering resolution (mini: 64² rays, 12 + 12 samples each; paper: 128² + super-resolution to 512²).",
         "The paper-size model has random weights: its cost is that of the trained one (same architecture).",
         "The IP2P rows are an estimate: one UNet step timed here × the step count; the VAE, the text encoder and the "
         "scheduler are left out, so the real 2D editor is slower still.",
