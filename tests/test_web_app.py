@@ -94,6 +94,20 @@ def test_edit_handler_returns_images_or_a_status_message(handlers, portraits, tm
     assert "unknown style 'no_such_style'" in status
 
 
+def test_unticking_align_takes_a_world_render_as_framed(handlers, tmp_path):
+    path = tmp_path / "world256.png"  # large enough for the face detector (held-out identity 12: found)
+    Image.fromarray(to_uint8(_world_portraits(3, size=256).rgb[2])).save(path)
+    aligned, note = handlers.editing.check_portrait(str(path), align=True)
+    as_framed, framed_note = handlers.editing.check_portrait(str(path), align=False)
+    upload = np.asarray(Image.open(path).convert("RGB"))
+    assert "taken as framed" in framed_note and "face found" in note
+    assert as_framed.shape == upload.shape and np.array_equal(as_framed, upload)  # a square upload, untouched
+    status, edited, *_ = handlers.run_edit(str(path), "bronze_statue", "", None, 1.0, 0, 0, False)
+    assert "edited" in status and "pe3d-error" not in status
+    _, aligned_edit, *_ = handlers.run_edit(str(path), "bronze_statue", "", None, 1.0, 0, 0, True)
+    assert not np.array_equal(edited, aligned_edit)  # the face fit's crop and camera change the edit
+
+
 def test_adapt_handler_trains_a_new_selectable_style(handlers, portraits, tmp_path, monkeypatch):
     monkeypatch.setenv("PE3D_STYLES", str(tmp_path / "styles"))
     handlers.adapting.settings.runs_dir = str(tmp_path / "runs")

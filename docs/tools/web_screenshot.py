@@ -1,6 +1,8 @@
 """Regenerate docs/images/web_ui.png: the web page after an edit, in headless Chromium.
 
-    python docs/tools/web_screenshot.py PORTRAIT.png docs/images/web_ui.png [STYLE]
+    python docs/tools/web_screenshot.py PORTRAIT.png docs/images/web_ui.png [STYLE] [--no-align]
+
+``--no-align`` unticks "Align the face" (for a world render, taken as framed with a frontal camera).
 
 Needs Debian's chromium and the test extras (playwright); uses the shipped weights.
 """
@@ -20,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def main(portrait: str, out: str, style: str = "bronze_statue") -> None:
+def main(portrait: str, out: str, style: str = "bronze_statue", align: bool = True) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -31,6 +33,8 @@ def main(portrait: str, out: str, style: str = "bronze_statue") -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(120_000)
             page.goto(f"http://127.0.0.1:{port}/")
+            if not align:
+                page.locator("#align input[type=checkbox]").uncheck()
             page.locator("#portrait input[type=file]").set_input_files(portrait)
             page.wait_for_function("document.querySelector('#preview img') !== null")
             page.locator("#style input").click()
@@ -46,4 +50,5 @@ def main(portrait: str, out: str, style: str = "bronze_statue") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != "--no-align"]
+    main(*args, align="--no-align" not in sys.argv[1:])

@@ -51,20 +51,21 @@ class PageHandlers:
         self.editing = editing
         self.adapting = adapting
 
-    def check_portrait(self, path: Optional[str]):
-        """On upload: the model-input preview and a note, or the refusal."""
+    def check_portrait(self, path: Optional[str], align: bool = True):
+        """On upload (or when the face-alignment box changes): the model-input preview and a note, or the refusal."""
         if not path:
             return None, ""
         try:
-            preview, note = self.editing.check_portrait(path)
+            preview, note = self.editing.check_portrait(path, bool(align))
             return preview, status_html(note, ok=True)
         except USER_ERRORS as error:
             return None, status_html(_message(error))
 
-    def run_edit(self, portrait, style, prompt, reference, strength, yaw, pitch):
+    def run_edit(self, portrait, style, prompt, reference, strength, yaw, pitch, align=True):
         """The Edit button: status, edited image, novel view, depth, gallery (outputs kept on refusal)."""
         try:
-            out = self.editing.edit(portrait, style, prompt or "", reference, float(strength), float(yaw), float(pitch))
+            out = self.editing.edit(portrait, style, prompt or "", reference, float(strength), float(yaw), float(pitch),
+                                    align=bool(align))
         except USER_ERRORS as error:
             return status_html(_message(error)), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return status_html(f"edited ({out.note})", ok=True), out.edited, out.view, out.depth, out.gallery
@@ -100,6 +101,8 @@ def build_app(pipe_factory: Optional[Callable[[], EditPipeline]] = None, setting
                                            height=150, elem_id="portrait")
                         preview = gr.Image(label="Model input", type="numpy", interactive=False, height=150,
                                            elem_id="preview", elem_classes="pe3d-out")
+                    align = gr.Checkbox(value=True, label="Align the face (untick for a world render: taken as framed, "
+                                        "frontal camera)", elem_id="align")
                     style = gr.Dropdown(choices=editing.style_choices(), value=NO_STYLE, label="Style", elem_id="style")
                     prompt = gr.Textbox(label="Text prompt (optional with a style)", max_lines=2, elem_id="prompt")
                     reference = gr.File(label="Reference image prompt (optional)", file_count="single", type="filepath",
@@ -120,8 +123,9 @@ def build_app(pipe_factory: Optional[Callable[[], EditPipeline]] = None, setting
                                          elem_id="depth", elem_classes="pe3d-out")
                     gallery = gr.Gallery(label="Novel views", columns=len(settings.view_yaws_deg), height=210,
                                          object_fit="contain", format="png", elem_id="views")
-            portrait.change(handlers.check_portrait, inputs=portrait, outputs=[preview, status])
-            inputs = [portrait, style, prompt, reference, strength, yaw, pitch]
+            portrait.change(handlers.check_portrait, inputs=[portrait, align], outputs=[preview, status])
+            align.change(handlers.check_portrait, inputs=[portrait, align], outputs=[preview, status])
+            inputs = [portrait, style, prompt, reference, strength, yaw, pitch, align]
             run.click(handlers.run_edit, inputs=inputs, outputs=[status, edited, view, depth, gallery])
         with gr.Tab("Adapt"):
             gr.Markdown("Upload about 10 *before* and *after* images (matched by file name, else in order); "

@@ -48,11 +48,15 @@ class EditOutput:
     note: str
 
 
-def prepare_upload(image: Tensor, size: int, name: str, framing: str = "world") -> PreparedInput:
+def prepare_upload(image: Tensor, size: int, name: str, framing: str = "world", align: bool = True) -> PreparedInput:
     """Face-align ``image`` (``framing``: the crop the model expects, :attr:`EditPipeline.framing`) and
-    estimate its camera; without a detectable face, the centre square and the frontal camera (said in the note)."""
+    estimate its camera; without a detectable face, the centre square and the frontal camera (said in the note).
+    ``align=False`` takes the image as already framed (a world render, as ``pe3d edit --no-align``): the
+    centre square and the frontal camera, no face detection."""
     from pe3d.faces import FaceSelectionError, prepare_portrait
 
+    if not align:
+        return PreparedInput(center_square(image), label_from_yaw_pitch(0.0, 0.0)[0], "taken as framed: centre square, frontal camera")
     try:
         prepared = prepare_portrait(image, size, face="largest", source=name, framing=framing)
         note = f"face found: yaw {prepared.yaw_deg:+.0f}°, pitch {prepared.pitch_deg:+.0f}°"
@@ -86,12 +90,13 @@ class EditService:
 
         return [NO_STYLE, *list_styles()]
 
-    def check_portrait(self, path: Optional[str]) -> tuple[np.ndarray, str]:
-        """Validate an uploaded portrait; its model input as a preview image and a note."""
+    def check_portrait(self, path: Optional[str], align: bool = True) -> tuple[np.ndarray, str]:
+        """Validate an uploaded portrait; its model input as a preview image and a note (``align``: see
+        :func:`prepare_upload`)."""
         if not path:
             raise UploadRejected("upload a portrait image first")
         prepared = prepare_upload(load_uploaded_image(path, self.settings.limits), self.input_size(), display_name(path),
-                                  framing=self.pipe.framing)
+                                  framing=self.pipe.framing, align=align)
         return to_uint8(prepared.image), prepared.note
 
     def input_size(self) -> int:
@@ -119,8 +124,9 @@ class EditService:
         strength: float = 1.0,
         yaw_deg: float = 0.0,
         pitch_deg: float = 0.0,
+        align: bool = True,
     ) -> EditOutput:
-        """Edit the uploaded ``portrait`` file; see :class:`EditOutput`."""
+        """Edit the uploaded ``portrait`` file; see :class:`EditOutput` (``align``: see :func:`prepare_upload`)."""
         if not portrait:
             raise UploadRejected("upload a portrait image first")
         limits = self.settings.limits
@@ -131,7 +137,7 @@ class EditService:
             raise UploadRejected("choose a style, type a prompt or upload a reference image")
         if not 0.0 <= strength <= 1.0:
             raise UploadRejected(f"strength must be in [0, 1], got {strength}")
-        prepared = prepare_upload(image, self.input_size(), display_name(portrait), framing=self.pipe.framing)
+        prepared = prepare_upload(image, self.input_size(), display_name(portrait), framing=self.pipe.framing, align=align)
         yaws = [yaw_deg, *self.settings.view_yaws_deg]
         pitches = [pitch_deg] + [0.0] * len(self.settings.view_yaws_deg)
         cameras = label_from_yaw_pitch([math.radians(y) for y in yaws], [math.radians(p) for p in pitches])
