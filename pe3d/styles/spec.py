@@ -103,7 +103,7 @@ class AdaptSpec:
     Defaults fit the mini model on a 2-core CPU: 80 steps, whose cosine learning-rate decay ends
     within the 30-second cap. Only ``E_p``'s token mapper and ``E_t``'s normalization parameters
     train, so the learning rate is higher than distillation's. Measured on hand-written styles
-    (``tests/test_adaptation_quality.py``): longer adaptation over-fits the 10 pairs of a head-only
+    (``tests/test_adaptation_quality.py``, with the previous base editor): longer adaptation over-fits the 10 pairs of a head-only
     recolour (80 steps reach its teacher, 120 fall 0.4 dB and 300 steps 2.3 dB below it), and a
     cap that stops a longer schedule before its decay leaves it 1.2 dB below; a learning rate of
     3e-3 was too low for a recoloured background in 80 steps (12.2 vs 15.1 dB at 6e-3).
