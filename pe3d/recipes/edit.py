@@ -46,17 +46,22 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 """File types a batch folder is scanned for."""
 
 
+def _activate_style(pipe: EditPipeline, style: str):
+    """Load ``style`` (found once) and its adapter into ``pipe`` when the style folder has one; returns its spec."""
+    from pe3d.adapters import ADAPTER_FILE
+    from pe3d.styles.discovery import load_named_style
+
+    spec = load_named_style(style)
+    if (spec.path / ADAPTER_FILE).is_file():
+        pipe.set_adapter(pipe.load_adapter(spec.path))
+    return spec
+
+
 def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     """Load ``style``'s adapter when it has one and return the text prompt to use with it: the style's
     first *training* prompt, the wording the base editor (or the adapter) was trained to follow; the
     test prompts are paraphrases kept for measuring generalisation (``pe3d bench quality``)."""
-    from pe3d.adapters import ADAPTER_FILE
-    from pe3d.styles.discovery import find_style, load_named_style
-
-    spec = load_named_style(style)
-    folder = find_style(style)
-    if (folder / ADAPTER_FILE).is_file():
-        pipe.set_adapter(pipe.load_adapter(folder))
+    spec = _activate_style(pipe, style)
     return (spec.prompts.train or spec.prompts.test)[0]
 
 
@@ -64,17 +69,16 @@ def resolve_style_prompts(pipe: EditPipeline, style: str) -> tuple[str | None, P
     """Load ``style``'s adapter when it has one; return its prompts for this editor: ``(text, reference image file)``.
 
     A style with a ``reference`` image is prompted by that image (its adapter was trained with it);
-    otherwise by its first training prompt (:func:`resolve_style_prompt`), except on an editor
+    otherwise by its first training prompt (as :func:`resolve_style_prompt`), except on an editor
     without a text encoder (the imported 3DPE release), which gets neither: the caller needs a
     reference image from the user.
     """
-    from pe3d.styles.discovery import load_named_style
-
-    text = resolve_style_prompt(pipe, style)
-    spec = load_named_style(style)
+    spec = _activate_style(pipe, style)
     if spec.reference_path is not None:
         return None, spec.reference_path
-    return (text if pipe.editor.text_encoder is not None else None), None
+    if pipe.editor.text_encoder is None:
+        return None, None
+    return (spec.prompts.train or spec.prompts.test)[0], None
 
 
 def _style_needs_reference(style: str) -> InvalidInput:
