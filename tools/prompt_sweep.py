@@ -5,33 +5,45 @@
 Per prompt: mean PSNR over 8 held-out world identities and the input + yaw -30/+30 views (64²
 renders) against the style filter applied to the ground-truth views; then each editor's mean over
 train and over test prompts. ``pe3d bench quality`` scores one prompt of each kind per style; this
-sweep shows how an editor follows every paraphrase (the README's word-bag comparison).
+sweep shows how an editor follows every paraphrase (the README's word-bag comparison). It scores
+with :mod:`pe3d.evaluation`, the path of ``pe3d demo``, ``pe3d eval`` and ``pe3d bench``.
 """
-import sys, math, torch
-torch.set_num_threads(2)
-from pe3d.models.editor import load_editor, Prompts
+
+import sys
+
+import torch
+
+from pe3d.evaluation import PerViewScores, WorldEvalConfig, build_world_eval_set, model_inputs, render_views
+from pe3d.evaluation.world import edit_with_prompt, filter_targets, style_filter_name, style_prompts
+from pe3d.models.editor import load_editor
 from pe3d.styles.discovery import load_named_style
-from pe3d.evaluation.world import style_filter_name
-from pe3d.world import WorldSplit, render_identities, sample_identity, apply_style_filter
-from pe3d.geometry import label_from_yaw_pitch
-from pe3d.metrics import psnr
-styles = ["bronze_statue", "pencil_sketch", "zombie", "blue_hair", "pop_art", "marble_statue"]
-ids = [sample_identity(0, i) for i in WorldSplit().heldout_indices(8)]
-views = {n: label_from_yaw_pitch([math.radians(y)]*8, [0.0]*8) for n, y in [("in", 0), ("l", -30), ("r", 30)]}
-truth = {n: render_identities(ids, l, 64) for n, l in views.items()}
-editors = {p: load_editor(p).eval() for p in sys.argv[1:]}
-summary = {p: {"train": [], "test": []} for p in editors}
-with torch.inference_mode():
-    for s in styles:
-        spec = load_named_style(s); f = style_filter_name(spec)
-        tgt = {n: apply_style_filter(f, t.rgb, t.parts) for n, t in truth.items()}
+
+STYLES = ["bronze_statue", "pencil_sketch", "zombie", "blue_hair", "pop_art", "marble_statue"]
+
+
+@torch.no_grad()
+def main(paths: list[str]) -> None:
+    data = build_world_eval_set(WorldEvalConfig(identities=8, styles=[], novel_pitches_deg=[]))
+    names = data.plan.scored
+    editors = {p: load_editor(p).eval() for p in paths}
+    means = {p: {"train": [], "test": []} for p in editors}
+    for style in STYLES:
+        spec = load_named_style(style)
+        views = filter_targets(data.truth, style_filter_name(spec)).views
         for split in ("train", "test"):
-            for prompt in getattr(spec.prompts, split):
+            for prompt in style_prompts(spec, split=split):
                 row = []
-                for p, e in editors.items():
-                    planes = e(truth["in"].rgb, Prompts(texts=[prompt]*8))
-                    v = sum(psnr(e.render(planes, views[n], resolution=64).image.clamp(0,1), tgt[n]).mean().item() for n in views) / 3
-                    summary[p][split].append(v); row.append(f"{v:.2f}")
-                print(s, split, " ".join(row), "|", prompt, flush=True)
-for p in editors:
-    print(p, "mean train %.2f test %.2f" % (sum(summary[p]["train"])/len(summary[p]["train"]), sum(summary[p]["test"])/len(summary[p]["test"])))
+                for path, editor in editors.items():
+                    planes = edit_with_prompt(editor, model_inputs(data, editor.cfg.prior.encoder.image_size), prompt)
+                    scores = PerViewScores(names)
+                    scores.update(render_views(editor.render, planes, views, names, data.resolution), views)
+                    value = sum(v["psnr"] for v in scores.compute().values()) / len(names)
+                    means[path][split].append(value)
+                    row.append(f"{value:.2f}")
+                print(style, split, " ".join(row), "|", prompt, flush=True)
+    for path, by_split in means.items():
+        print(path, " ".join(f"mean {k} {sum(v) / len(v):.2f}" for k, v in by_split.items()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
