@@ -37,6 +37,10 @@ class ImageLossConfig:
     lpips_weights: Optional[str] = None
 
 
+DEPTH_SOURCES: tuple[str, ...] = ("edited", "input")
+"""Values of :attr:`EditLossConfig.depth_source`."""
+
+
 @dataclass
 class EditLossConfig:
     """Weights of the distillation objective ``L = lambda_2d * L2d + lambda_3d * L3d``.
@@ -50,6 +54,10 @@ class EditLossConfig:
     triplane_3d: float = 1.0
     depth_3d: float = 1.0
     image_3d_weight: float = 1.0
+    depth_source: str = "edited"
+    """Whose geometry the depth term of ``L3d`` follows: ``edited`` (the paper: the prior on the edited
+    image, like every other ``L3d`` term) or ``input`` (the prior on the unedited input: for appearance
+    edits that keep the head's shape, so the colour change cannot disturb the prior's depth)."""
 
 
 @dataclass
@@ -145,6 +153,8 @@ class EditObjective(nn.Module):
     def __init__(self, cfg: EditLossConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        if cfg.depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"loss.depth_source must be one of {list(DEPTH_SOURCES)}, got {cfg.depth_source!r}")
         self.image_loss = ImageLoss(cfg.image_3d) if cfg.lambda_3d > 0 and cfg.image_3d_weight > 0 else None
 
     @property
@@ -153,7 +163,9 @@ class EditObjective(nn.Module):
         return self.cfg.lambda_3d > 0
 
     def forward(self, input_render: Tensor, edited: Tensor, planes: Tensor, teacher_planes: Tensor | None = None,
-                views=None, teacher_views=None) -> dict[str, Tensor]:
+                views=None, teacher_views=None, geometry_views=None) -> dict[str, Tensor]:
+        """The loss terms (``loss`` = total); ``geometry_views``: the depth term's target renders when it is not
+        ``teacher_views`` (:attr:`EditLossConfig.depth_source` ``input``)."""
         cfg = self.cfg
         terms: dict[str, Tensor] = {}
         total = planes.new_zeros(())
@@ -169,8 +181,9 @@ class EditObjective(nn.Module):
                 terms["l3d_triplane"] = triplane_loss(planes, teacher_planes)
                 l3d = l3d + cfg.triplane_3d * terms["l3d_triplane"]
             if cfg.depth_3d > 0:
-                mask = teacher_views.weights.detach() > 0.5
-                terms["l3d_depth"] = depth_loss(views.depth, teacher_views.depth, mask)
+                geometry = teacher_views if geometry_views is None else geometry_views
+                mask = geometry.weights.detach() > 0.5
+                terms["l3d_depth"] = depth_loss(views.depth, geometry.depth, mask)
                 l3d = l3d + cfg.depth_3d * terms["l3d_depth"]
             terms["l3d"] = l3d
             total = total + cfg.lambda_3d * l3d

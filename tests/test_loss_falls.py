@@ -1,4 +1,5 @@
-"""Each system's loss goes down when it trains on a fixed batch of the embedded world."""
+"""Each system's loss goes down when it trains on a fixed batch of the embedded world; the editing
+systems take their depth target from the teacher on the image `loss.depth_source` names."""
 
 import copy
 
@@ -73,3 +74,22 @@ def test_adapt_loss_falls_on_a_new_style():
     batch = _edit_batch("golden_statue", "turn the person into a golden statue")
     losses = _train(AdaptSystem(editor, load_prior(shipped_path("prior_mini")), SYSTEM_CFG), batch, 20, 3e-3)
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def _depth_term(depth_source: str, batch: dict) -> float:
+    cfg = EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="none"), depth_source=depth_source),
+                           num_views=1, render_resolution=16, image_log_every=0)
+    system = AdaptSystem(load_editor(shipped_path("editor_mini")), load_prior(shipped_path("prior_mini")), cfg)
+    torch.manual_seed(0)  # the same random L3d cameras for every call
+    with torch.no_grad():
+        return system.compute_losses(batch)[0]["l3d_depth"].item()
+
+
+def test_depth_source_input_takes_the_geometry_of_the_unedited_input():
+    """The student sees only the input and the prompt, so with ``depth_source=input`` its depth term cannot
+    depend on the edited image; with ``edited`` (the paper) it does, through the teacher."""
+    batch = _edit_batch("pop_art", "turn the portrait into pop art")
+    unedited = {**batch, "edited_image": batch["input_image"]}
+    assert _depth_term("input", batch) == _depth_term("input", unedited)
+    assert abs(_depth_term("edited", batch) - _depth_term("edited", unedited)) > 1e-4
+    assert _depth_term("edited", unedited) == _depth_term("input", unedited)

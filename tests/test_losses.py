@@ -48,3 +48,27 @@ def test_edit_objective_terms_and_ablation_weights():
     no_3d = EditObjective(EditLossConfig(lambda_3d=0.0, image_3d=ImageLossConfig(perceptual="none")))
     assert not no_3d.needs_teacher
     assert torch.allclose(no_3d(image, edited, planes)["loss"], expected_2d)
+
+
+def test_depth_term_follows_the_geometry_views_when_given():
+    from types import SimpleNamespace
+
+    torch.manual_seed(1)
+    image, edited = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    planes = torch.rand(1, 3, 4, 8, 8)
+    views = SimpleNamespace(image=torch.rand(1, 3, 8, 8), depth=torch.rand(1, 1, 8, 8) + 2.5, weights=torch.ones(1, 1, 8, 8))
+    teacher_views = SimpleNamespace(image=torch.rand(1, 3, 8, 8), depth=torch.rand(1, 1, 8, 8) + 2.5, weights=torch.ones(1, 1, 8, 8))
+    # the geometry views see only the left half as foreground: the depth term averages over it alone
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4] = 1.0
+    geometry = SimpleNamespace(image=torch.rand(1, 3, 8, 8), depth=torch.rand(1, 1, 8, 8) + 2.5, weights=mask)
+    objective = EditObjective(EditLossConfig(image_3d=ImageLossConfig(perceptual="none"), depth_source="input"))
+    terms = objective(image, edited, planes, planes, views, teacher_views, geometry)
+    expected = (views.depth - geometry.depth)[..., :4].abs().mean()
+    assert torch.allclose(terms["l3d_depth"], expected)
+    assert not torch.allclose(terms["l3d_depth"], (views.depth - teacher_views.depth).abs().mean())
+
+
+def test_unknown_depth_source_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"depth_source.*'shape'"):
+        EditObjective(EditLossConfig(depth_source="shape"))

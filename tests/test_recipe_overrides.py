@@ -24,6 +24,9 @@ def test_unset_values_come_from_the_style():
     assert system.optim.lr == 3e-3 and system.optim.warmup_steps == 0
     assert (data.batch_size, data.limit) == (4, 10)
     assert _settings(num_pairs=2)[2].batch_size == 2  # the style's batch never exceeds the pairs
+    assert system.loss.depth_source == "edited" and system.loss.triplane_3d == 0.1
+    recolour = AdaptSpec(depth_source="input")
+    assert adapt_settings(load_structured(AdaptFitConfig, [], ["style=golden_statue"]), recolour, 10)[1].loss.depth_source == "input"
 
 
 def test_every_given_value_wins_over_the_style():
@@ -37,6 +40,8 @@ def test_every_given_value_wins_over_the_style():
     assert _settings("lr=0.02")[1].optim.lr == 0.02
     assert _settings("system.optim.lr=0.01")[1].optim.lr == 0.01
     assert _settings("trainer.max_minutes=0.5")[0].max_minutes == 0.5
+    assert _settings("system.loss.depth_source=input")[1].loss.depth_source == "input"
+    assert _settings("system.loss.triplane_3d=1.0")[1].loss.triplane_3d == 1.0
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -46,6 +51,7 @@ def test_every_given_value_wins_over_the_style():
     (["data.batch_size=11"], r"data\.batch_size=11"),
     (["num_pairs=0"], r"num_pairs=0"),
     (["lr=-1"], r"lr=-1"),
+    (["system.loss.depth_source=shape"], r"system\.loss\.depth_source='shape'"),
 ])
 def test_values_that_cannot_be_used_are_refused_by_key(overrides, key):
     cfg = load_structured(AdaptFitConfig, [], ["style=golden_statue", *overrides])

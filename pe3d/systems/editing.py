@@ -98,7 +98,7 @@ class EditingSystem(L.LightningModule):
         input_rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.input_ray_stride if self.training else 1)
         input_render = input_rays.render(self.editor.renderer, planes, label).image
         edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
-        teacher_planes = views = teacher_views = None
+        teacher_planes = views = teacher_views = geometry_views = None
         if self.objective.needs_teacher:
             n = self.cfg.num_views
             cams = sample_camera_labels(b * n, yaw_std=self.cfg.view_yaw_std, pitch_std=self.cfg.view_pitch_std).to(image)
@@ -108,7 +108,9 @@ class EditingSystem(L.LightningModule):
             with torch.no_grad():
                 teacher_planes = self.teacher(edited)
                 teacher_views = rays.render(self.teacher.renderer, teacher_planes.repeat_interleave(n, 0), cams)
-        terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views)
+                if self.cfg.loss.depth_source == "input" and self.cfg.loss.depth_3d > 0:
+                    geometry_views = rays.render(self.teacher.renderer, self.teacher(image).repeat_interleave(n, 0), cams)
+        terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views, geometry_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
             if views.image.shape[-1] == size and input_render.shape[-1] == size:
