@@ -114,7 +114,7 @@ class AdaptSpec:
     input), for a style that recolours without changing the head's shape: the colour change
     disturbs the prior's depth (golden_statue's teacher: novel-view depth error 0.0295 vs the base
     editor's 0.0181), and with ``input`` the adapted editor's is 0.0251 instead of 0.0280 (edit PSNR
-    18.77 instead of 18.55 dB; default adaptation, 8 held-out identities).
+    18.77 instead of 18.55 dB; default adaptation of the previous base editor, 8 held-out identities).
     """
 
     num_pairs: int = 10
