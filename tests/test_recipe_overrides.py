@@ -24,9 +24,9 @@ def test_unset_values_come_from_the_style():
     assert system.optim.lr == 3e-3 and system.optim.warmup_steps == 0
     assert (data.batch_size, data.limit) == (4, 10)
     assert _settings(num_pairs=2)[2].batch_size == 2  # the style's batch never exceeds the pairs
-    assert system.loss.depth_source == "edited" and system.loss.triplane_3d == 0.1
-    recolour = AdaptSpec(depth_source="input")
-    assert adapt_settings(load_structured(AdaptFitConfig, [], ["style=golden_statue"]), recolour, 10)[1].loss.depth_source == "input"
+    assert system.loss.depth_source == "edited" and system.loss.triplane_3d == 0.1 and system.loss.depth_3d == 1.0
+    recolour = adapt_settings(load_structured(AdaptFitConfig, [], ["style=golden_statue"]), AdaptSpec(depth_source="input", depth_weight=10.0), 10)[1]
+    assert (recolour.loss.depth_source, recolour.loss.depth_3d) == ("input", 10.0)
 
 
 def test_every_given_value_wins_over_the_style():
@@ -42,6 +42,7 @@ def test_every_given_value_wins_over_the_style():
     assert _settings("trainer.max_minutes=0.5")[0].max_minutes == 0.5
     assert _settings("system.loss.depth_source=input")[1].loss.depth_source == "input"
     assert _settings("system.loss.triplane_3d=1.0")[1].loss.triplane_3d == 1.0
+    assert _settings("system.loss.depth_3d=0")[1].loss.depth_3d == 0.0  # 0 switches the term off, not "the style's"
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -52,6 +53,7 @@ def test_every_given_value_wins_over_the_style():
     (["num_pairs=0"], r"num_pairs=0"),
     (["lr=-1"], r"lr=-1"),
     (["system.loss.depth_source=shape"], r"system\.loss\.depth_source='shape'"),
+    (["system.loss.depth_3d=-2"], r"system\.loss\.depth_3d=-2"),
 ])
 def test_values_that_cannot_be_used_are_refused_by_key(overrides, key):
     cfg = load_structured(AdaptFitConfig, [], ["style=golden_statue", *overrides])

@@ -48,7 +48,7 @@ def _cpu_edit_system() -> EditSystemConfig:
 
 def _cpu_adapt_system() -> EditSystemConfig:
     # optim.lr 0.0 = "not given": the recipe takes `lr`, else the style's adapt.lr (see AdaptFitConfig);
-    # loss.depth_source "" = the style's adapt.depth_source.
+    # loss.depth_source "" = the style's adapt.depth_source; loss.depth_3d -1 = the style's adapt.depth_weight.
     # A weak triplane term (0.1, distillation's mini recipe too): norm-only adaptation cannot make E_t's
     # triplane features match the teacher's, and at 1.0 the L1 to them pulls the edit towards the teacher's
     # blur (golden_statue, 10 pairs, 80 steps, edit / novel-view PSNR: 17.91 / 17.18 dB at 1.0, 18.77 / 17.82
@@ -59,6 +59,7 @@ def _cpu_adapt_system() -> EditSystemConfig:
     system.optim = OptimConfig(lr=0.0, warmup_steps=0)
     system.loss.triplane_3d = 0.1
     system.loss.depth_source = ""
+    system.loss.depth_3d = -1.0
     return system
 
 
@@ -111,7 +112,8 @@ class AdaptFitConfig:
     * ``trainer.max_steps``: ``-1`` = the style's ``adapt.max_steps``;
     * ``trainer.max_minutes``: ``-1`` = the style's ``adapt.max_minutes``, ``0`` = no time limit;
     * ``data.batch_size``: ``-1`` = the style's ``adapt.batch_size`` (capped at ``num_pairs``);
-    * ``system.loss.depth_source``: ``""`` = the style's ``adapt.depth_source``.
+    * ``system.loss.depth_source``: ``""`` = the style's ``adapt.depth_source``;
+    * ``system.loss.depth_3d``: ``-1`` = the style's ``adapt.depth_weight``.
 
     ``system.loss.triplane_3d`` defaults to 0.1 (see ``_cpu_adapt_system``).
     ``export``: adapter file (default: see :func:`~pe3d.recipes.export.adapter_destination`).
@@ -368,6 +370,10 @@ def adapt_settings(cfg: AdaptFitConfig, style: AdaptSpec, num_pairs: int) -> tup
     system_cfg.loss.depth_source = system_cfg.loss.depth_source or style.depth_source
     if system_cfg.loss.depth_source not in DEPTH_SOURCES:
         raise ConfigError(f"system.loss.depth_source={system_cfg.loss.depth_source!r}: must be one of {list(DEPTH_SOURCES)}")
+    if system_cfg.loss.depth_3d == -1:
+        system_cfg.loss.depth_3d = style.depth_weight
+    elif system_cfg.loss.depth_3d < 0:
+        raise ConfigError(f"system.loss.depth_3d={system_cfg.loss.depth_3d}: must be >= 0, or -1 for the style's adapt.depth_weight")
     data = copy.deepcopy(cfg.data)
     if data.batch_size == -1:
         data.batch_size = min(style.batch_size, num_pairs)
