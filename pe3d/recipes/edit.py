@@ -57,12 +57,17 @@ def _activate_style(pipe: EditPipeline, style: str):
     return spec
 
 
+def _first_training_prompt(spec) -> str:
+    """The prompt ``pe3d edit --style`` uses: the style's first training prompt (its first test prompt
+    when it has no training prompts)."""
+    return (spec.prompts.train or spec.prompts.test)[0]
+
+
 def resolve_style_prompt(pipe: EditPipeline, style: str) -> str:
     """Load ``style``'s adapter when it has one and return the text prompt to use with it: the style's
     first *training* prompt, the wording the base editor (or the adapter) was trained to follow; the
     test prompts are paraphrases kept for measuring generalisation (``pe3d bench quality``)."""
-    spec = _activate_style(pipe, style)
-    return (spec.prompts.train or spec.prompts.test)[0]
+    return _first_training_prompt(_activate_style(pipe, style))
 
 
 def resolve_style_prompts(pipe: EditPipeline, style: str) -> tuple[str | None, Path | None]:
@@ -78,7 +83,7 @@ def resolve_style_prompts(pipe: EditPipeline, style: str) -> tuple[str | None, P
         return None, spec.reference_path
     if pipe.editor.text_encoder is None:
         return None, None
-    return (spec.prompts.train or spec.prompts.test)[0], None
+    return _first_training_prompt(spec), None
 
 
 def _style_needs_reference(style: str) -> InvalidInput:
