@@ -26,6 +26,7 @@ def main(paths: list[str]) -> None:
     data = build_world_eval_set(WorldEvalConfig(identities=8, styles=[], novel_pitches_deg=[]))
     names = data.plan.scored
     editors = {p: load_editor(p).eval() for p in paths}
+    inputs = {p: model_inputs(data, editor.cfg.prior.encoder.image_size) for p, editor in editors.items()}
     means = {p: {"train": [], "test": []} for p in editors}
     for style in STYLES:
         spec = load_named_style(style)
@@ -34,7 +35,7 @@ def main(paths: list[str]) -> None:
             for prompt in style_prompts(spec, split=split):
                 row = []
                 for path, editor in editors.items():
-                    planes = edit_with_prompt(editor, model_inputs(data, editor.cfg.prior.encoder.image_size), prompt)
+                    planes = edit_with_prompt(editor, inputs[path], prompt)
                     scores = PerViewScores(names)
                     scores.update(render_views(editor.render, planes, views, names, data.resolution), views)
                     value = sum(v["psnr"] for v in scores.compute().values()) / len(names)
