@@ -145,10 +145,17 @@ class EditorCore(nn.Module):
 
     def forward(self, image: Tensor, prompts: Prompts) -> Tensor:
         """Edited triplane ``T_p [B,3,C,R,R]`` of ``image [B,3,H,W]`` (in [0,1]) under ``prompts``."""
-        f_g = self.encoder.encode_low(image)
+        return self.edit_features(*self.image_features(image), image, prompts)
+
+    def image_features(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """The prompt-free part of :meth:`forward`: ``(F_g, F_h)`` = ``(E_low(image), E_high(image))``."""
+        return self.encoder.encode_low(image), self.encoder.encode_high(image)
+
+    def edit_features(self, f_g: Tensor, f_h: Tensor, image: Tensor, prompts: Prompts) -> Tensor:
+        """The rest of :meth:`forward` from :meth:`image_features`: ``E_t(CrossAttn(F_h, E_p(prompts)), F_g)``
+        (training caches ``F_g`` / ``F_h`` per pair while ``E_low`` / ``E_high`` are frozen)."""
         tokens, mask = self.encode_prompts(prompts)
-        f_a = self.cross_attention(self.encoder.encode_high(image), tokens, mask)
-        return self.encoder.decode(f_a, f_g, image)
+        return self.encoder.decode(self.cross_attention(f_h, tokens, mask), f_g, image)
 
     def reconstruct(self, image: Tensor) -> Tensor:
         """The prior's triplane (no prompt): ``E_t(E_high(I), E_low(I))``."""

@@ -25,6 +25,7 @@ from pe3d.geometry import sample_camera_labels
 from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
+from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 
 
@@ -50,6 +51,10 @@ class EditSystemConfig:
     """``L2d``'s render at the input camera is a dilated patch (every ``input_ray_stride``-th ray)
     when training, compared with the same pixels of the full-resolution pseudo-label."""
     image_log_every: int = 200
+    frozen_cache_mb: float = 2048.0
+    """Memory for outputs of frozen modules kept per pair (the teacher's triplanes of the edited and the
+    input image, the editor's ``E_low`` / ``E_high`` features): computed at a pair's first step, reused
+    after (:class:`~pe3d.systems.frozen_cache.FrozenOutputCache`); 0 computes them at every step."""
 
 
 def prompts_from_batch(batch: dict) -> Prompts:
@@ -75,6 +80,7 @@ class EditingSystem(L.LightningModule):
         self.teacher = teacher
         self.cfg = cfg
         self.objective = EditObjective(cfg.loss)
+        self.frozen_cache = FrozenOutputCache(cfg.frozen_cache_mb)
         _freeze(self.editor)
         _freeze(self.teacher)
         self.teacher.eval()
@@ -94,7 +100,9 @@ class EditingSystem(L.LightningModule):
         size = self.cfg.render_resolution
         image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
         b = image.shape[0]
-        planes = self.editor(image, prompts_from_batch(batch))
+        keys = pair_keys(batch)
+        input_print = image_fingerprints(image)
+        planes = self._edit(image, prompts_from_batch(batch), keys, input_print)
         input_rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.input_ray_stride if self.training else 1)
         input_render = input_rays.render(self.editor.renderer, planes, label).image
         edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
@@ -106,10 +114,11 @@ class EditingSystem(L.LightningModule):
             rays = DilatedRays.sample_for(self.editor.renderer, size, stride)
             views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
-                teacher_planes = self.teacher(edited)
+                teacher_planes = self._teacher_planes("teacher_edited", edited, keys, image_fingerprints(edited))
                 teacher_views = rays.render(self.teacher.renderer, teacher_planes.repeat_interleave(n, 0), cams)
                 if self.cfg.loss.depth_source == "input" and self.cfg.loss.depth_3d > 0:
-                    geometry_views = rays.render(self.teacher.renderer, self.teacher(image).repeat_interleave(n, 0), cams)
+                    input_planes = self._teacher_planes("teacher_input", image, keys, input_print)
+                    geometry_views = rays.render(self.teacher.renderer, input_planes.repeat_interleave(n, 0), cams)
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views, geometry_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
@@ -117,6 +126,22 @@ class EditingSystem(L.LightningModule):
                 images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
                 images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
         return terms, images
+
+    def _teacher_planes(self, name: str, images: Tensor, keys, fingerprints: Tensor) -> Tensor:
+        """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before."""
+        return self.frozen_cache.get(name, keys, fingerprints, lambda idx: (self.teacher(images[idx]),))[0]
+
+    def _edit(self, image: Tensor, prompts: Prompts, keys, fingerprints: Tensor) -> Tensor:
+        """The editor's triplanes; ``E_low`` / ``E_high`` features come from the cache while they are frozen."""
+        if not self._image_features_frozen():
+            return self.editor(image, prompts)
+        f_g, f_h = self.frozen_cache.get("editor_features", keys, fingerprints,
+                                         lambda idx: self.editor.image_features(image[idx]))
+        return self.editor.edit_features(f_g, f_h, image, prompts)
+
+    def _image_features_frozen(self) -> bool:
+        branches = (self.editor.encoder.low, self.editor.encoder.high)
+        return all(batch_independent(m) and not any(p.requires_grad for p in m.parameters()) for m in branches)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         self.teacher.eval()
