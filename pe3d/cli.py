@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output folder")
     demo.add_argument("--style", default="golden_statue", help="built-in style to adapt to (not seen by the base editor)")
     demo.add_argument("--train", action="store_true", help="train the prior and base editor instead of using the shipped ones")
-    demo.add_argument("--adapt-minutes", type=float, default=0.5, help="time budget of the adaptation")
+    demo.add_argument("--adapt-minutes", type=float, default=2.0,
+                      help="wall-clock guard of the adaptation (its 80 steps end it first)")
     demo.add_argument("--count", type=int, default=8, help="held-out identities to evaluate")
     demo.set_defaults(func=_cmd_demo)
 

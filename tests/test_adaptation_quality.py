@@ -1,4 +1,4 @@
-"""Default ``pe3d fit adapt`` (10 pairs, the style's time budget) on hand-written styles with their own
+"""Default ``pe3d fit adapt`` (10 pairs, 80 steps) on hand-written styles with their own
 ``generator.py``: the adapted editor comes close to its two-stage teacher against the true targets,
 also when the style recolours the background (the renderer reads backgrounds from the triplane)."""
 
@@ -73,7 +73,7 @@ def test_default_adaptation_reaches_its_teacher_quickly(style, tmp_path, monkeyp
         f"export={tmp_path / 'adapter.safetensors'}", "trainer.progress=false", "trainer.logger=none",
     ])
     started = time.perf_counter()
-    adapter = fit_adapt(cfg)  # the style's defaults: 10 pairs, its adapt.max_minutes
+    adapter = fit_adapt(cfg)  # the style's defaults: 10 pairs, 80 steps (its adapt.max_minutes is a guard)
     minutes = (time.perf_counter() - started) / 60
     editor, prior = load_editor(shipped_path("editor_mini")).eval(), load_prior(shipped_path("prior_mini")).eval()
     before = _scores(style, editor, prior)
@@ -82,4 +82,4 @@ def test_default_adaptation_reaches_its_teacher_quickly(style, tmp_path, monkeyp
     print(f"{style}: base {before['ours']:.2f} dB, adapted {after['ours']:.2f} dB, teacher {after['teacher']:.2f} dB, {minutes:.2f} min")
     assert after["ours"] > before["ours"] + 2.0, (before, after)
     assert after["ours"] >= after["teacher"] - TOLERANCE_DB[style], (after, minutes)
-    assert minutes < 1.5  # the style's 0.5-minute budget plus pair generation and export
+    assert minutes < 1.5  # 80 steps, pair generation and export: 0.4-0.7 min on the 2-core CPUs measured

@@ -19,7 +19,7 @@ from pe3d.evaluation.world import build_world_eval_set, evaluate_editor, evaluat
 from pe3d.recipes.eval_editor import editor_eval_config, format_editor_table
 
 
-def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 0.5, eval_count: int = 8) -> dict:
+def run_demo(out: Path, style: str = "golden_statue", train: bool = False, adapt_minutes: float = 2.0, eval_count: int = 8) -> dict:
     """Run the embedded pipeline into ``out``; returns the metrics written to ``out/metrics.json``.
 
     Scores come from :mod:`pe3d.evaluation` on one held-out set (``eval_count`` identities, the style's
