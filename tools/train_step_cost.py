@@ -1,0 +1,80 @@
+"""Cost of one training step of ``fit adapt`` and ``fit distill`` with and without the per-pair cache of
+frozen outputs (``system.frozen_cache_mb``), timed side by side.
+
+    python tools/train_step_cost.py [--repeats 8] [--batch 4]
+
+Both systems start from the shipped editor and prior with the CPU recipes' settings (``fit adapt``'s and
+``configs/distill/mini.yaml``'s losses: depth from the unedited input), on one batch of world pairs
+(golden_statue's filter). Cached and uncached steps take turns (:func:`pe3d.evaluation.time_in_turns`), so a
+changing load hits both alike; the cache is filled by the warm-up step, as by a pair's first step in training.
+Also prints the loss of each variant's first step (they must agree) and the cache's memory per pair.
+"""
+
+import argparse
+
+import torch
+
+from pe3d.config import configs_dir, load_structured
+from pe3d.evaluation import time_interleaved
+from pe3d.geometry import label_from_yaw_pitch
+from pe3d.models.editor import load_editor
+from pe3d.models.prior import load_prior
+from pe3d.recipes.editing import AdaptFitConfig, DistillFitConfig
+from pe3d.systems.editing import AdaptSystem, DistillSystem
+from pe3d.weights import shipped_path
+from pe3d.world import WorldSplit, apply_style_filter, render_identities, sample_identity
+
+
+def _batch(size: int) -> dict:
+    identities = [sample_identity(0, i) for i in WorldSplit().train_indices(size)]
+    render = render_identities(identities, label_from_yaw_pitch([0.0] * size, [0.0] * size), 64)
+    return {"input_image": render.rgb, "edited_image": apply_style_filter("golden_statue", render.rgb, render.parts),
+            "label": label_from_yaw_pitch([0.0] * size, [0.0] * size), "prompt": ["turn the person into a golden statue"] * size,
+            "id": torch.arange(size), "style": ["golden_statue"] * size}
+
+
+def _system_configs():
+    adapt = load_structured(AdaptFitConfig, [], []).system
+    adapt.optim.lr, adapt.loss.depth_source, adapt.loss.depth_3d = 6e-3, "input", 10.0  # golden_statue's adapt: settings
+    distill = load_structured(DistillFitConfig, [configs_dir() / "distill" / "mini.yaml"], []).system
+    return {"adapt": (AdaptSystem, adapt), "distill": (DistillSystem, distill)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    batch = _batch(args.batch)
+    for name, (kind, cfg) in _system_configs().items():
+        steps, first_loss, caches = {}, {}, {}
+        for cached in (False, True):
+            cfg.frozen_cache_mb = 4096.0 if cached else 0.0
+            system = kind(load_editor(shipped_path("editor_mini")), load_prior(shipped_path("prior_mini")), cfg)
+            system.train()
+            system.teacher.eval()
+            optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=cfg.optim.lr)
+            label = "cached" if cached else "uncached"
+            caches[label] = system.frozen_cache
+
+            def step(system=system, optimizer=optimizer, label=label):
+                if label not in first_loss:
+                    torch.manual_seed(0)  # the same cameras and ray offsets for both first steps
+                loss = system.compute_losses(batch)[0]["loss"]
+                first_loss.setdefault(label, loss.item())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+            steps[label] = step
+        timings = time_interleaved(steps, repeats=args.repeats, warmup=1)
+        cache = caches["cached"]
+        ratio = timings["uncached"].mean_ms / timings["cached"].mean_ms
+        print(f"{name}: {timings['uncached'].mean_ms:.0f} ± {timings['uncached'].std_ms:.0f} ms/step uncached, "
+              f"{timings['cached'].mean_ms:.0f} ± {timings['cached'].std_ms:.0f} ms cached: {ratio:.2f}x "
+              f"(batch {args.batch}, {args.repeats} steps each; first-step loss {first_loss['uncached']:.5f} vs "
+              f"{first_loss['cached']:.5f}; cache {cache.bytes / max(1, args.batch) / 2**20:.2f} MB per pair)")
+
+
+if __name__ == "__main__":
+    main()
