@@ -25,8 +25,8 @@ from pe3d.geometry import sample_camera_labels
 from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
-from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
+from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
 
 
 @dataclass
