@@ -93,6 +93,8 @@ def test_cache_budget_and_keys():
     out = cache.get("double", list(range(8)), prints, compute)[0]
     assert torch.equal(out, x * 2) and calls[-1] == [4, 5, 6, 7]
     assert torch.equal(cache.get("double", None, prints, compute)[0], x * 2) and calls[-1] == list(range(8))
+    assert cache.summary() == "frozen outputs of 4 pairs kept (0.0 MB), 25% of lookups reused"  # 4 hits of 16
+    assert FrozenOutputCache(1).summary() == ""
     with pytest.raises(ValueError, match="max_mb"):
         FrozenOutputCache(-1)
     with pytest.raises(ValueError, match="3 keys for a batch of 8"):

@@ -184,6 +184,12 @@ def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: Train
     return trainer, (time.perf_counter() - started) / 60
 
 
+def _run_summary(minutes: float, system: AdaptSystem | DistillSystem) -> str:
+    """``"0.6 min"``, plus what the frozen-output cache reused (on this process)."""
+    cache = system.frozen_cache.summary()
+    return f"{minutes:.1f} min; {cache}" if cache else f"{minutes:.1f} min"
+
+
 def _refuse_recipe_keys(cfg: DistillFitConfig | AdaptFitConfig) -> None:
     """Keys the recipe fills in itself: giving them would be ignored, so they are refused by name."""
     if cfg.data.dirs:
@@ -220,7 +226,7 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False, callbacks: Sequence
     meta = {"styles": ",".join(cfg.styles), "train_minutes": f"{minutes:.2f}"}
     out = run_dir / "editor.safetensors"
     return export_on_rank_zero(trainer, editor, out, lambda: save_editor(editor.cpu(), out, meta, cfg.export_dtype),
-                               f"base editor ({minutes:.1f} min)")
+                               f"base editor ({_run_summary(minutes, system)})")
 
 
 def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
@@ -257,7 +263,7 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
         return save_adapter(export, editor.cpu(), names, cfg.style, base_hash, config_yaml=config_yaml)
 
     where = Path(cfg.export) if cfg.export else spec.path
-    return export_on_rank_zero(trainer, editor, where, write, f"adapter for {cfg.style!r} ({len(names)} tensors, {minutes:.1f} min)")
+    return export_on_rank_zero(trainer, editor, where, write, f"adapter for {cfg.style!r} ({len(names)} tensors, {_run_summary(minutes, system)})")
 
 
 def adapt_prompt_source(spec: StyleSpec, editor: EditorCore, base: str) -> tuple[str, str]:

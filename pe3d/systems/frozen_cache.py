@@ -74,6 +74,16 @@ class FrozenOutputCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def summary(self) -> str:
+        """One line for the end of a run, e.g. ``"frozen outputs of 10 pairs kept (17.5 MB), 96% of lookups reused"``
+        (``""`` when nothing was looked up)."""
+        lookups = self.hits + self.misses
+        if not lookups:
+            return ""
+        pairs = len({key for _, key in self._entries})
+        return (f"frozen outputs of {pairs} pairs kept ({self.bytes / 2**20:.1f} MB), "
+                f"{100 * self.hits / lookups:.0f}% of lookups reused")
+
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()
