@@ -1,6 +1,6 @@
 """What limits the representation's ceiling: per-identity triplane fits with one thing changed at a time.
 
-    python tools/ceiling_study.py [--identities 2] [--max-steps 500]
+    python tools/ceiling_study.py [--identities 2] [--max-steps 500] [--grid FILE.png]
 
 ``pe3d bench quality``'s ceiling fits one triplane per held-out identity to 13 ground-truth views (8 random
 cameras + the 5 tested ones) with the shipped decoder and renderer frozen; its PSNR at the tested views
@@ -17,7 +17,8 @@ cameras + the 5 tested ones) with the shipped decoder and renderer frozen; its P
 * ``3x longer fit``: ``--max-steps`` x 3, never stopped early (is the benchmark's fit converged?);
 * ``box 0.76 + 128² planes``: both (the same cell size as the shipped planes, in a larger box).
 
-``--variants`` picks some of them by name.
+``--variants`` picks some of them by name; ``--grid`` writes the first identity's renders (ground truth,
+the prior, each variant) at the tested views.
 
 Prints PSNR per tested view for each variant (the prior's own reconstruction first, for reference).
 """
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pe3d.bench.config import CeilingConfig, QualityBenchmark
+from pe3d.bench.plots import GridRow, image_grid
 from pe3d.bench.quality import _fit_cameras, _first, _views, fit_ceiling, world_config
 from pe3d.evaluation import PerViewScores, build_world_eval_set, reconstruct, render_views
 from pe3d.models.prior import load_prior
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--grid", default="", help="PNG of the first identity's renders per fit and view")
     args = parser.parse_args()
     bench = QualityBenchmark(styles=[], identities=max(args.identities, 2), progress=False)
     bench.ceiling = replace(CeilingConfig(fit_views=8, views_per_step=3, ray_stride=2, lr=0.03, patience=60, tolerance=0.002),
@@ -84,10 +87,13 @@ def main() -> None:
         return renderer, planes, extra
 
     rows = {}
+    grid = [GridRow("ground truth", [targets[v].image[0] for v in names])]
     with torch.no_grad():
         scores = PerViewScores(names)
-        scores.update(render_views(prior.render, init, targets, names, bench.resolution), targets)
+        renders = render_views(prior.render, init, targets, names, bench.resolution)
+        scores.update(renders, targets)
         rows["prior (feed-forward)"] = (scores.compute(), 0)
+        grid.append(GridRow("prior", [renders[v].image[0] for v in names]))
     for name in args.variants:
         renderer, planes, extra = variant(name)
         for param in renderer.parameters():
@@ -97,13 +103,18 @@ def main() -> None:
         fit = bench.ceiling
         if name == "3x longer fit":
             fit = replace(fit, max_steps=3 * fit.max_steps, patience=3 * fit.max_steps)  # the early stop needs 2 x patience steps
+        torch.manual_seed(1)  # the renderer's sample jitter while fitting draws from the global generator
         fitted, steps = fit_ceiling(renderer, planes, targets, fit, torch.Generator().manual_seed(1), extra)
         with torch.no_grad():
             scores = PerViewScores(names)
             render = lambda p, labels, resolution=None, renderer=renderer: renderer(p, labels, resolution=resolution)  # noqa: E731
-            scores.update(render_views(render, fitted, targets, names, bench.resolution), targets)
+            renders = render_views(render, fitted, targets, names, bench.resolution)
+            scores.update(renders, targets)
         rows[name] = (scores.compute(), steps)
+        grid.append(GridRow(name, [renders[v].image[0] for v in names]))
         print(f"{name}: {steps} steps, " + " / ".join(f"{rows[name][0][v]['psnr']:.2f}" for v in names), flush=True)
+    if args.grid:
+        print("grid:", image_grid(grid, names, args.grid, cell=128, title="per-identity fits (13 views) at the tested views"))
     print(f"\n| fit ({k} held-out identities, 13 views) | steps | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for name, (per_view, steps) in rows.items():
