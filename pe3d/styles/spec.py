@@ -101,9 +101,9 @@ class PairsSpec:
 class AdaptSpec:
     """Fast-adaptation settings (paper Sec. 3.3 / 4.3: 10 pairs, about 5 minutes on a GPU).
 
-    Defaults fit the mini model on a 2-core CPU: 80 steps (0.4-0.6 min of training on the 2-core CPUs
-    measured, with the per-pair cache of frozen outputs). Only ``E_p``'s token mapper and ``E_t``'s normalization parameters
-    train, so the learning rate is higher than distillation's. Measured on hand-written styles
+    Defaults fit the mini model on a 2-core CPU: 80 steps (0.4-0.9 min of training on the 2-core CPUs
+    measured, with the per-pair cache of frozen outputs). Only ``E_p``'s token mapper and ``E_t``'s
+    normalization parameters train, so the learning rate is higher than distillation's. Measured on hand-written styles
     (``tests/test_adaptation_quality.py``, with the previous base editor): longer adaptation over-fits the 10 pairs of a head-only
     recolour (80 steps reach its teacher, 120 fall 0.4 dB and 300 steps 2.3 dB below it), and a
     cap that stops a longer schedule before its decay leaves it 1.2 dB below; a learning rate of
