@@ -12,7 +12,7 @@ from pe3d.losses import EditLossConfig, ImageLossConfig
 from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
-from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
+from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, pair_keys
 from pe3d.weights import shipped_path
 from pe3d.world import apply_style_filter
 
@@ -80,25 +80,24 @@ def test_a_reused_key_with_other_images_is_recomputed():
 def test_cache_budget_and_keys():
     cache = FrozenOutputCache(max_mb=1 / 1024)  # 1 KiB: room for one 64-float entry per name
     x = torch.arange(8 * 64, dtype=torch.float32).reshape(8, 64)
-    prints = image_fingerprints(x)
     calls = []
 
     def compute(idx):
         calls.append(idx.tolist())
         return (x[idx] * 2,)
 
-    out = cache.get("double", list(range(8)), prints, compute)[0]
+    out = cache.get("double", list(range(8)), x, compute)[0]
     assert torch.equal(out, x * 2)
     assert cache.bytes <= 1024 and len(cache) == 4  # 4 of 256 bytes fit
-    out = cache.get("double", list(range(8)), prints, compute)[0]
+    out = cache.get("double", list(range(8)), x, compute)[0]
     assert torch.equal(out, x * 2) and calls[-1] == [4, 5, 6, 7]
-    assert torch.equal(cache.get("double", None, prints, compute)[0], x * 2) and calls[-1] == list(range(8))
+    assert torch.equal(cache.get("double", None, x, compute)[0], x * 2) and calls[-1] == list(range(8))
     assert cache.summary() == "frozen outputs of 4 pairs kept (0.0 MB), 25% of lookups reused"  # 4 hits of 16
     assert FrozenOutputCache(1).summary() == ""
     with pytest.raises(ValueError, match="max_mb"):
         FrozenOutputCache(-1)
     with pytest.raises(ValueError, match="3 keys for a batch of 8"):
-        cache.get("double", [0, 1, 2], prints, compute)
+        cache.get("double", [0, 1, 2], x, compute)
     assert pair_keys({"id": torch.tensor([3, 4]), "style": ["a", "b"]}) == [("a", 3), ("b", 4)]
     assert pair_keys({"input_image": x}) is None
 

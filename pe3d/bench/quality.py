@@ -110,7 +110,8 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
     groups = [{"params": [planes]}] + ([{"params": extra, "lr": extra_lr}] if extra else [])
     optimiser = torch.optim.Adam(groups, lr=cfg.lr)
     # cosine decay of every group's learning rate to 5 % of its start over max_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, cfg.max_steps) / cfg.max_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, cfg.max_steps) / cfg.max_steps)))
     loss_fn = ImageLoss(ImageLossConfig(l2=1.0, l1=0.5, perceptual="none", perceptual_weight=0.0))
     losses: list[float] = []
     renderer.train()  # jittered samples while fitting, as in training

@@ -26,7 +26,7 @@ from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
-from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
+from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, pair_keys
 
 
 @dataclass
@@ -101,8 +101,7 @@ class EditingSystem(L.LightningModule):
         image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
         b = image.shape[0]
         keys = pair_keys(batch)
-        input_print = image_fingerprints(image)
-        planes = self._edit(image, prompts_from_batch(batch), keys, input_print)
+        planes = self._edit(image, prompts_from_batch(batch), keys)
         input_rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.input_ray_stride if self.training else 1)
         input_render = input_rays.render(self.editor.renderer, planes, label).image
         edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
@@ -114,10 +113,10 @@ class EditingSystem(L.LightningModule):
             rays = DilatedRays.sample_for(self.editor.renderer, size, stride)
             views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
-                teacher_planes = self._teacher_planes("teacher_edited", edited, keys, image_fingerprints(edited))
+                teacher_planes = self._teacher_planes("teacher_edited", edited, keys)
                 teacher_views = rays.render(self.teacher.renderer, teacher_planes.repeat_interleave(n, 0), cams)
                 if self.cfg.loss.depth_source == "input" and self.cfg.loss.depth_3d > 0:
-                    input_planes = self._teacher_planes("teacher_input", image, keys, input_print)
+                    input_planes = self._teacher_planes("teacher_input", image, keys)
                     geometry_views = rays.render(self.teacher.renderer, input_planes.repeat_interleave(n, 0), cams)
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views, geometry_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
@@ -127,15 +126,15 @@ class EditingSystem(L.LightningModule):
                 images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
         return terms, images
 
-    def _teacher_planes(self, name: str, images: Tensor, keys, fingerprints: Tensor) -> Tensor:
+    def _teacher_planes(self, name: str, images: Tensor, keys) -> Tensor:
         """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before."""
-        return self.frozen_cache.get(name, keys, fingerprints, lambda idx: (self.teacher(images[idx]),))[0]
+        return self.frozen_cache.get(name, keys, images, lambda idx: (self.teacher(images[idx]),))[0]
 
-    def _edit(self, image: Tensor, prompts: Prompts, keys, fingerprints: Tensor) -> Tensor:
+    def _edit(self, image: Tensor, prompts: Prompts, keys) -> Tensor:
         """The editor's triplanes; ``E_low`` / ``E_high`` features come from the cache while they are frozen."""
         if not self._image_features_frozen():
             return self.editor(image, prompts)
-        f_g, f_h = self.frozen_cache.get("editor_features", keys, fingerprints,
+        f_g, f_h = self.frozen_cache.get("editor_features", keys, image,
                                          lambda idx: self.editor.image_features(image[idx]))
         return self.editor.edit_features(f_g, f_h, image, prompts)
 

@@ -34,16 +34,13 @@ def batch_independent(module: nn.Module) -> bool:
     return True
 
 
-def image_fingerprints(*images: Tensor) -> Tensor:
-    """Per item, the sum and the sum of squares of each image ``[B, ...]``: ``[B, 2 * len(images)]`` (float64).
+def image_fingerprints(images: Tensor) -> Tensor:
+    """Per item, the sum and the sum of squares of ``images [B, ...]``: ``[B, 2]`` (float64).
 
     Stored beside a cached entry, so a key reused for other images (two pair folders of one
     style, say) is recomputed instead of returning another pair's outputs."""
-    parts = []
-    for image in images:
-        flat = image.detach().flatten(1).double()
-        parts += [flat.sum(1), flat.square().sum(1)]
-    return torch.stack(parts, 1)
+    flat = images.detach().flatten(1).double()
+    return torch.stack([flat.sum(1), flat.square().sum(1)], 1)
 
 
 @dataclass
@@ -84,31 +81,27 @@ class FrozenOutputCache:
         return (f"frozen outputs of {pairs} pairs kept ({self.bytes / 2**20:.1f} MB), "
                 f"{100 * self.hits / lookups:.0f}% of lookups reused")
 
-    def clear(self) -> None:
-        """Forget every entry."""
-        self._entries.clear()
-        self.bytes = 0
-
-    def get(self, name: str, keys: Sequence[Hashable] | None, fingerprints: Tensor,
+    def get(self, name: str, keys: Sequence[Hashable] | None, images: Tensor,
             compute: Callable[[Tensor], Outputs]) -> Outputs:
         """``compute``'s outputs for every item of a batch, computing only the items not stored yet.
 
         Args:
             name: which computation (one cache holds several, e.g. ``"teacher_edited"``).
             keys: one hashable key per item (``None``: nothing is cached, the whole batch is computed).
-            fingerprints: ``[B, K]`` per-item checks (:func:`image_fingerprints`); an entry whose
-                fingerprint differs is recomputed.
+            images: ``[B, ...]`` what the outputs are computed from; an entry whose
+                :func:`image_fingerprints` differ is recomputed.
             compute: ``indices [M] -> outputs`` for those items of the batch, each ``[M, ...]``; it must
                 not need gradients (its outputs are stored detached).
 
         Returns:
             The outputs for the whole batch, each ``[B, ...]``, in batch order.
         """
-        batch = fingerprints.shape[0]
+        batch = images.shape[0]
         if keys is None or self.max_bytes == 0:
-            return tuple(out.detach() for out in compute(torch.arange(batch)))
+            return tuple(out.detach() for out in compute(torch.arange(batch, device=images.device)))
         if len(keys) != batch:
             raise ValueError(f"{len(keys)} keys for a batch of {batch}")
+        fingerprints = image_fingerprints(images)
         found: list[Outputs | None] = []
         for key, fingerprint in zip(keys, fingerprints):
             entry = self._entries.get((name, key))
