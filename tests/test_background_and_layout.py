@@ -180,3 +180,26 @@ def test_export_model_overrides_keep_the_weights_and_refuse_shape_changes() -> N
         assert torch.equal(a, b), name
     with pytest.raises(ConfigError, match="change the weights"):
         with_model_overrides(model, ["encoder.triplane_channels=8"])
+
+
+def test_refine_blocks_grown_onto_a_trained_prior_start_as_the_identity_then_train() -> None:
+    from pe3d.config import ConfigError
+    from pe3d.models.prior import PriorModel, model_config_from_yaml
+    from pe3d.recipes.prior import model_yaml_path, with_model_overrides
+
+    torch.manual_seed(0)
+    model = PriorModel(model_config_from_yaml(model_yaml_path("mini")))
+    grow = ["encoder.t_refine_blocks=2", "encoder.t_refine_width=8"]
+    with pytest.raises(ConfigError, match="add"):  # exporting must not add weights
+        with_model_overrides(model, grow)
+    grown = with_model_overrides(model, grow, allow_new=True)
+    new = sorted(set(grown.state_dict()) - set(model.state_dict()))
+    assert new and all(name.startswith("encoder.decoder.refine.") for name in new)
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(grown(image), model(image))  # zero-initialised last convs: same output
+    grown(image).square().mean().backward()
+    last = grown.encoder.decoder.refine[0].conv2.weight
+    assert last.grad is not None and last.grad.abs().sum() > 0  # the new blocks do train
+    with pytest.raises(ConfigError, match="drop"):  # shrinking back would lose trained weights
+        with_model_overrides(grown, ["encoder.t_refine_blocks=1"], allow_new=True)

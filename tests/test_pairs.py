@@ -269,3 +269,35 @@ def test_world_filter_pairs(tmp_path):
     item = PairDataset(out)[0]
     assert (item["input_image"] - item["edited_image"]).abs().mean() > 0.01
     assert (item["input_image"] < 0.99).any()  # a head, not an empty white frame
+
+
+def test_no_edit_pairs_pair_shared_words_with_the_unedited_input(tiny_style, tmp_path):
+    from pe3d.data.prompt_augment import PromptAugmentConfig, shared_words
+
+    assert shared_words([["make it bronze", "a bronze bust"], ["make it blue", "a blue wig"], ["pencil"]]) == ["a", "it", "make"]
+    assert shared_words([["make it bronze"]]) == []  # one style: no word is known to carry nothing
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_pairs(tiny_style, first, 6, progress=False)
+    write_pairs(tiny_style, second, 6, progress=False)
+    meta = json.loads((second / "pairs.json").read_text())
+    meta["prompts"]["train"] = ["paint the prompt blue", "make it blue"]  # shares only "prompt" with TRAIN
+    (second / "pairs.json").write_text(json.dumps(meta))
+    augment = PromptAugmentConfig(no_edit=1.0, unknown_words=0)
+    module = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0,
+                                           prompt_augment=augment))
+    module.setup("fit")
+    text_items = [item for item in (module.train_set[i] for i in range(len(module.train_set)))
+                  if item["prompt_kind"] == "text"]
+    assert text_items
+    for item in text_items:
+        assert torch.equal(item["edited_image"], item["input_image"])
+        assert item["style"].endswith(":no-edit")
+        assert item["prompt"] == "prompt"  # the only word both styles' prompts use
+    image_items = [module.train_set[i] for i in range(len(module.train_set)) if module.train_set[i]["prompt_kind"] == "image"]
+    assert all(not item["style"].endswith(":no-edit") for item in image_items)
+    # off (the default): every text pair keeps its edit
+    plain = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0))
+    plain.setup("fit")
+    assert not any(plain.train_set[i]["style"].endswith(":no-edit") for i in range(len(plain.train_set)))
+    edited = [plain.train_set[i] for i in range(len(plain.train_set)) if plain.train_set[i]["prompt_kind"] == "text"]
+    assert any(not torch.equal(item["edited_image"], item["input_image"]) for item in edited)

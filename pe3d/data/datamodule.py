@@ -12,6 +12,7 @@ from lightning import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from pe3d.data.pairs import MANIFEST_FILE, PROMPT_SOURCES, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
+from pe3d.data.prompt_augment import shared_words
 from pe3d.errors import InvalidInput
 
 
@@ -54,6 +55,8 @@ class PairDataModule(LightningDataModule):
         val_parts: list[Dataset] = []
         resolutions: dict[int, str] = {}
         reference = load_reference_image(cfg.reference_image) if cfg.reference_image else None
+        shared = (shared_words([read_meta(folder).get("prompts", {}).get("train") or [] for folder in cfg.dirs])
+                  if cfg.prompt_augment.no_edit > 0 else [])
         for folder in cfg.dirs:
             meta = read_meta(folder)
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
@@ -68,7 +71,7 @@ class PairDataModule(LightningDataModule):
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
             train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
                                            prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
-                                           reference=reference))
+                                           reference=reference, shared_words=shared))
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,
                                              reference=reference))

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
+from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt, no_edit_prompt
 from pe3d.errors import InvalidInput
 from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
@@ -442,7 +442,10 @@ class PairDataset(Dataset):
     taken from ``prompts`` or else the train prompts recorded in ``pairs.json``. Image-prompt
     pairs always keep their stored prompt (the instruction the edit was made with). Without
     ``resample_prompts`` every pair keeps its stored prompt (deterministic). ``prompt_augment``
-    then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`).
+    then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`); with its
+    ``no_edit`` share and ``shared_words`` (words of several styles' prompts), a text pair becomes a
+    *no-edit* pair: a prompt of shared words only, the input as the edited image, and the style
+    ``"<style>:no-edit"`` (so caches keyed by style and id keep the two apart).
 
     ``prompt_source`` (one of :data:`PROMPT_SOURCES`): ``stored`` keeps each pair's own prompt;
     ``image`` prompts *every* pair with an image, for editors that read reference images only
@@ -462,6 +465,7 @@ class PairDataset(Dataset):
         prompt_augment: PromptAugmentConfig | None = None,
         prompt_source: str = "stored",
         reference: Tensor | None = None,
+        shared_words: Sequence[str] = (),
     ) -> None:
         if prompt_source not in PROMPT_SOURCES:
             raise InvalidInput(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {prompt_source!r}")
@@ -479,6 +483,7 @@ class PairDataset(Dataset):
             prompts = meta.get("prompts", {}).get("train") or None
         self.prompts = list(prompts) if prompts else []
         self.prompt_augment = prompt_augment
+        self.shared_words = list(shared_words)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -495,8 +500,12 @@ class PairDataset(Dataset):
         prompt = record.prompt
         if self.resample_prompts and self.prompts and record.prompt_kind == "text":
             prompt = self.prompts[int(torch.randint(len(self.prompts), (1,)))]
+        no_edit = False
         if self.prompt_augment is not None and record.prompt_kind == "text":
-            prompt = augment_prompt(prompt, self.prompt_augment, pool=self.prompts)
+            augment = self.prompt_augment
+            no_edit = (bool(self.shared_words) and augment.no_edit > 0 and self.prompt_source == "stored"
+                       and self.reference is None and float(torch.rand(())) < augment.no_edit)
+            prompt = no_edit_prompt(self.shared_words, augment) if no_edit else augment_prompt(prompt, augment, pool=self.prompts)
         reference = None if record.reference is None else self._image(record.reference)
         if self.reference is not None:
             reference = self.reference
@@ -504,19 +513,21 @@ class PairDataset(Dataset):
             other = self.records[int(torch.randint(len(self.records), (1,)))]
             reference = self._image(other.edited)
         image = self._image(record.input)
+        if no_edit:
+            reference = None
         if reference is not None and reference.shape[-2:] != image.shape[-2:]:
             reference = torch.nn.functional.interpolate(reference[None], size=tuple(image.shape[-2:]), mode="bilinear",
                                                         antialias=True, align_corners=False)[0].clamp(0, 1)
         return {
             "id": record.id,
             "input_image": image,
-            "edited_image": self._image(record.edited),
+            "edited_image": image if no_edit else self._image(record.edited),
             "label": torch.tensor(record.camera, dtype=torch.float32),
             "prompt": prompt,
             "prompt_kind": "image" if reference is not None else record.prompt_kind,
             "reference": reference,
             "has_reference": reference is not None,
-            "style": record.style,
+            "style": f"{record.style}:no-edit" if no_edit else record.style,
             "identity": record.identity,
         }
 

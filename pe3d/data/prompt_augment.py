@@ -7,7 +7,10 @@ rest on the words that carry the edit ("bronze") and to ignore the rest, which i
 paraphrase keeps. A *word bag* goes further: the prompt becomes a few words drawn from all of the
 style's training prompts, so every word a style uses ("graphite", "drawing", "sketch") is seen
 carrying the edit on its own, not only next to the style's most frequent word, and the words
-every style shares ("make", "the", "person") are seen to carry nothing.
+every style shares ("make", "the", "person") are seen to carry nothing. A *no-edit prompt*
+makes that explicit: a bag of only such shared words (and unknown ones) is paired with the
+unedited input as its target, so a prompt with no word the editor knows ("make the person look
+like a ghoul") leaves the portrait as it is instead of applying some other style's edit.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ class PromptAugmentConfig:
             (in random order) from all the training prompts of the pair's style; needs the style's
             prompt list (:class:`~pe3d.data.pairs.PairDataset` passes it), else word dropout is used.
         word_bag_size: the most words in a bag.
+        no_edit: share of text pairs (augmented or not) turned into *no-edit* pairs: the prompt is
+            a bag of ``1..word_bag_size`` words that at least half of the styles' training prompts
+            use (:func:`shared_words`), plus unknown words, and the target is the input itself.
+            Needs pairs of at least two styles (:class:`~pe3d.data.datamodule.PairDataModule`
+            finds the shared words); ignored otherwise.
     """
 
     probability: float = 0.0
@@ -40,9 +48,10 @@ class PromptAugmentConfig:
     unknown_words: int = 2
     word_bag: float = 0.0
     word_bag_size: int = 4
+    no_edit: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("probability", "word_dropout", "word_bag"):
+        for name in ("probability", "word_dropout", "word_bag", "no_edit"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"prompt_augment.{name} must be in [0, 1], got {value}")
@@ -63,6 +72,26 @@ def word_bag(pool: Sequence[str], size: int, generator: torch.Generator) -> list
     words = [word for prompt in pool for word in prompt.split()]
     count = min(len(words), int(torch.randint(1, size + 1, (1,), generator=generator)))
     return [words[i] for i in torch.randperm(len(words), generator=generator)[:count].tolist()]
+
+
+def shared_words(prompts_per_style: Sequence[Sequence[str]]) -> list[str]:
+    """Words used by the training prompts of at least half of the styles (and of two), sorted:
+    words that say nothing about which edit is meant ("make", "the", "person")."""
+    if len(prompts_per_style) < 2:
+        return []
+    counts: dict[str, int] = {}
+    for prompts in prompts_per_style:
+        for word in {word for prompt in prompts for word in prompt.split()}:
+            counts[word] = counts.get(word, 0) + 1
+    need = max(2, -(-len(prompts_per_style) // 2))
+    return sorted(word for word, count in counts.items() if count >= need)
+
+
+def no_edit_prompt(words: Sequence[str], cfg: PromptAugmentConfig, generator: torch.Generator | None = None) -> str:
+    """A prompt that asks for no particular edit: ``1..cfg.word_bag_size`` of ``words`` (the styles'
+    shared words) in random order with ``0..cfg.unknown_words`` unknown words inserted."""
+    generator = generator if generator is not None else torch.default_generator
+    return " ".join(_insert_unknown(word_bag(words, cfg.word_bag_size, generator), cfg, generator))
 
 
 def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generator | None = None,

@@ -154,6 +154,30 @@ class ResidualBlock(nn.Module):
         return self.act(self.shortcut(x) + self.conv2(self.conv1(x)))
 
 
+class BottleneckResidual(nn.Module):
+    """``x + conv(act(norm(conv(x))))`` with a ``width``-channel middle and no activation after the sum.
+
+    The second convolution starts at zero (:meth:`reset_last`), so a new block is exactly the
+    identity: blocks added to a trained network leave its output unchanged until they train.
+
+    Shapes: ``[B, C, H, W]`` -> ``[B, C, H, W]``.
+    """
+
+    def __init__(self, channels: int, width: int, activation: str = "leaky_relu", norm_groups: int = 0) -> None:
+        super().__init__()
+        self.conv1 = ConvAct(channels, width, 3, activation=activation, norm_groups=norm_groups)
+        self.conv2 = nn.Conv2d(width, channels, 3, padding=1, bias=True)
+
+    def reset_last(self) -> None:
+        """Zero the second convolution (called after any global init)."""
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, H, W]`` -> ``[B, C, H, W]``."""
+        return x + self.conv2(self.conv1(x))
+
+
 class ASPP(nn.Module):
     """DeepLabV3 atrous spatial pyramid pooling without batch norm.
 

@@ -37,6 +37,7 @@ from pe3d.models.layers import (
     ACTIVATIONS,
     ASPP,
     COORDINATE_MODES,
+    BottleneckResidual,
     ConvAct,
     ResidualBlock,
     TokenStage,
@@ -126,6 +127,12 @@ class PriorEncoderConfig:
     """Head convs; the map is resized to ``triplane_resolution`` after the first one."""
     t_norm_groups: int = 0
     """GroupNorm groups in E_t's convs (0: none, as in Live3D); adds norm-adaptable parameters."""
+    t_refine_blocks: int = 0
+    """Residual blocks at the full triplane resolution between the head convs and the output conv
+    (0: none, as in Live3D). Each is ``x + conv(act(norm(conv(x))))`` with the last conv starting at
+    zero, so blocks added to a trained encoder leave its output unchanged until they train."""
+    t_refine_width: int = 64
+    """Inner width of each ``t_refine_blocks`` block."""
     t_input_skip: bool = False
     """Concatenate the encoder input (image and coordinate channels), resized to the triplane
     resolution, to the head's features right after the resize: a full-resolution path that keeps
@@ -187,6 +194,8 @@ class PriorEncoderConfig:
         need(len(self.low_head_widths) >= 1, "low_head_widths must not be empty")
         need(len(self.t_head_widths) >= 1, "t_head_widths must not be empty")
         need(len(self.t_fuse_widths) >= 1, "t_fuse_widths must not be empty")
+        need(self.t_refine_blocks >= 0 and self.t_refine_width >= 1,
+             f"t_refine_blocks={self.t_refine_blocks} must be >= 0 and t_refine_width={self.t_refine_width} >= 1")
         need(all(s in SKIP_NAMES for s in self.t_skip), f"t_skip={list(self.t_skip)} must hold only {SKIP_NAMES}")
         need(self.image_size % math.prod(self.high_strides) == 0,
              f"image_size {self.image_size} not divisible by prod(high_strides)={math.prod(self.high_strides)}")
@@ -301,7 +310,10 @@ class TriplaneViTDecoder(nn.Module):
         self.head_first = ConvAct(head_in, widths[0], 3, activation=cfg.activation, norm_groups=groups)
         rest_in = widths[0] + INPUT_CHANNELS * self.input_skip
         self.head_rest = _conv_stack(rest_in, widths[1:], cfg.activation, last_activation=True, norm_groups=groups)
-        self.out = nn.Conv2d(widths[-1] if len(widths) > 1 else rest_in, 3 * cfg.triplane_channels, 3, padding=1)
+        head_out = widths[-1] if len(widths) > 1 else rest_in
+        self.refine = nn.Sequential(*(BottleneckResidual(head_out, cfg.t_refine_width, cfg.activation, groups)
+                                      for _ in range(cfg.t_refine_blocks)))
+        self.out = nn.Conv2d(head_out, 3 * cfg.triplane_channels, 3, padding=1)
 
     def norm_parameters(self) -> Iterator[nn.Parameter]:
         """The affine parameters of every LayerNorm/GroupNorm in E_t (what norm-only adaptation trains)."""
@@ -321,7 +333,7 @@ class TriplaneViTDecoder(nn.Module):
             if x is None:
                 raise ValueError("this E_t has t_input_skip=true: pass the prepared input image x")
             y = torch.cat([y, _resize(x, self.resolution, antialias=True)], dim=1)
-        planes = self.out(self.head_rest(y))
+        planes = self.out(self.refine(self.head_rest(y)))
         b, _, r, _ = planes.shape
         planes = planes.view(b, 3, self.triplane_channels, r, r)
         return image_layout_to_eg3d(planes) if self.layout == "image" else planes
@@ -345,7 +357,7 @@ class PriorEncoder(nn.Module):
         self.decoder = TriplaneViTDecoder(cfg, self.high.out_channels, self.low.out_channels)
         self.apply(init_conv_kaiming_fan_out)
         for module in self.modules():
-            if isinstance(module, ResidualBlock):
+            if isinstance(module, (ResidualBlock, BottleneckResidual)):
                 module.reset_last()
 
     @property

@@ -74,10 +74,13 @@ class DistillFitConfig:
     YAML (e.g. ``prompt_encoder.text.pretrained=openai``); ``global_batch_size``: when set,
     ``data.batch_size`` per process becomes this divided by the number of processes (the
     paper's 32 on 8 GPUs is 4 each; a different ``data.batch_size`` is replaced, with a logged warning).
-    ``data.dirs`` is filled from the styles' pair folders (giving it is refused).
+    ``data.dirs`` is filled from the styles' pair folders (giving it is refused). ``init``: an
+    editor file to continue from (fine-tuning, e.g. with a new ``data.prompt_augment``) instead of
+    a new editor built from the prior; its triplanes must match the prior's.
     """
 
     prior: str = ""
+    init: str = ""
     model: str = "mini"
     styles: list[str] = field(default_factory=lambda: ["bronze_statue", "pencil_sketch", "zombie", "blue_hair"])
     pairs_per_style: int = 256
@@ -199,7 +202,14 @@ def _refuse_recipe_keys(cfg: DistillFitConfig | AdaptFitConfig) -> None:
 
 
 def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSystem:
-    """The editor (``cfg.model`` + ``cfg.model_overrides``, started from ``prior``) in a :class:`DistillSystem`."""
+    """The editor (``cfg.model`` + ``cfg.model_overrides``, started from ``prior``; or the editor file
+    ``cfg.init``, checked against the prior) in a :class:`DistillSystem`."""
+    if cfg.init:
+        if cfg.model_overrides:
+            raise ConfigError(f"model_overrides={list(cfg.model_overrides)}: the editor of init={cfg.init} keeps its own config")
+        editor = load_editor(resolve_weights(cfg.init, "editor_mini"))
+        check_teacher(prior, editor, str(cfg.prior or "the shipped mini prior"), cfg.init)
+        return DistillSystem(editor, prior, cfg.system)
     model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides)
     editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder)
     return DistillSystem(editor, prior, cfg.system)

@@ -73,9 +73,11 @@ def load_prior_fit_config(config: str | Path | None, overrides: list[str]) -> Pr
 
 
 def build_prior_model(cfg: PriorFitConfig) -> PriorModel:
-    """A fresh model from ``cfg.model``, or the weights of ``cfg.init`` when given."""
+    """A fresh model from ``cfg.model``, or the weights of ``cfg.init`` when given; with ``init``,
+    ``model_overrides`` apply to the loaded model's config and may add tensors (new blocks start
+    fresh, every loaded weight keeps its value; see :func:`with_model_overrides`)."""
     if cfg.init:
-        return load_prior(cfg.init)
+        return with_model_overrides(load_prior(cfg.init), cfg.model_overrides, allow_new=True)
     return PriorModel(model_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides))
 
 
@@ -151,17 +153,28 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
                                f"prior ({trainer.global_step} steps, {minutes:.1f} min)")
 
 
-def with_model_overrides(model: PriorModel, overrides: List[str]) -> PriorModel:
+def with_model_overrides(model: PriorModel, overrides: List[str], allow_new: bool = False) -> PriorModel:
     """``model`` with ``key=value`` changes to its config (``encoder.*`` / ``renderer.*`` paths) and the
-    same weights; a change that alters a weight's shape or name is refused naming the overrides."""
+    same weights. A change that alters a weight's shape, or drops one, is refused naming the overrides.
+    ``allow_new`` lets the changed model have tensors ``model`` lacks (e.g. ``encoder.t_refine_blocks``,
+    whose blocks start as the identity); they keep their fresh initialisation and are logged."""
     if not overrides:
         return model
-    from pe3d.config import ConfigError, load_structured
+    from pe3d.config import load_structured
+    from pe3d.models.checkpoints import short_list
     from pe3d.models.prior import PriorModelConfig
 
     changed = PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], overrides))
-    try:
-        changed.load_state_dict(model.state_dict())
-    except RuntimeError as error:
-        raise ConfigError(f"export_model_overrides {list(overrides)} change the weights: {str(error).splitlines()[0]}") from None
+    state, target = model.state_dict(), changed.state_dict()
+    dropped = sorted(set(state) - set(target))
+    reshaped = sorted(f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in state.items()
+                      if k in target and v.shape != target[k].shape)
+    new = sorted(set(target) - set(state))
+    problems = [f"{name} {short_list(items)}" for name, items in
+                (("drop", dropped), ("reshape", reshaped), ("add", [] if allow_new else new)) if items]
+    if problems:
+        raise ConfigError(f"model overrides {list(overrides)} change the weights: {'; '.join(problems)}")
+    changed.load_state_dict(state, strict=False)
+    if new:
+        logger.info("model overrides %s add %d tensors that start fresh: %s", list(overrides), len(new), short_list(new))
     return changed
