@@ -91,3 +91,20 @@ def test_fit_distill_then_adapt_exports_an_adapter_that_loads_back(prior_path, e
         next(other.encoder.low.parameters()).add_(1.0)
     with pytest.raises(AdapterMismatchError, match="made for base model"):
         load_adapter_into(other, path)
+
+
+def test_fit_distill_init_continues_from_an_editor_with_no_edit_pairs(prior_path, editor_path, tmp_path):
+    from pe3d.config import ConfigError
+
+    args = [f"prior={prior_path}", f"init={editor_path}", f"out={tmp_path / 'more'}", f"pairs_dir={editor_path.parent / 'pairs'}",
+            "styles=[bronze_statue,blue_hair]", "pairs_per_style=6", "data.prompt_augment.no_edit=0.5",
+            "data.batch_size=4", "system.render_resolution=8", "system.num_views=1",
+            "system.image_log_every=0", "trainer.max_steps=2", *SMALL_RENDERS, *TRAINER]
+    start = load_editor(editor_path)
+    path = fit_distill(load_structured(DistillFitConfig, [], args))
+    continued = load_editor(path)
+    assert continued.cfg == start.cfg  # the init file's own model, not a new one from the prior
+    changed = [name for name, value in continued.state_dict().items() if not torch.equal(value, start.state_dict()[name])]
+    assert changed, "fine-tuning did not change the editor"
+    with pytest.raises(ConfigError, match="keeps its own config"):
+        fit_distill(load_structured(DistillFitConfig, [], [*args, "model_overrides=[cross_attention.num_heads=2]"]))
