@@ -55,10 +55,10 @@ class PairDataModule(LightningDataModule):
         val_parts: list[Dataset] = []
         resolutions: dict[int, str] = {}
         reference = load_reference_image(cfg.reference_image) if cfg.reference_image else None
-        shared = (shared_words([read_meta(folder).get("prompts", {}).get("train") or [] for folder in cfg.dirs])
+        metas = [(folder, read_meta(folder)) for folder in cfg.dirs]
+        shared = (shared_words([meta.get("prompts", {}).get("train") or [] for _, meta in metas])
                   if cfg.prompt_augment.no_edit > 0 else [])
-        for folder in cfg.dirs:
-            meta = read_meta(folder)
+        for folder, meta in metas:
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
             resolutions.setdefault(resolution, folder)
             if len(resolutions) > 1:

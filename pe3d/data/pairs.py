@@ -513,8 +513,6 @@ class PairDataset(Dataset):
             other = self.records[int(torch.randint(len(self.records), (1,)))]
             reference = self._image(other.edited)
         image = self._image(record.input)
-        if no_edit:
-            reference = None
         if reference is not None and reference.shape[-2:] != image.shape[-2:]:
             reference = torch.nn.functional.interpolate(reference[None], size=tuple(image.shape[-2:]), mode="bilinear",
                                                         antialias=True, align_corners=False)[0].clamp(0, 1)
