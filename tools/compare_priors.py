@@ -1,0 +1,53 @@
+"""Two priors side by side on held-out world identities: a picture grid and the PSNR of each view.
+
+    python tools/compare_priors.py --a shipped --b runs/prior-wide/prior.safetensors \
+        [--count 4] [--out docs/results/quality/prior_wide_vs_shipped.png]
+
+``--a`` / ``--b`` are prior ``.safetensors`` files (``shipped`` = the shipped mini prior). Each row is one
+held-out identity (index 1,000,000 + i): the ground truth, prior A and prior B at the input view and at
+yaw +30°. PSNR per view over the same identities is printed (``pe3d eval prior`` scores more of them).
+"""
+
+import argparse
+
+import torch
+
+from pe3d.bench.plots import GridRow, image_grid
+from pe3d.metrics.ground_truth import build_world_targets, psnr
+from pe3d.models.prior import load_prior
+from pe3d.weights import resolve_weights
+
+VIEWS = ("input", "yaw+30")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", default="shipped", help="prior file shown second (shipped = pe3d/weights/prior_mini)")
+    parser.add_argument("--b", required=True, help="prior file shown third")
+    parser.add_argument("--count", type=int, default=4, help="held-out identities (rows)")
+    parser.add_argument("--out", default="runs/compare_priors.png", help="PNG written (atomically)")
+    args = parser.parse_args()
+    if args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
+
+    priors = [load_prior(resolve_weights("" if name == "shipped" else name, "prior_mini")).eval() for name in (args.a, args.b)]
+    truth = build_world_targets(None, args.count, 64)
+    inputs = truth.views["input"].source
+    renders: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        planes = [prior(inputs) for prior in priors]
+        for view in VIEWS:
+            labels = truth.views[view].labels
+            renders[view] = [prior.render(p, labels).image.clamp(0, 1) for prior, p in zip(priors, planes)]
+    for view in VIEWS:
+        scores = [float(psnr(image, truth.views[view].image).mean()) for image in renders[view]]
+        print(f"{view}: A {scores[0]:.2f} dB, B {scores[1]:.2f} dB ({args.count} identities)")
+    rows = [GridRow(f"id {i}", [image for view in VIEWS for image in (truth.views[view].image[i], renders[view][0][i], renders[view][1][i])])
+            for i in range(args.count)]
+    columns = [f"{name}{suffix}" for suffix in ("", " +30") for name in ("truth", "A", "B")]
+    path = image_grid(rows, columns, args.out, cell=128, title=f"input view | yaw +30 (held-out ids): A = {args.a}, B = {args.b}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
