@@ -5,7 +5,8 @@
 
 ``--a`` / ``--b`` are prior ``.safetensors`` files (``shipped`` = the shipped mini prior). Each row is one
 held-out identity (index 1,000,000 + i): the ground truth, prior A and prior B at the input view and at
-yaw +30°. PSNR per view over the same identities is printed (``pe3d eval prior`` scores more of them).
+yaw +30°. PSNR per view over the same identities is printed, scored by ``pe3d eval prior``'s own code
+(:func:`pe3d.evaluation.world.evaluate_prior`; that command scores more identities).
 """
 
 import argparse
@@ -13,8 +14,9 @@ import argparse
 import torch
 
 from pe3d.bench.plots import GridRow, image_grid
-from pe3d.metrics.ground_truth import build_world_targets, psnr
+from pe3d.evaluation.world import build_world_eval_set, evaluate_prior, reconstruct, render_views
 from pe3d.models.prior import load_prior
+from pe3d.recipes.eval_prior import prior_eval_config
 from pe3d.weights import resolve_weights
 
 VIEWS = ("input", "yaw+30")
@@ -31,18 +33,15 @@ def main() -> None:
         parser.error(f"--count must be >= 1, got {args.count}")
 
     priors = [load_prior(resolve_weights("" if name == "shipped" else name, "prior_mini")).eval() for name in (args.a, args.b)]
-    truth = build_world_targets(None, args.count, 64)
-    inputs = truth.views["input"].source
-    renders: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        planes = [prior(inputs) for prior in priors]
-        for view in VIEWS:
-            labels = truth.views[view].labels
-            renders[view] = [prior.render(p, labels).image.clamp(0, 1) for prior, p in zip(priors, planes)]
+    data = build_world_eval_set(prior_eval_config(args.count))
+    scores = [evaluate_prior(prior, data) for prior in priors]
     for view in VIEWS:
-        scores = [float(psnr(image, truth.views[view].image).mean()) for image in renders[view]]
-        print(f"{view}: A {scores[0]:.2f} dB, B {scores[1]:.2f} dB ({args.count} identities)")
-    rows = [GridRow(f"id {i}", [image for view in VIEWS for image in (truth.views[view].image[i], renders[view][0][i], renders[view][1][i])])
+        print(f"{view}: A {float(scores[0][view].psnr):.2f} dB, B {float(scores[1][view].psnr):.2f} dB ({args.count} identities)")
+    truth = data.truth.views
+    with torch.no_grad():
+        renders = [render_views(prior.render, reconstruct(prior, data), truth, VIEWS, data.resolution) for prior in priors]
+    rows = [GridRow(f"id {i}", [image for view in VIEWS
+                                for image in (truth[view].image[i], *(r[view].image[i].clamp(0, 1) for r in renders))])
             for i in range(args.count)]
     columns = [f"{name}{suffix}" for suffix in ("", " +30") for name in ("truth", "A", "B")]
     path = image_grid(rows, columns, args.out, cell=128, title=f"input view | yaw +30 (held-out ids): A = {args.a}, B = {args.b}")
