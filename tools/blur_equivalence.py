@@ -1,0 +1,68 @@
+"""What a PSNR means on the embedded world: the ground truth against itself blurred, per view.
+
+    python tools/blur_equivalence.py [--weights shipped] [--count 8] [--sigmas 0.5 0.6 0.7 0.8 1.0 1.5 2.0 3.0]
+
+For each held-out view of ``pe3d eval prior`` (input, yaw ±30°, pitch ±15°) it prints the PSNR of the
+ground truth against a Gaussian blur of itself (9x9 kernel, standard deviation ``sigma`` pixels), then the
+prior's PSNR on the same identities (scored by :func:`pe3d.evaluation.world.evaluate_prior`) and the blur
+that costs as much. The world's renders are sharp to the pixel, so a fraction of a pixel of blur already
+costs several dB: read the prior's numbers and the issue's targets against this scale.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from torchvision.transforms.functional import gaussian_blur
+
+from pe3d.evaluation.world import build_world_eval_set, evaluate_prior
+from pe3d.models.prior import load_prior
+from pe3d.recipes.eval_prior import prior_eval_config
+from pe3d.weights import resolve_weights
+
+
+def blur_psnr(images: torch.Tensor, sigma: float) -> float:
+    """Mean PSNR (dB) of ``images [N, 3, H, W]`` in [0, 1] against their Gaussian blur of ``sigma`` pixels."""
+    blurred = gaussian_blur(images, [9, 9], [sigma, sigma])
+    mse = ((blurred - images) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return float((-10 * torch.log10(mse)).mean())
+
+
+def equivalent_sigma(psnr: float, sigmas: list[float], psnrs: list[float]) -> str:
+    """The blur whose PSNR equals ``psnr`` (linear between the measured ones), or a bound outside them."""
+    if psnr >= psnrs[0]:
+        return f"< {sigmas[0]:.2f} px"
+    if psnr <= psnrs[-1]:
+        return f"> {sigmas[-1]:.2f} px"
+    return f"{float(np.interp(-psnr, [-p for p in psnrs], sigmas)):.2f} px"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="shipped", help="prior file (shipped = pe3d/weights/prior_mini); 'none' skips it")
+    parser.add_argument("--count", type=int, default=8, help="held-out identities")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 3.0], help="blur widths (pixels)")
+    args = parser.parse_args()
+    if args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
+    sigmas = sorted(args.sigmas)
+    if sigmas[0] <= 0:
+        parser.error(f"--sigmas must be > 0, got {sigmas[0]}")
+
+    data = build_world_eval_set(prior_eval_config(args.count))
+    scores = None
+    if args.weights != "none":
+        prior = load_prior(resolve_weights("" if args.weights == "shipped" else args.weights, "prior_mini")).eval()
+        scores = evaluate_prior(prior, data)
+    print("view      " + " ".join(f"blur {s:.2f}" for s in sigmas) + ("   prior  ~ blur" if scores else ""))
+    for view, target in data.truth.views.items():
+        psnrs = [blur_psnr(target.image, s) for s in sigmas]
+        line = f"{view:9s} " + " ".join(f"{p:9.2f}" for p in psnrs)
+        if scores is not None:
+            psnr = float(scores[view].psnr)
+            line += f"   {psnr:5.2f}  {equivalent_sigma(psnr, sigmas, psnrs)}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
