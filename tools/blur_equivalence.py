@@ -16,6 +16,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from pe3d.evaluation.world import build_world_eval_set, evaluate_prior
+from pe3d.metrics.ground_truth import psnr
 from pe3d.models.prior import load_prior
 from pe3d.recipes.eval_prior import prior_eval_config
 from pe3d.weights import resolve_weights
@@ -23,9 +24,7 @@ from pe3d.weights import resolve_weights
 
 def blur_psnr(images: torch.Tensor, sigma: float) -> float:
     """Mean PSNR (dB) of ``images [N, 3, H, W]`` in [0, 1] against their Gaussian blur of ``sigma`` pixels."""
-    blurred = gaussian_blur(images, [9, 9], [sigma, sigma])
-    mse = ((blurred - images) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return float((-10 * torch.log10(mse)).mean())
+    return float(psnr(gaussian_blur(images, [9, 9], [sigma, sigma]), images).mean())
 
 
 def equivalent_sigma(psnr: float, sigmas: list[float], psnrs: list[float]) -> str:
