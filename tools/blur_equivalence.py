@@ -3,13 +3,14 @@
     python tools/blur_equivalence.py [--weights shipped] [--count 8] [--sigmas 0.5 0.6 0.7 0.8 1.0 1.5 2.0 3.0]
 
 For each held-out view of ``pe3d eval prior`` (input, yaw ±30°, pitch ±15°) it prints the PSNR of the
-ground truth against a Gaussian blur of itself (9x9 kernel, standard deviation ``sigma`` pixels), then the
+ground truth against a Gaussian blur of itself (standard deviation ``sigma`` pixels, kernel out to 3 sigma), then the
 prior's PSNR on the same identities (scored by :func:`pe3d.evaluation.world.evaluate_prior`) and the blur
 that costs as much. The world's renders are sharp to the pixel, so a fraction of a pixel of blur already
 costs several dB: read the prior's numbers and the issue's targets against this scale.
 """
 
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -24,16 +25,17 @@ from pe3d.weights import resolve_weights
 
 def blur_psnr(images: torch.Tensor, sigma: float) -> float:
     """Mean PSNR (dB) of ``images [N, 3, H, W]`` in [0, 1] against their Gaussian blur of ``sigma`` pixels."""
-    return float(psnr(gaussian_blur(images, [9, 9], [sigma, sigma]), images).mean())
+    size = 2 * math.ceil(3 * sigma) + 1
+    return float(psnr(gaussian_blur(images, [size, size], [sigma, sigma]), images).mean())
 
 
-def equivalent_sigma(psnr: float, sigmas: list[float], psnrs: list[float]) -> str:
-    """The blur whose PSNR equals ``psnr`` (linear between the measured ones), or a bound outside them."""
-    if psnr >= psnrs[0]:
+def equivalent_sigma(db: float, sigmas: list[float], psnrs: list[float]) -> str:
+    """The blur whose PSNR equals ``db`` (linear between the measured ones), or a bound outside them."""
+    if db >= psnrs[0]:
         return f"< {sigmas[0]:.2f} px"
-    if psnr <= psnrs[-1]:
+    if db <= psnrs[-1]:
         return f"> {sigmas[-1]:.2f} px"
-    return f"{float(np.interp(-psnr, [-p for p in psnrs], sigmas)):.2f} px"
+    return f"{float(np.interp(-db, [-p for p in psnrs], sigmas)):.2f} px"
 
 
 def main() -> None:
@@ -58,8 +60,8 @@ def main() -> None:
         psnrs = [blur_psnr(target.image, s) for s in sigmas]
         line = f"{view:9s} " + " ".join(f"{p:9.2f}" for p in psnrs)
         if scores is not None:
-            psnr = float(scores[view].psnr)
-            line += f"   {psnr:5.2f}  {equivalent_sigma(psnr, sigmas, psnrs)}"
+            prior_db = float(scores[view].psnr)
+            line += f"   {prior_db:5.2f}  {equivalent_sigma(prior_db, sigmas, psnrs)}"
         print(line)
 
 
