@@ -177,3 +177,30 @@ def test_speed_on_gpu(tmp_path):
     run = run_benchmark("ci/speed", out=tmp_path, overrides=["devices=[cuda]"])
     assert all(r["device"] == "cuda" for r in run.output.tables[0].rows)
 
+
+
+def test_a_run_folder_is_reused_only_for_the_same_inputs(tmp_path):
+    from pe3d.bench.reuse import inputs_fingerprint, matches_fingerprint, record_fingerprint
+    from pe3d.recipes.editing import AdaptFitConfig
+
+    cfg = AdaptFitConfig(style="golden_statue")
+    first = inputs_fingerprint(cfg, "weights-hash")
+    assert first == inputs_fingerprint(AdaptFitConfig(style="golden_statue"), "weights-hash")
+    assert first != inputs_fingerprint(AdaptFitConfig(style="golden_statue", lr=0.01), "weights-hash")
+    assert first != inputs_fingerprint(cfg, "other-weights-hash")
+    assert not matches_fingerprint(tmp_path / "run", first)  # nothing recorded yet
+    record_fingerprint(tmp_path / "run", first)
+    assert matches_fingerprint(tmp_path / "run", first)
+    assert not matches_fingerprint(tmp_path / "run", inputs_fingerprint(cfg, "other-weights-hash"))
+
+
+def test_ablation_retrains_a_variant_whose_inputs_changed(tmp_path):
+    from pe3d.bench.ablation import train_variant, variant_config
+    from pe3d.bench.reuse import FINGERPRINT_FILE
+
+    run = run_benchmark("ci/ablation_losses", out=tmp_path, overrides=["variants=[{name: full, overrides: []}]"])
+    cfg = variant_config(run.config, run.config.variants[0], run.folder)
+    editor = Path(cfg.out) / "editor.safetensors"
+    before = editor.stat().st_mtime_ns
+    (Path(cfg.out) / FINGERPRINT_FILE).write_text("from other weights\n")  # as if the prior had changed
+    assert train_variant(cfg) == (editor, True) and editor.stat().st_mtime_ns != before

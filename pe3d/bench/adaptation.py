@@ -24,6 +24,7 @@ from pe3d.bench.config import AdaptationBenchmark
 from pe3d.bench.evaluation import _optional_lpips
 from pe3d.bench.plots import line_plot
 from pe3d.bench.report import BenchOutput, Column, ResultTable, label
+from pe3d.bench.reuse import inputs_fingerprint, matches_fingerprint, record_fingerprint
 from pe3d.config import ConfigError, load_structured
 from pe3d.evaluation.world import WorldEvalSet, build_world_eval_set, evaluate_editor
 from pe3d.io import atomic_write_text
@@ -83,18 +84,31 @@ def adapt_config(cfg: AdaptationBenchmark, pairs: int, out: Path) -> AdaptFitCon
     return load_structured(AdaptFitConfig, [OmegaConf.to_container(OmegaConf.structured(cfg.adapt))], fixed)
 
 
+def adapt_fingerprint(adapt: AdaptFitConfig, checkpoints: list[float], base_hash: str) -> str:
+    """Fingerprint of what trains one run: its config, the style's resolved settings (its ``adapt``
+    defaults fill what the config leaves unset), the base editor and the prior file."""
+    from pe3d.io import file_sha256
+    from pe3d.styles.discovery import load_named_style
+    from pe3d.weights import resolve_weights
+
+    prior = file_sha256(resolve_weights(adapt.prior, "prior_mini"))
+    return inputs_fingerprint(adapt, load_named_style(adapt.style), sorted(checkpoints), base_hash, prior)
+
+
 def train_with_snapshots(adapt: AdaptFitConfig, checkpoints: list[float], base_hash: str) -> tuple[list[dict], bool]:
     """Snapshots of one run and whether they were trained now: read back when an earlier run
-    completed them, otherwise (re)trained from scratch."""
+    completed them from the same inputs (:func:`adapt_fingerprint`), otherwise (re)trained from scratch."""
     from pe3d.recipes.editing import fit_adapt
 
     folder = Path(adapt.out)
     record_file = folder / SNAPSHOTS_FILE
-    if record_file.is_file():
+    fingerprint = adapt_fingerprint(adapt, checkpoints, base_hash)
+    if record_file.is_file() and matches_fingerprint(folder, fingerprint):
         records = json.loads(record_file.read_text())
         if sorted(r["minutes"] for r in records) == sorted(checkpoints) and all((folder / r["file"]).is_file() for r in records):
             return records, False
-    folder.mkdir(parents=True, exist_ok=True)
+    record_file.unlink(missing_ok=True)
+    record_fingerprint(folder, fingerprint)
     callback = TimeCheckpoints(checkpoints, folder, adapt.style, base_hash)
     fit_adapt(adapt, resume=False, callbacks=[callback])
     return callback.records, True

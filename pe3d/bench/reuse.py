@@ -1,0 +1,45 @@
+"""When a benchmark may reuse a run folder of an earlier run: only when what trained it is unchanged.
+
+A run folder records a fingerprint of its inputs (resolved configs, the style's settings, hashes of
+the weight files it starts from) before training starts. A later run of the benchmark reuses the
+folder's results, or resumes its interrupted training, only when the fingerprint matches; otherwise
+the run is trained again from scratch (new shipped weights or a changed default must not be
+scored from stale snapshots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from pe3d.io import atomic_write_text
+
+FINGERPRINT_FILE = "inputs.sha256"
+"""File in a run folder holding the fingerprint of the inputs that trained it."""
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def inputs_fingerprint(*parts: object) -> str:
+    """SHA-256 of ``parts`` (dataclass configs, dicts, strings such as weight hashes), JSON-encoded
+    with sorted keys; values JSON cannot encode are written with ``str``."""
+    payload = json.dumps([_plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def matches_fingerprint(folder: str | Path, fingerprint: str) -> bool:
+    """Whether ``folder`` was trained from inputs with this fingerprint."""
+    path = Path(folder) / FINGERPRINT_FILE
+    return path.is_file() and path.read_text().strip() == fingerprint
+
+
+def record_fingerprint(folder: str | Path, fingerprint: str) -> None:
+    """Write ``fingerprint`` into ``folder`` (created if needed), atomically."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(folder) / FINGERPRINT_FILE, fingerprint + "\n")
