@@ -194,6 +194,15 @@ def test_a_run_folder_is_reused_only_for_the_same_inputs(tmp_path):
     assert not matches_fingerprint(tmp_path / "run", inputs_fingerprint(cfg, "other-weights-hash"))
 
 
+def test_a_style_edit_changes_the_fingerprint():
+    from pe3d.bench.reuse import inputs_fingerprint, resolved_styles
+
+    plain = inputs_fingerprint(resolved_styles(["bronze_statue", "zombie"]))
+    assert plain == inputs_fingerprint(resolved_styles(["bronze_statue", "zombie"]))
+    assert plain != inputs_fingerprint(resolved_styles(["bronze_statue", "zombie"], overrides=["pairs.count=10"]))
+    assert plain != inputs_fingerprint(resolved_styles(["bronze_statue"]))
+
+
 def test_ablation_retrains_a_variant_whose_inputs_changed(tmp_path):
     from pe3d.bench.ablation import train_variant, variant_config
     from pe3d.bench.reuse import FINGERPRINT_FILE

@@ -22,7 +22,13 @@ from pe3d.bench.evaluation import MetricSuite, score_world_case
 from pe3d.bench.methods import OursMethod
 from pe3d.bench.plots import GridRow, depth_image, depth_range, image_grid
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
-from pe3d.bench.reuse import inputs_fingerprint, matches_fingerprint, record_fingerprint
+from pe3d.bench.reuse import (
+    inputs_fingerprint,
+    matches_fingerprint,
+    prior_file_hash,
+    record_fingerprint,
+    resolved_styles,
+)
 from pe3d.config import ConfigError, load_structured
 from pe3d.evaluation.world import WorldEvalSet, build_world_eval_set
 from pe3d.io import atomic_write_text
@@ -76,14 +82,14 @@ class TrainingRecord(L.Callback):
 
 def train_variant(cfg: DistillFitConfig) -> tuple[Path, bool]:
     """The variant's editor and whether it was trained now (or continued from ``last.ckpt``);
-    ``False`` when an earlier run had already finished it from the same inputs (its config and the
-    prior file: :mod:`pe3d.bench.reuse`); a run from other inputs is trained again from scratch."""
-    from pe3d.io import file_sha256
+    ``False`` when an earlier run had already finished it from the same inputs (its config, its
+    styles' settings and the prior file: :mod:`pe3d.bench.reuse`); a run from other inputs is
+    trained again from scratch."""
     from pe3d.recipes.editing import fit_distill
-    from pe3d.weights import resolve_weights
 
     editor = Path(cfg.out) / "editor.safetensors"
-    fingerprint = inputs_fingerprint(cfg, file_sha256(resolve_weights(cfg.prior, "prior_mini")))
+    styles = resolved_styles(cfg.styles, cfg.style_dirs, cfg.style_overrides)
+    fingerprint = inputs_fingerprint(cfg, styles, prior_file_hash(cfg.prior))
     same_inputs = matches_fingerprint(cfg.out, fingerprint)
     if editor.is_file() and same_inputs:
         return editor, False

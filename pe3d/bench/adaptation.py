@@ -24,7 +24,13 @@ from pe3d.bench.config import AdaptationBenchmark
 from pe3d.bench.evaluation import _optional_lpips
 from pe3d.bench.plots import line_plot
 from pe3d.bench.report import BenchOutput, Column, ResultTable, label
-from pe3d.bench.reuse import inputs_fingerprint, matches_fingerprint, record_fingerprint
+from pe3d.bench.reuse import (
+    inputs_fingerprint,
+    matches_fingerprint,
+    prior_file_hash,
+    record_fingerprint,
+    resolved_styles,
+)
 from pe3d.config import ConfigError, load_structured
 from pe3d.evaluation.world import WorldEvalSet, build_world_eval_set, evaluate_editor
 from pe3d.io import atomic_write_text
@@ -87,12 +93,8 @@ def adapt_config(cfg: AdaptationBenchmark, pairs: int, out: Path) -> AdaptFitCon
 def adapt_fingerprint(adapt: AdaptFitConfig, checkpoints: list[float], base_hash: str) -> str:
     """Fingerprint of what trains one run: its config, the style's resolved settings (its ``adapt``
     defaults fill what the config leaves unset), the base editor and the prior file."""
-    from pe3d.io import file_sha256
-    from pe3d.styles.discovery import load_named_style
-    from pe3d.weights import resolve_weights
-
-    prior = file_sha256(resolve_weights(adapt.prior, "prior_mini"))
-    return inputs_fingerprint(adapt, load_named_style(adapt.style), sorted(checkpoints), base_hash, prior)
+    style = resolved_styles([adapt.style], adapt.style_dirs, adapt.style_overrides)
+    return inputs_fingerprint(adapt, style, sorted(checkpoints), base_hash, prior_file_hash(adapt.prior))
 
 
 def train_with_snapshots(adapt: AdaptFitConfig, checkpoints: list[float], base_hash: str) -> tuple[list[dict], bool]:

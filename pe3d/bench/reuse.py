@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Sequence
 
 from pe3d.io import atomic_write_text
 
@@ -43,3 +44,21 @@ def record_fingerprint(folder: str | Path, fingerprint: str) -> None:
     """Write ``fingerprint`` into ``folder`` (created if needed), atomically."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(folder) / FINGERPRINT_FILE, fingerprint + "\n")
+
+
+def prior_file_hash(setting: str) -> str:
+    """SHA-256 of the prior file a recipe's ``prior`` setting resolves to (the shipped mini prior
+    when empty)."""
+    from pe3d.io import file_sha256
+    from pe3d.weights import resolve_weights
+
+    return file_sha256(resolve_weights(setting, "prior_mini"))
+
+
+def resolved_styles(names: Sequence[str], style_dirs: Sequence[str] = (), overrides: Sequence[str] = ()) -> list:
+    """The named styles' settings as a recipe resolves them (its extra style folders and
+    overrides applied), so that editing a style's prompts or filter changes the fingerprint."""
+    from pe3d.recipes.editing import style_search_dirs
+    from pe3d.styles.discovery import load_named_style
+
+    return [load_named_style(name, style_search_dirs(style_dirs), overrides=overrides) for name in names]
