@@ -18,12 +18,13 @@ PRIOR_CONTINUATION = ("'model_overrides=[renderer.ray_march.depth_resolution=12,
 """Overrides of one 5,000-step continuation stage of the shipped mini prior (see ``SHIPPED``)."""
 
 SHIPPED: dict[str, str] = {
-    # 3,000 steps of configs/prior/mini.yaml, then twice 5,000 more at the 12 + 12 ray samples it
+    # 3,000 steps of configs/prior/mini.yaml, then three times 5,000 more at the 12 + 12 ray samples it
     # renders with (PRIOR_CONTINUATION); each stage starts from the previous stage's export
     "prior_mini": "pe3d fit prior out=runs/prior-mini export_dtype=float16"
     f" && pe3d fit prior out=runs/prior-long init=runs/prior-mini/prior.safetensors {PRIOR_CONTINUATION}"
     f" && pe3d fit prior out=runs/prior-long2 init=runs/prior-long/prior.safetensors {PRIOR_CONTINUATION}"
-    " && cp runs/prior-long2/prior.safetensors pe3d/weights/prior_mini.safetensors",
+    f" && pe3d fit prior out=runs/prior-long3 init=runs/prior-long2/prior.safetensors {PRIOR_CONTINUATION}"
+    " && cp runs/prior-long3/prior.safetensors pe3d/weights/prior_mini.safetensors",
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && cp runs/distill-mini/editor.safetensors pe3d/weights/editor_mini.safetensors",
 }
