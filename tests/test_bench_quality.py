@@ -60,3 +60,12 @@ def test_full_adaptation_benchmark_settings_hold_for_every_pair_count(tmp_path):
     for pairs in cfg.pair_counts:
         _, _, data = adapt_settings(adapt_config(cfg, pairs, tmp_path), style, pairs)
         assert 1 <= data.batch_size <= pairs
+
+
+def test_a_ceiling_over_no_identities_is_a_clear_config_error(tmp_path):
+    import pytest
+
+    from pe3d.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ceiling.identities"):
+        run_benchmark("ci/quality", out=tmp_path, overrides=["ceiling.identities=0"])

@@ -30,6 +30,7 @@ from pe3d.bench.config import CeilingConfig, QualityBenchmark
 from pe3d.bench.evaluation import filter_edit
 from pe3d.bench.plots import GridRow, image_grid
 from pe3d.bench.report import BenchOutput, Column, Missing, ResultTable, label
+from pe3d.config import ConfigError
 from pe3d.evaluation.world import (
     PerViewScores,
     ViewPlan,
@@ -148,6 +149,9 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     from pe3d.styles.discovery import load_named_style
     from pe3d.weights import resolve_weights
 
+    if cfg.ceiling.enabled and cfg.ceiling.identities < 1:
+        raise ConfigError(f"quality: 'ceiling.identities' must be >= 1, got {cfg.ceiling.identities} "
+                          "(set ceiling.enabled=false to skip the ceiling)")
     views = _views(cfg)
     names = list(views)
     prior = load_prior(resolve_weights(cfg.prior, "prior_mini")).eval()
