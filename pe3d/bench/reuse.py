@@ -13,9 +13,12 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pe3d.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from pe3d.styles.spec import StyleSpec
 
 FINGERPRINT_FILE = "inputs.sha256"
 """File in a run folder holding the fingerprint of the inputs that trained it."""
@@ -55,7 +58,9 @@ def prior_file_hash(setting: str) -> str:
     return file_sha256(resolve_weights(setting, "prior_mini"))
 
 
-def resolved_styles(names: Sequence[str], style_dirs: Sequence[str] = (), overrides: Sequence[str] = ()) -> list:
+def resolved_styles(
+    names: Sequence[str], style_dirs: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> list[StyleSpec]:
     """The named styles' settings as a recipe resolves them (its extra style folders and
     overrides applied), so that editing a style's prompts or filter changes the fingerprint."""
     from pe3d.recipes.editing import style_search_dirs
