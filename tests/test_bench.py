@@ -178,7 +178,6 @@ def test_speed_on_gpu(tmp_path):
     assert all(r["device"] == "cuda" for r in run.output.tables[0].rows)
 
 
-
 def test_a_run_folder_is_reused_only_for_the_same_inputs(tmp_path):
     from pe3d.bench.reuse import inputs_fingerprint, matches_fingerprint, record_fingerprint
     from pe3d.recipes.editing import AdaptFitConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from pe3d.bench import run_benchmark
@@ -63,8 +64,6 @@ def test_full_adaptation_benchmark_settings_hold_for_every_pair_count(tmp_path):
 
 
 def test_a_ceiling_over_no_identities_is_a_clear_config_error(tmp_path):
-    import pytest
-
     from pe3d.config import ConfigError
 
     with pytest.raises(ConfigError, match="ceiling.identities"):
