@@ -61,6 +61,30 @@ def test_prompts_change_the_triplane_once_cross_attention_is_trained():
     assert not torch.allclose(a, b)
 
 
+def test_text_tokens_are_remembered_at_inference_until_the_weights_change():
+    _, editor = build()
+    calls = []
+    encode = editor.text_encoder.encode
+    editor.text_encoder.encode = lambda texts: calls.append(list(texts)) or encode(texts)
+    texts = ["bronze statue"]
+    with torch.no_grad():
+        first = editor.encode_prompts(Prompts(texts=texts))[0]
+        again = editor.encode_prompts(Prompts(texts=texts))[0]
+        assert len(calls) == 1 and torch.equal(first, again)
+        editor.encode_prompts(Prompts(texts=["pencil sketch"]))
+        assert len(calls) == 2
+        for p in editor.text_encoder.mapper.parameters():  # an adapter loaded in place
+            p.add_(0.5)
+        changed = editor.encode_prompts(Prompts(texts=texts))[0]
+        assert len(calls) == 3 and not torch.allclose(changed, first)
+    editor.encode_prompts(Prompts(texts=texts))  # gradients on: never from the cache
+    assert len(calls) == 4
+    editor.train()
+    with torch.no_grad():
+        editor.encode_prompts(Prompts(texts=texts))
+    assert len(calls) == 5
+
+
 def test_missing_prompt_is_a_clear_error():
     _, editor = build()
     with pytest.raises(ValueError, match="neither a text nor an image"):

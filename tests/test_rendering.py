@@ -243,6 +243,43 @@ def test_render_rays_perturbed_is_seeded_and_near_truth() -> None:
     assert (first.depth[..., 0] - hit_depth)[inside].abs().mean() < 0.02
 
 
+def test_empty_ray_shortcut_matches_the_full_render_with_fewer_field_queries() -> None:
+    """Deterministic renders skip the fine pass of (nearly) empty rays; images of a batch with
+    different numbers of busy rays come out as the full render does, in fewer field queries."""
+    origins, directions = sample_rays(label_from_yaw_pitch([0.0, 0.4], [0.0, 0.1]), 16)
+    radius = torch.tensor([0.12, 0.25]).reshape(2, 1, 1)  # image 1 has far more busy rays than image 0
+    queried: list[int] = []
+
+    def field(coords: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        queried.append(coords.shape[0] * coords.shape[1])
+        inside = (coords.norm(dim=-1, keepdim=True) < radius).to(coords.dtype)
+        return torch.sigmoid(3.0 * coords), inside * 1000.0 - 10.0 * (1.0 - inside)
+
+    background = torch.rand(2, 256, 3, generator=torch.Generator().manual_seed(0))
+    renders, counts = {}, {}
+    for opacity in (0.0, 1e-4):
+        options = RayMarchOptions(depth_resolution=12, depth_resolution_importance=12, perturb=False,
+                                  empty_ray_opacity=opacity)
+        queried.clear()
+        renders[opacity] = render_rays(field, origins, directions, options, background_fn=lambda o, d: background)
+        counts[opacity] = sum(queried)
+    full, fast = renders[0.0], renders[1e-4]
+    assert counts[1e-4] < 0.85 * counts[0.0]
+    torch.testing.assert_close(fast.rgb, full.rgb, atol=3e-3, rtol=0)
+    torch.testing.assert_close(fast.weights_sum, full.weights_sum, atol=3e-3, rtol=0)
+    solid = full.weights_sum > 0.01
+    torch.testing.assert_close(fast.depth[solid], full.depth[solid])
+    assert (full.weights_sum[0] > 0.5).sum() < (full.weights_sum[1] > 0.5).sum() - 20
+
+    jittered = [render_rays(field, origins, directions,
+                            RayMarchOptions(depth_resolution=12, depth_resolution_importance=12, perturb=True,
+                                            empty_ray_opacity=opacity), torch.Generator().manual_seed(1))
+                for opacity in (0.0, 1e-4)]
+    torch.testing.assert_close(jittered[0].rgb, jittered[1].rgb, atol=0, rtol=0)  # training never skips
+    with pytest.raises(ValueError, match="empty_ray_opacity"):
+        RayMarchOptions(empty_ray_opacity=1.0)
+
+
 # ----------------------------------------------------------------------------- renderer
 
 

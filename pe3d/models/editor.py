@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pe3d.models.cross_attention import PromptCrossAttention, PromptCrossAttentionConfig
 from pe3d.models.prior import PriorModel, PriorModelConfig
-from pe3d.models.prompt_base import PromptEncoderConfig
+from pe3d.models.prompt_base import PromptEncoderConfig, PromptTokens
 from pe3d.rendering.renderer import RenderOutput
 
 
@@ -63,6 +63,10 @@ class Prompts:
         return sizes.pop()
 
 
+TEXT_CACHE_SIZE = 16
+"""How many prompt lists :class:`EditorCore` remembers the text tokens of at inference."""
+
+
 def _build_prompt_encoder(cfg: PromptEncoderConfig) -> nn.Module:
     from pe3d.models.prompt_encoders import build_prompt_encoder
 
@@ -91,6 +95,7 @@ class EditorCore(nn.Module):
         self.cross_attention = PromptCrossAttention(cfg.cross_attention)
         self.text_encoder = _build_prompt_encoder(cfg.prompt_encoder.text) if cfg.prompt_encoder.text else None
         self.image_encoder = _build_prompt_encoder(cfg.prompt_encoder.image) if cfg.prompt_encoder.image else None
+        self._text_cache: dict[tuple, PromptTokens] = {}
         for name, enc in (("text", self.text_encoder), ("image", self.image_encoder)):
             if enc is not None and enc.out_dim != cfg.cross_attention.prompt_dim:
                 raise ValueError(
@@ -120,7 +125,7 @@ class EditorCore(nn.Module):
                 raise ValueError("this editor has no text prompt encoder (prompt_encoder.text is null)")
             present = [i for i, text in enumerate(prompts.texts) if text is not None]
             if present:
-                out = self.text_encoder.encode([prompts.texts[i] for i in present])
+                out = self._encode_texts([prompts.texts[i] for i in present])
                 text_tokens = out.tokens.new_zeros(batch, *out.tokens.shape[1:])
                 text_mask = out.mask.new_zeros(batch, out.mask.shape[1])
                 text_tokens[present] = out.tokens
@@ -142,6 +147,20 @@ class EditorCore(nn.Module):
             missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"batch items {missing} have neither a text nor an image prompt")
         return torch.cat(tokens, dim=1), mask
+
+    def _encode_texts(self, texts: list[str]) -> PromptTokens:
+        """``E_p`` on ``texts``. At inference (eval mode, no gradient) the result is remembered per list
+        of strings and state of the text encoder's weights (an adapter loaded in place changes it), so a
+        prompt held fixed over a stream of images is encoded once."""
+        encoder = self.text_encoder
+        if encoder.training or torch.is_grad_enabled():
+            return encoder.encode(texts)
+        key = (tuple(texts), tuple((t.data_ptr(), t._version, t.dtype) for t in (*encoder.parameters(), *encoder.buffers())))
+        if key not in self._text_cache:
+            if len(self._text_cache) >= TEXT_CACHE_SIZE:
+                self._text_cache.pop(next(iter(self._text_cache)))  # the oldest entry
+            self._text_cache[key] = encoder.encode(texts)
+        return self._text_cache[key]
 
     def forward(self, image: Tensor, prompts: Prompts) -> Tensor:
         """Edited triplane ``T_p [B,3,C,R,R]`` of ``image [B,3,H,W]`` (in [0,1]) under ``prompts``."""
