@@ -243,6 +243,19 @@ def test_render_rays_perturbed_is_seeded_and_near_truth() -> None:
     assert (first.depth[..., 0] - hit_depth)[inside].abs().mean() < 0.02
 
 
+def test_decoder_inference_path_matches_the_autograd_path() -> None:
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(in_channels=8, hidden_dim=32, out_features=6)
+    samples = torch.randn(2, 3, 500, 8) * 30.0  # hidden pre-activations far beyond softplus' +-20 switch
+    trained = decoder(samples)
+    with torch.no_grad():
+        copy = samples.clone()
+        inferred = decoder(samples)
+    assert torch.equal(samples, copy)
+    torch.testing.assert_close(inferred.features, trained.features.detach(), atol=2e-6, rtol=1e-6)
+    torch.testing.assert_close(inferred.sigma, trained.sigma.detach(), atol=2e-5, rtol=1e-6)
+
+
 def test_empty_ray_shortcut_matches_the_full_render_with_fewer_field_queries() -> None:
     """Deterministic renders skip the fine pass of (nearly) empty rays; images of a batch with
     different numbers of busy rays come out as the full render does, in fewer field queries."""

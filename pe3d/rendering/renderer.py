@@ -20,6 +20,11 @@ from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
 
 
+INFERENCE_CHUNK_POINTS = 8192
+"""Without autograd, :meth:`TriplaneRenderer.query_field` decodes this many points at a time: the
+intermediate tensors then stay in the CPU's cache and are reused instead of being allocated afresh
+(which on a CPU costs as much as the arithmetic); a whole 64^2 render is about a quarter faster."""
+
 BACKGROUND_SOURCES: tuple[str, ...] = ("constant", "field")
 """Accepted :attr:`RendererConfig.background_source` values."""
 
@@ -128,7 +133,12 @@ class TriplaneRenderer(nn.Module):
         Returns:
             :class:`~pe3d.rendering.decoder.DecoderOutput` ``(features [B, M, F], sigma [B, M, 1])`` with raw sigma.
         """
-        return self.decoder(sample_mean_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
+        chunk = INFERENCE_CHUNK_POINTS
+        if torch.is_grad_enabled() or coords.shape[1] <= chunk:
+            return self.decoder(sample_mean_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
+        parts = [self.query_field(planes, coords[:, i : i + chunk], None if directions is None else directions[:, i : i + chunk])
+                 for i in range(0, coords.shape[1], chunk)]
+        return DecoderOutput(torch.cat([p.features for p in parts], dim=1), torch.cat([p.sigma for p in parts], dim=1))
 
     def query_background(self, planes: Tensor, origins: Tensor, directions: Tensor) -> Tensor:
         """Background features ``[B, N, F]`` of rays ``origins, directions [B, N, 3]``.
