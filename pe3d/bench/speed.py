@@ -56,6 +56,7 @@ class SpeedModels:
 
 def build_models(setting: SpeedSetting, device: torch.device) -> SpeedModels:
     """The setting's editor and prior (shipped, random or from files) and a world portrait at its input size."""
+    from pe3d.devices import inference_memory_layout
     from pe3d.geometry import label_from_yaw_pitch
     from pe3d.models.editor import EditorCore, editor_config_from_yaml, load_editor
     from pe3d.models.prior import PriorModel, load_prior
@@ -77,7 +78,8 @@ def build_models(setting: SpeedSetting, device: torch.device) -> SpeedModels:
     camera = label_from_yaw_pitch([0.0], [0.0])
     render = render_identities([sample_identity(0, WorldSplit().heldout_indices(1)[0])], camera, size)
     weights = "random" if "random" in (setting.editor, setting.prior) else setting.editor
-    return SpeedModels(editor.to(device).eval(), prior.to(device).eval(), render.rgb.to(device), render.parts.to(device),
+    editor, prior = (inference_memory_layout(model.to(device).eval()) for model in (editor, prior))  # as loaded files are
+    return SpeedModels(editor, prior, render.rgb.to(device), render.parts.to(device),
                        camera.to(device), weights)
 
 
