@@ -160,7 +160,7 @@ def test_ci_speed_via_cli(tmp_path, capsys):
     assert main(["bench", "ci/speed", "--out", str(tmp_path / "speed"), "repeats=2", "unet.steps=40"]) == 0
     rows = read_csv_rows(tmp_path / "speed" / "results.csv")
     assert len(rows) == 2 + 3  # ours, two-stage, IP2P step, 2D estimate, two-stage estimate
-    assert all(math.isfinite(float(r[k])) and float(r[k]) > 0 for r in rows for k in ("ms", "fps", "ratio"))
+    assert all(math.isfinite(float(r[k])) and float(r[k]) > 0 for r in rows for k in ("ms", "fps", "ratio", "median_ms", "median_fps"))
     by_method = {r["method"]: r for r in rows}
     step = next(float(r["ms"]) for k, r in by_method.items() if k.startswith("IP2P UNet"))
     # the unet.steps override reaches the estimate (the default is another count)
@@ -170,6 +170,21 @@ def test_ci_speed_via_cli(tmp_path, capsys):
     two_stage_estimate = by_method["two-stage estimate: IP2P (2D) + prior + render"]
     assert float(two_stage_estimate["ratio"]) > 1, two_stage_estimate
     assert "ours" in capsys.readouterr().out
+
+
+def test_timing_median_and_per_setting_repeats():
+    from pe3d.bench.config import SpeedBenchmark, SpeedSetting
+    from pe3d.bench.speed import _repeats_text
+    from pe3d.evaluation.timing import Timing
+
+    timing = Timing((0.010, 0.012, 0.011, 0.100))  # one call slowed down by another job
+    assert timing.median_ms == pytest.approx(11.5) and timing.median_fps == pytest.approx(1000 / 11.5)
+    assert timing.mean_ms == pytest.approx(33.25) and timing.fps < timing.median_fps
+    bench = SpeedBenchmark(settings=[SpeedSetting(name="mini", repeats=50), SpeedSetting(name="paper")], repeats=5)
+    assert _repeats_text(bench) == "repeats: 50 (mini), 5 (paper)"
+    assert _repeats_text(SpeedBenchmark(settings=[SpeedSetting(name="mini")], repeats=7)) == "7 repeats"
+    with pytest.raises(ValueError, match="repeats"):
+        SpeedSetting(name="mini", repeats=-1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compile + bf16 path)")

@@ -166,6 +166,12 @@ class SpeedSetting:
     """The 2D editor of the embedded world (a style filter) used by the two-stage baseline."""
     ip2p_estimate: bool = False
     """Also time the paper-scale 2D editor (:class:`UNetEstimateConfig`) next to this setting."""
+    repeats: int = 0
+    """Timed calls of each pipeline for this setting; 0 = the benchmark's ``repeats``."""
+
+    def __post_init__(self) -> None:
+        if self.repeats < 0:
+            raise ValueError(f"speed setting {self.name!r}: repeats must be >= 0 (0 = the benchmark's), got {self.repeats}")
 
 
 @dataclass

@@ -38,6 +38,8 @@ COLUMNS = [
     Column("ms", "ms / image", "{:,.1f}", better="lower"),
     Column("std_ms", "± std (ms)", "{:,.1f}"),
     Column("fps", "images / s", "{:.3g}", better="higher"),
+    Column("median_ms", "median ms", "{:,.1f}", better="lower"),
+    Column("median_fps", "images / s at the median", "{:.3g}", better="higher"),
     Column("ratio", "time × ours", "{:.1f}", better="lower"),
 ]
 
@@ -158,7 +160,7 @@ def available_devices(requested: list[str], notes: list[str]) -> list[torch.devi
 def _row(setting: str, device: torch.device, method: str, timing: Timing, ours: Timing | None) -> dict:
     ratio = timing.mean_ms / ours.mean_ms if ours is not None else Missing("ours not timed")
     return {"setting": setting, "device": device.type, "method": method, "ms": timing.mean_ms, "std_ms": timing.std_ms,
-            "fps": timing.fps, "ratio": ratio}
+            "fps": timing.fps, "median_ms": timing.median_ms, "median_fps": timing.median_fps, "ratio": ratio}
 
 
 def run_speed(cfg: SpeedBenchmark, out: Path) -> BenchOutput:
@@ -173,7 +175,7 @@ def run_speed(cfg: SpeedBenchmark, out: Path) -> BenchOutput:
                       out / "runs" / f"{setting.name}-{device.type}" / "config.yaml")
         models = build_models(setting, device)
         prepared = {name: _prepare(fn, device, cfg, notes) for name, fn in pipelines(models, setting).items()}
-        timings = time_interleaved(prepared, cfg.repeats, cfg.warmup, device)
+        timings = time_interleaved(prepared, setting.repeats or cfg.repeats, cfg.warmup, device)
         name = f"{setting.name} ({models.editor.cfg.prior.encoder.image_size}² in, weights: {models.weights})"
         table.add(**_row(name, device, "ours: editor + render", timings["ours"], timings["ours"]))
         table.add(**_row(name, device, "two-stage: style filter (2D) + prior + render", timings["two_stage"], timings["ours"]))
@@ -199,9 +201,17 @@ def _unet_rows(cfg: SpeedBenchmark, setting: str, device: torch.device, timings:
     ]
 
 
+def _repeats_text(cfg: SpeedBenchmark) -> str:
+    """``"5 repeats"``, or the count of each setting when they differ (``"50 repeats (mini), 5 (paper)"``)."""
+    counts = [(s.name, s.repeats or cfg.repeats) for s in cfg.settings]
+    if len({n for _, n in counts}) <= 1:
+        return f"{counts[0][1] if counts else cfg.repeats} repeats"
+    return "repeats: " + ", ".join(f"{n} ({name})" for name, n in counts)
+
+
 def _notes(cfg: SpeedBenchmark) -> list[str]:
     return [
-        f"Mean ± std over {cfg.repeats} repeats after {cfg.warmup} warm-up run(s), ours and two-stage taking turns "
+        f"Mean ± std and median over {_repeats_text(cfg)} after {cfg.warmup} warm-up run(s), ours and two-stage taking turns "
         "(so a changing load on a shared machine hits both alike), batch 1, render at the input camera "
         "at the model's neural rendering resolution (mini: 64² rays, 12 + 12 samples each; paper: 128² + super-resolution to 512²).",
         "The paper-size model has random weights: its cost is that of the trained one (same architecture).",

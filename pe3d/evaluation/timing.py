@@ -35,9 +35,20 @@ class Timing:
         return 1000.0 * statistics.stdev(self.seconds) if len(self.seconds) > 1 else 0.0
 
     @property
+    def median_ms(self) -> float:
+        """Median milliseconds per call: the typical call, unmoved by the rare slow call that another
+        job on a shared machine causes."""
+        return 1000.0 * statistics.median(self.seconds)
+
+    @property
     def fps(self) -> float:
         """Calls per second at the mean time."""
         return 1000.0 / self.mean_ms if self.mean_ms > 0 else float("inf")
+
+    @property
+    def median_fps(self) -> float:
+        """Calls per second at the median time."""
+        return 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
 
 
 def time_in_turns(calls: Mapping[str, Sequence[Callable[[], T]]], warmup: Union[int, Mapping[str, int]] = 1,
