@@ -61,7 +61,9 @@ class RayMarchOptions:
             60 % of a portrait's rays are empty, a render is about a quarter faster, and images move
             by less than 0.003 (88 dB); the depth of near-transparent rays, which has no meaning,
             may move. Training (``perturb=True``) always gives every ray the fine pass, as EG3D
-            does; 0 disables the shortcut.
+            does, and so do renders on a GPU (not measured there; the ray count it selects varies
+            from image to image, which torch.compile would have to recompile or break the graph
+            for); 0 disables the shortcut.
     """
 
     ray_start: float = 2.25
@@ -458,7 +460,7 @@ def render_rays(
         return _march_coarse(colors, densities, depths, options, background)
     with torch.no_grad():
         coarse_weights = compositing_weights(densities, depths, options.density_activation)
-    if options.empty_ray_opacity > 0 and not options.perturb:
+    if options.empty_ray_opacity > 0 and not options.perturb and densities.device.type == "cpu":
         busy = coarse_weights.sum(dim=-2).squeeze(-1) > options.empty_ray_opacity  # [B, N]
         if not bool(busy.all()):
             return _render_busy_rays(field_fn, origins, directions, options, generator, background,
