@@ -33,8 +33,8 @@ from pe3d.mesh import DEFAULT_GRID, DEFAULT_LEVEL, Mesh, triplane_mesh
 from pe3d.models.checkpoints import model_hash
 import pe3d
 from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
-from pe3d.errors import InvalidInput
 from pe3d.devices import inference_memory_layout
+from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor

@@ -292,6 +292,14 @@ def test_empty_ray_shortcut_matches_the_full_render_with_fewer_field_queries() -
     with pytest.raises(ValueError, match="empty_ray_opacity"):
         RayMarchOptions(empty_ray_opacity=1.0)
 
+    def nothing(coords: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.sigmoid(coords), torch.full_like(coords[..., :1], -50.0)  # not one busy ray
+
+    empty = [render_rays(nothing, origins, directions, RayMarchOptions(depth_resolution=6, depth_resolution_importance=6,
+                                                                       perturb=False, empty_ray_opacity=opacity))
+             for opacity in (0.0, 1e-4)]
+    torch.testing.assert_close(empty[1].rgb, empty[0].rgb)
+
 
 # ----------------------------------------------------------------------------- renderer
 

@@ -462,6 +462,8 @@ def render_rays(
         coarse_weights = compositing_weights(densities, depths, options.density_activation)
     if options.empty_ray_opacity > 0 and not options.perturb and densities.device.type == "cpu":
         busy = coarse_weights.sum(dim=-2).squeeze(-1) > options.empty_ray_opacity  # [B, N]
+        if not bool(busy.any()):
+            return _march_coarse(colors, densities, depths, options, background)
         if not bool(busy.all()):
             return _render_busy_rays(field_fn, origins, directions, options, generator, background,
                                      (colors, densities, depths, coarse_weights), busy)
