@@ -37,10 +37,6 @@ def plane_axes(dtype: torch.dtype = torch.float32, device: torch.device | str | 
     )
 
 
-EG3D_PLANE_COORDINATES: tuple[int, ...] = (0, 1, 0, 2, 2, 0)
-"""The coordinates :func:`plane_axes`' planes read, in pairs: ``(x, y)``, ``(x, z)``, ``(z, x)``."""
-
-
 def project_onto_planes(coords: Tensor, axes: Tensor | None = None) -> Tensor:
     """Project 3D points onto the planes (``coords @ inv(axes[p])``, first two components).
 
@@ -55,9 +51,8 @@ def project_onto_planes(coords: Tensor, axes: Tensor | None = None) -> Tensor:
     """
     if coords.ndim != 3 or coords.shape[-1] != 3:
         raise ValueError(f"coords must have shape [B, N, 3], got {tuple(coords.shape)}")
-    if axes is None:  # EG3D's bases are permutations: pick the coordinate pairs (exact, no 3x3 inverse per call)
-        pairs = coords[..., list(EG3D_PLANE_COORDINATES)]  # [B, N, 6]
-        return pairs.reshape(*coords.shape[:2], 3, 2).transpose(1, 2)
+    if axes is None:
+        axes = plane_axes(coords.dtype, coords.device)
     inverse = torch.linalg.inv(axes.to(coords))[..., :2]  # [P, 3, 2]
     return torch.einsum("bnk,pkj->bpnj", coords, inverse)
 
