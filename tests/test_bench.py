@@ -3,6 +3,7 @@ a table of the right shape whose metrics are finite or say why not; baselines an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -215,6 +216,8 @@ def test_a_style_edit_changes_the_fingerprint():
     assert plain == inputs_fingerprint(resolved_styles(["bronze_statue", "zombie"]))
     assert plain != inputs_fingerprint(resolved_styles(["bronze_statue", "zombie"], overrides=["pairs.count=10"]))
     assert plain != inputs_fingerprint(resolved_styles(["bronze_statue"]))
+    styles = resolved_styles(["bronze_statue", "zombie"])
+    assert plain == inputs_fingerprint([dataclasses.asdict(spec) for spec in styles])  # field by field, not a repr
 
 
 def test_ablation_retrains_a_variant_whose_inputs_changed(tmp_path):

@@ -25,8 +25,13 @@ FINGERPRINT_FILE = "inputs.sha256"
 
 
 def _plain(value: object) -> object:
+    """``value`` with its dataclasses turned into dicts, inside lists, tuples and dicts too."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
     return value
 
 
