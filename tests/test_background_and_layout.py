@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
+from pe3d.data.backgrounds import WallGeometry, WallTexture, wall_points
 from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
 from pe3d.data.world_views import WorldViewDataset
 from pe3d.geometry import label_from_yaw_pitch, sample_rays
 from pe3d.models.prior_encoder import image_layout_to_eg3d
-from pe3d.rendering import RayMarchOptions, render_rays, sample_from_planes
+from pe3d.rendering import RayMarchOptions, background_wall_points, render_rays, sample_from_planes
 from pe3d.rendering.renderer import RendererConfig, TriplaneRenderer
 
 SPHERE_RADIUS = 0.2
@@ -203,3 +204,60 @@ def test_refine_blocks_grown_onto_a_trained_prior_start_as_the_identity_then_tra
     assert last.grad is not None and last.grad.abs().sum() > 0  # the new blocks do train
     with pytest.raises(ConfigError, match="drop"):  # shrinking back would lose trained weights
         with_model_overrides(grown, ["encoder.t_refine_blocks=1"], allow_new=True)
+
+
+def _frontal_bank(size: int = 16) -> dict:
+    """One identity, three views (frontal, yaw -0.3, yaw +0.3), a square head in the middle."""
+    views = 3
+    parts = torch.zeros(1, views, size, size, dtype=torch.uint8)
+    parts[..., 6:10, 6:10] = 3
+    rgb = torch.full((1, views, 3, size, size), 255, dtype=torch.uint8)
+    rgb[..., 6:10, 6:10] = 40
+    labels = label_from_yaw_pitch(torch.tensor([0.0, -0.3, 0.3]), torch.zeros(3))
+    return {"rgb": rgb, "depth": torch.ones(1, views, 1, size, size, dtype=torch.float16), "parts": parts,
+            "labels": labels[None], "index": torch.tensor([5])}
+
+
+def test_textured_background_is_the_wall_the_renderer_reads_seen_from_each_view() -> None:
+    wall = WallGeometry(box_warp=0.6333, ray_end=3.1)
+    torch.manual_seed(3)
+    item = WorldViewDataset(_frontal_bank(), num_targets=3, random_views=False, background_probability=1.0,
+                            background_texture=1.0, wall=wall)[0]
+    images = item["target_image"]  # [3, 3, 16, 16]
+    assert torch.allclose(images[:, :, 7, 7], torch.full((3, 3), 40 / 255))  # the head is untouched
+    background = images[:, :, :4, :4]
+    assert background.flatten(2).std(dim=2).mean() > 0.01  # textured, not one flat colour
+    assert not torch.allclose(images[1, :, :4, :4], images[0, :, :4, :4])  # each view sees its own part of the wall
+    # the frontal view's colours are those the renderer's background rule points at
+    renderer = TriplaneRenderer(RendererConfig(ray_march=RayMarchOptions(box_warp=0.6333, ray_end=3.1)))
+    origins, directions = sample_rays(item["target_label"][:1], 16)
+    points = background_wall_points(origins, directions, renderer.config.ray_march.box_warp,
+                                    renderer.config.ray_march.ray_end)
+    assert torch.allclose(points, wall_points(item["target_label"][:1], 16, wall))
+    assert (points[..., 2] < -0.3).all()  # a frontal camera sees the back wall
+
+
+def test_wall_texture_colours_are_a_function_of_the_wall_point() -> None:
+    texture = WallTexture.random(torch.Generator().manual_seed(0), rectangles=3)
+    points = torch.rand(50, 3) - 0.5
+    colours = texture.colour(points)
+    assert colours.shape == (50, 3) and colours.min() >= 0 and colours.max() <= 1
+    assert torch.equal(texture.colour(points), colours)
+    again = WallTexture.random(torch.Generator().manual_seed(0), rectangles=3)
+    assert torch.equal(again.colour(points), colours)  # seeded: reproducible
+    patch = WallTexture(base=torch.zeros(3), wave_directions=torch.zeros(0, 3), wave_frequencies=torch.zeros(0),
+                        wave_phases=torch.zeros(0), wave_colours=torch.zeros(0, 3),
+                        rect_centres=torch.zeros(1, 3), rect_half_sizes=torch.full((1, 3), 0.1),
+                        rect_colours=torch.tensor([[1.0, 0.5, 0.0]]))
+    inside_outside = patch.colour(torch.tensor([[0.05, -0.05, 0.0], [0.2, 0.0, 0.0]]))
+    assert torch.equal(inside_outside, torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]]))  # hard edge
+
+
+def test_textured_background_needs_the_wall_and_a_valid_share() -> None:
+    bank = _frontal_bank()
+    with pytest.raises(ValueError, match="wall geometry"):
+        WorldViewDataset(bank, background_probability=1.0, background_texture=0.5)
+    with pytest.raises(ValueError, match="background_texture"):
+        WorldViewDataset(bank, background_texture=2.0, wall=WallGeometry(0.6, 3.1))
+    with pytest.raises(ValueError, match="box_warp"):
+        WallGeometry(0.0, 3.1)

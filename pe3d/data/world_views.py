@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from pe3d.data.backgrounds import WallGeometry, WallTexture, wall_background
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import quantize_uint8
 from pe3d.io import load_tensors, save_tensors
@@ -130,7 +131,10 @@ class WorldViewDataset(Dataset):
     With ``background_probability > 0`` that share of items has the world's white background
     replaced by one random flat colour in every view (input and targets), so a prior whose
     renderer reads its background from the triplane learns to carry the input's background
-    into 3D. Exact for banks rendered without supersampling (hard masks).
+    into 3D. Exact for banks rendered without supersampling (hard masks). With
+    ``background_texture > 0`` that share of the replaced backgrounds is a random textured wall
+    (:mod:`pe3d.data.backgrounds`) seen from each view's camera instead of a flat colour; it
+    needs the model's ``wall`` geometry (the triplane box and the ray end read as background).
     """
 
     def __init__(
@@ -140,6 +144,8 @@ class WorldViewDataset(Dataset):
         target_resolution: int | None = None,
         random_views: bool = True,
         background_probability: float = 0.0,
+        background_texture: float = 0.0,
+        wall: WallGeometry | None = None,
     ) -> None:
         self.bank = bank
         self.views = bank["rgb"].shape[1]
@@ -147,10 +153,16 @@ class WorldViewDataset(Dataset):
             raise ValueError(f"num_targets must be in [1, {self.views}], got {num_targets}")
         if not 0.0 <= background_probability <= 1.0:
             raise ValueError(f"background_probability must be in [0, 1], got {background_probability}")
+        if not 0.0 <= background_texture <= 1.0:
+            raise ValueError(f"background_texture must be in [0, 1], got {background_texture}")
+        if background_texture > 0 and wall is None:
+            raise ValueError("background_texture > 0 needs the wall geometry (box_warp, ray_end) of the model")
         self.num_targets = num_targets
         self.target_resolution = target_resolution or bank["rgb"].shape[-1]
         self.random_views = random_views
         self.background_probability = background_probability
+        self.background_texture = background_texture
+        self.wall = wall
 
     def __len__(self) -> int:
         return self.bank["rgb"].shape[0]
@@ -160,13 +172,21 @@ class WorldViewDataset(Dataset):
             return list(range(self.num_targets))
         return torch.randperm(self.views)[: self.num_targets].tolist()
 
+    def _background(self, labels: Tensor, resolution: int) -> Tensor:
+        """A flat colour ``[3, 1, 1]`` or, with probability ``background_texture``, a textured
+        wall seen from each of the views ``labels [K, 25]``: ``[K, 3, R, R]``."""
+        if self.background_texture > 0 and float(torch.rand(())) < self.background_texture:
+            assert self.wall is not None  # checked in __init__
+            return wall_background(labels.float(), resolution, self.wall, WallTexture.random())
+        return random_background_colour()
+
     def __getitem__(self, item: int) -> dict[str, Tensor]:
         views = self._choose_views(item)
         rgb = self.bank["rgb"][item, views].float() / 255.0
         depth = self.bank["depth"][item, views].float()
         mask = (self.bank["parts"][item, views] > 0).float()[:, None]
         if self.background_probability > 0 and float(torch.rand(())) < self.background_probability:
-            rgb = rgb * mask + random_background_colour() * (1.0 - mask)
+            rgb = rgb * mask + self._background(self.bank["labels"][item, views], rgb.shape[-1]) * (1.0 - mask)
         sample = {
             "input_image": rgb[0],
             "input_label": self.bank["labels"][item, views[0]],

@@ -51,6 +51,10 @@ class PriorFitConfig:
     """Share of training items whose white background is replaced by a random flat colour
     (see :class:`~pe3d.data.world_views.WorldViewDataset`); needs ``renderer.background_source=field``
     to be learnable."""
+    background_texture: float = 0.0
+    """Share of those replaced backgrounds that are a random textured wall (colour waves and
+    sharp-edged patches, :mod:`pe3d.data.backgrounds`) seen from each view, instead of a flat
+    colour: teaches the prior backgrounds like those of real photos."""
     batch_size: int = 8
     system: PriorSystemConfig = field(
         default_factory=lambda: PriorSystemConfig(
@@ -81,10 +85,14 @@ def build_prior_model(cfg: PriorFitConfig) -> PriorModel:
     return PriorModel(model_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides))
 
 
-def build_world_loaders(cfg: PriorFitConfig) -> tuple[DataLoader, DataLoader]:
-    """Training and validation loaders over cached world renders (``data`` / ``val_data``)."""
+def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders over cached world renders (``data`` / ``val_data``);
+    textured backgrounds are painted on ``model``'s background wall."""
+    ray_march = model.cfg.renderer.ray_march
+    wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
     train_set = WorldViewDataset(load_or_render_bank(cfg.data), cfg.num_targets, cfg.target_resolution,
-                                 background_probability=cfg.background_probability)
+                                 background_probability=cfg.background_probability,
+                                 background_texture=cfg.background_texture, wall=wall)
     val_set = WorldViewDataset(load_or_render_bank(cfg.val_data), cfg.num_targets, cfg.target_resolution, random_views=False)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.trainer.num_workers)
     return (DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs),
@@ -139,8 +147,8 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
         model = build_prior_model(cfg)
         train_loader, val_loader = build_eg3d_loaders(cfg, model)
     else:
-        train_loader, val_loader = build_world_loaders(cfg)
         model = build_prior_model(cfg)
+        train_loader, val_loader = build_world_loaders(cfg, model)
     system = PriorSystem(model, cfg.system)
     trainer = build_trainer(cfg.trainer, run_dir)
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
 from pe3d.rendering.planes import plane_axes, project_onto_planes, sample_from_planes, sample_mean_from_planes
-from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer
+from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer, background_wall_points
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import (
     DENSITY_ACTIVATIONS,
@@ -36,6 +36,7 @@ __all__ = [
     "TriplaneDecoderConfig",
     "TriplaneRenderer",
     "activate_density",
+    "background_wall_points",
     "composite",
     "compositing_weights",
     "march_rays",

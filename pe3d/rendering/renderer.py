@@ -79,6 +79,13 @@ class RenderOutput:
     image_sr: Tensor | None = None
 
 
+def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float, ray_end: float) -> Tensor:
+    """Where a ray's background is read: its point at distance ``ray_end``, clamped into the
+    triplane box of side ``box_warp`` (``[..., 3]`` from ``origins, directions [..., 3]``)."""
+    half = 0.5 * box_warp * (1.0 - 1e-3)
+    return (origins + ray_end * directions).clamp(-half, half)
+
+
 def _gather_rays(rays: Tensor, ray_indices: Tensor) -> Tensor:
     """``[B, R*R, 3]`` gathered at ``[B, K]`` indices -> ``[B, K, 3]``."""
     return rays.gather(1, ray_indices.unsqueeze(-1).expand(-1, -1, rays.shape[-1]))
@@ -148,8 +155,7 @@ class TriplaneRenderer(nn.Module):
         whose colour the triplane holds (used when ``background_source == "field"``).
         """
         options = self.config.ray_march
-        half = 0.5 * options.box_warp * (1.0 - 1e-3)
-        points = (origins + options.ray_end * directions).clamp(-half, half)
+        points = background_wall_points(origins, directions, options.box_warp, options.ray_end)
         return self.query_field(planes, points, directions).features
 
     def forward(
