@@ -356,3 +356,32 @@ def test_filter_generator_on_a_folder_of_portraits(tmp_path):
     assert all(p.identity == -1 and not torch.equal(p.input, p.edited) for p in pairs)
     with pytest.raises(IndexError):
         generator.generate([3])
+
+
+def test_filter_generator_paints_a_textured_background_the_filter_keeps(tmp_path):
+    """``background_texture: 1``: world pairs on a textured wall; the head edit is the same and
+    the filter leaves the background as it is; ``0`` (the default) changes nothing."""
+    base = {"generator": "filter", "params": {"filter": "zombie"}, "pairs": {"resolution": 24, "image_fraction": 0.0}}
+    write_style(tmp_path / "plain", base)
+    write_style(tmp_path / "walls", {**base, "params": {"filter": "zombie", "background_texture": 1.0}})
+    plain = build_generator(load_style(tmp_path / "plain")).generate([0, 1])
+    walls = build_generator(load_style(tmp_path / "walls")).generate([0, 1])
+    for a, b in zip(plain, walls):
+        background = (a.input == 1.0).all(dim=0)  # the world's white background
+        assert background.float().mean() > 0.2
+        head = ~background
+        assert torch.equal(a.input[:, head], b.input[:, head])
+        assert b.input[:, background].std(dim=1).mean() > 0.01  # textured, not flat
+        assert torch.equal(b.edited[:, background], b.input[:, background])  # the filter keeps it
+        assert torch.allclose(a.edited[:, head], b.edited[:, head], atol=1e-6)
+    write_style(tmp_path / "bad", {**base, "params": {"filter": "zombie", "background_texture": 1.5}})
+    with pytest.raises(Exception, match="background_texture"):
+        build_generator(load_style(tmp_path / "bad"))
+
+
+def test_mini_wall_matches_the_mini_model_config():
+    from pe3d.data.backgrounds import MINI_WALL
+    from pe3d.models.prior import model_config_from_yaml
+
+    ray_march = model_config_from_yaml(Path(__file__).resolve().parents[1] / "configs" / "model" / "mini.yaml").renderer.ray_march
+    assert (MINI_WALL.box_warp, MINI_WALL.ray_end) == (ray_march.box_warp, ray_march.ray_end)

@@ -34,6 +34,10 @@ class WallGeometry:
             raise ValueError(f"box_warp and ray_end must be > 0, got {self.box_warp}, {self.ray_end}")
 
 
+MINI_WALL = WallGeometry(box_warp=0.6333, ray_end=3.1)
+"""The background wall of ``configs/model/mini.yaml`` (pair generators, which know no model, paint on it)."""
+
+
 def wall_points(label: Tensor, resolution: int, wall: WallGeometry) -> Tensor:
     """The wall point each pixel sees: ``[K, R*R, 3]`` for camera labels ``[K, 25]``.
 

@@ -4,11 +4,15 @@ They stand in for the paper's 2D editor (InstructPix2Pix, Sec. 3.2 / 4.1), or ru
 (``instruct-pix2pix``). Built-ins:
 
 ``filter``
-    ``params: {filter: <name>, source: world|folder, dir: <images>, cameras: cameras.json}``.
+    ``params: {filter: <name>, source: world|folder, dir: <images>, cameras: cameras.json,
+    background_texture: 0.0}``.
     ``source: world`` renders a world identity at a camera from the style's pose
     distribution (``pairs.pose``) and edits it with
     :func:`pe3d.world.filters.apply_style_filter`; the image prompt of a pair is the same
     filter applied to *another* identity (a reference in the target style).
+    ``background_texture``: the share of world pairs whose white background is replaced by a
+    random textured wall (:mod:`pe3d.data.backgrounds`) before the filter, which leaves it as
+    it is: pairs with backgrounds like a photo's.
     ``source: folder`` edits arbitrary portraits from ``dir`` instead (no part masks),
     cameras from ``cameras.json`` when present, else frontal.
 
@@ -56,6 +60,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from pe3d.data.backgrounds import MINI_WALL, WallTexture, wall_background
 from pe3d.geometry import label_from_yaw_pitch, sample_camera_labels
 from pe3d.images import load_square_image
 from pe3d.styles.registry import register_generator
@@ -311,12 +316,14 @@ class FilterGenerator(PairGenerator):
     @dataclass
     class Params:
         """``filter``: a name of ``pe3d.world.filters.STYLE_FILTERS``; ``source``: ``world`` or
-        ``folder``; ``dir``: portraits for ``source: folder``; ``cameras``: their camera file."""
+        ``folder``; ``dir``: portraits for ``source: folder``; ``cameras``: their camera file;
+        ``background_texture``: share of world pairs on a textured background."""
 
         filter: str = ""
         source: str = "world"
         dir: str = ""
         cameras: str = CAMERAS_FILE
+        background_texture: float = 0.0
 
     @classmethod
     def validate_params(cls, params: Any, spec: StyleSpec) -> None:
@@ -329,6 +336,8 @@ class FilterGenerator(PairGenerator):
             raise ParamError("filter", f"unknown style filter {params.filter!r} (known: {', '.join(names)})")
         if params.source not in ("world", "folder"):
             raise ParamError("source", f"must be 'world' or 'folder', got {params.source!r}")
+        if not 0.0 <= params.background_texture <= 1.0:
+            raise ParamError("background_texture", f"must be in [0, 1], got {params.background_texture}")
         if params.source == "folder":
             folder = resolve_data_dir(spec, params.dir, "dir")
             if not list_images(folder):
@@ -370,6 +379,8 @@ class FilterGenerator(PairGenerator):
                 ref_camera = self.sample_camera(rng)
             plans.append((index, camera, prompt, ref_position, ref_camera))
         rgb, parts = self._render([self._identity(p[0]) for p in plans], [p[1] for p in plans])
+        for k, plan in enumerate(plans):
+            rgb[k] = self._maybe_textured_background(plan[0], rgb[k], parts[k], plan[1])
         with_ref = [p for p in plans if p[3] is not None]
         refs: dict[int, Tensor] = {}
         if with_ref:
@@ -391,6 +402,21 @@ class FilterGenerator(PairGenerator):
                 )
             )
         return pairs
+
+    def _maybe_textured_background(self, index: int, rgb: Tensor, parts: Tensor, camera: Tensor) -> Tensor:
+        """``rgb [3, R, R]`` on a textured wall for a ``background_texture`` share of pair indices.
+
+        Drawn from a generator of its own (pair seed + 2), so pairs without it are bit-identical
+        to those of a style that does not set it."""
+        share = self.params.background_texture
+        if share <= 0:
+            return rgb
+        rng = torch.Generator().manual_seed(self.pair_seed(index) + 2)
+        if float(torch.rand((), generator=rng)) >= share:
+            return rgb
+        wall = wall_background(camera[None].float(), rgb.shape[-1], MINI_WALL, WallTexture.random(rng))[0]
+        head = (parts > 0).to(rgb.dtype)[None]
+        return rgb * head + wall * (1.0 - head)
 
     def _folder_pair(self, index: int) -> Pair:
         if not 0 <= index < len(self._images):
