@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from pe3d.data.backgrounds import WallGeometry, WallTexture, wall_background
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import quantize_uint8
+from pe3d.world.appearance import random_part_colours, recolour_parts
 from pe3d.io import load_tensors, save_tensors
 
 
@@ -135,6 +136,8 @@ class WorldViewDataset(Dataset):
     ``background_texture > 0`` that share of the replaced backgrounds is a random textured wall
     (:mod:`pe3d.data.backgrounds`) seen from each view's camera instead of a flat colour; it
     needs the model's ``wall`` geometry (the triplane box and the ray end read as background).
+    With ``recolour_probability > 0`` that share of items has random parts (skin, hair, clothes,
+    ...) recoloured with random colours, the same in every view (:mod:`pe3d.world.appearance`).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class WorldViewDataset(Dataset):
         background_probability: float = 0.0,
         background_texture: float = 0.0,
         wall: WallGeometry | None = None,
+        recolour_probability: float = 0.0,
     ) -> None:
         self.bank = bank
         self.views = bank["rgb"].shape[1]
@@ -155,6 +159,8 @@ class WorldViewDataset(Dataset):
             raise ValueError(f"background_probability must be in [0, 1], got {background_probability}")
         if not 0.0 <= background_texture <= 1.0:
             raise ValueError(f"background_texture must be in [0, 1], got {background_texture}")
+        if not 0.0 <= recolour_probability <= 1.0:
+            raise ValueError(f"recolour_probability must be in [0, 1], got {recolour_probability}")
         if background_texture > 0 and wall is None:
             raise ValueError("background_texture > 0 needs the wall geometry (box_warp, ray_end) of the model")
         self.num_targets = num_targets
@@ -163,6 +169,7 @@ class WorldViewDataset(Dataset):
         self.background_probability = background_probability
         self.background_texture = background_texture
         self.wall = wall
+        self.recolour_probability = recolour_probability
 
     def __len__(self) -> int:
         return self.bank["rgb"].shape[0]
@@ -184,7 +191,10 @@ class WorldViewDataset(Dataset):
         views = self._choose_views(item)
         rgb = self.bank["rgb"][item, views].float() / 255.0
         depth = self.bank["depth"][item, views].float()
-        mask = (self.bank["parts"][item, views] > 0).float()[:, None]
+        parts = self.bank["parts"][item, views]
+        mask = (parts > 0).float()[:, None]
+        if self.recolour_probability > 0 and float(torch.rand(())) < self.recolour_probability:
+            rgb = recolour_parts(rgb, parts, random_part_colours())
         if self.background_probability > 0 and float(torch.rand(())) < self.background_probability:
             rgb = rgb * mask + self._background(self.bank["labels"][item, views], rgb.shape[-1]) * (1.0 - mask)
         sample = {

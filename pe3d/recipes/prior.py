@@ -55,6 +55,10 @@ class PriorFitConfig:
     """Share of those replaced backgrounds that are a random textured wall (colour waves and
     sharp-edged patches, :mod:`pe3d.data.backgrounds`) seen from each view, instead of a flat
     colour: teaches the prior backgrounds like those of real photos."""
+    recolour_probability: float = 0.0
+    """Share of training items whose parts get random colours, the same in every view
+    (:mod:`pe3d.world.appearance`): teaches the prior to reconstruct colours the world's people
+    never have (a green face, blue hair), which the two-stage teacher needs for edited inputs."""
     batch_size: int = 8
     system: PriorSystemConfig = field(
         default_factory=lambda: PriorSystemConfig(
@@ -92,7 +96,8 @@ def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoa
     wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
     train_set = WorldViewDataset(load_or_render_bank(cfg.data), cfg.num_targets, cfg.target_resolution,
                                  background_probability=cfg.background_probability,
-                                 background_texture=cfg.background_texture, wall=wall)
+                                 background_texture=cfg.background_texture, wall=wall,
+                                 recolour_probability=cfg.recolour_probability)
     val_set = WorldViewDataset(load_or_render_bank(cfg.val_data), cfg.num_targets, cfg.target_resolution, random_views=False)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.trainer.num_workers)
     return (DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs),

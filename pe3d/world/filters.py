@@ -72,7 +72,7 @@ class StyleFilter:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _luma(rgb: Tensor) -> Tensor:
+def luma(rgb: Tensor) -> Tensor:
     """``[B, 1, H, W]`` Rec. 601 luminance."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     return (rgb * w).sum(1, keepdim=True)
@@ -121,7 +121,7 @@ def _mask(parts: Tensor | None, *labels: Part) -> Tensor | None:
 def _skin_heuristic(rgb: Tensor) -> Tensor:
     """Per-pixel RGB skin rule (no parts): reddish, not too dark, not too bright, not grey."""
     r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    lum = _luma(rgb)
+    lum = luma(rgb)
     return (r > g) & (g > b * 0.85) & (r - b > 0.06) & (lum > 0.08) & (lum < 0.96)
 
 
@@ -152,7 +152,7 @@ def _blank_eyes(rgb: Tensor, parts: Tensor | None) -> Tensor:
 def _statue(stops, gamma: float, contrast: float):
     def fn(rgb: Tensor, parts: Tensor | None) -> Tensor:
         src = _blank_eyes(rgb, parts)
-        lum = _luma(src)
+        lum = luma(src)
         x = (lum.clamp(0, 1) ** gamma - 0.5) * contrast + 0.5
         return _blend(rgb, _ramp(x, stops), _foreground(parts))
 
@@ -178,7 +178,7 @@ _marble = _statue(
 
 
 def _pencil(rgb: Tensor, parts: Tensor | None) -> Tensor:
-    lum = _luma(rgb)
+    lum = luma(rgb)
     edges = (_sobel(lum) * 5.0).clamp(0.0, 0.9)
     tone = 1.0 - 0.6 * (1.0 - lum).clamp(0, 1) ** 1.4
     grey = tone * (1.0 - edges)
@@ -187,7 +187,7 @@ def _pencil(rgb: Tensor, parts: Tensor | None) -> Tensor:
 
 
 def _pop_art(rgb: Tensor, parts: Tensor | None) -> Tensor:
-    lum = _luma(rgb)
+    lum = luma(rgb)
     palette = torch.tensor(
         [(0.10, 0.08, 0.40), (0.92, 0.14, 0.52), (1.0, 0.62, 0.05), (1.0, 0.93, 0.25)], dtype=rgb.dtype,
         device=rgb.device,
@@ -200,7 +200,7 @@ def _pop_art(rgb: Tensor, parts: Tensor | None) -> Tensor:
 
 
 def _zombie(rgb: Tensor, parts: Tensor | None) -> Tensor:
-    lum = _luma(rgb)
+    lum = luma(rgb)
     dev = dict(dtype=rgb.dtype, device=rgb.device)
     green = torch.tensor([0.50, 0.78, 0.36], **dev).view(1, 3, 1, 1)
     tint = torch.tensor([0.02, 0.0, 0.04], **dev).view(1, 3, 1, 1)
@@ -216,7 +216,7 @@ def _zombie(rgb: Tensor, parts: Tensor | None) -> Tensor:
 
 
 def _blue_hair(rgb: Tensor, parts: Tensor | None) -> Tensor:
-    lum = _luma(rgb)
+    lum = luma(rgb)
     blue = torch.tensor([0.10, 0.38, 1.0], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     new = blue * (0.45 + 1.0 * lum)
     if parts is None:
@@ -227,7 +227,7 @@ def _blue_hair(rgb: Tensor, parts: Tensor | None) -> Tensor:
 
 
 def _anime_eyes(rgb: Tensor, parts: Tensor | None) -> Tensor:
-    lum = _luma(rgb)
+    lum = luma(rgb)
     dev = dict(dtype=rgb.dtype, device=rgb.device)
     iris = torch.tensor([0.45, 0.25, 1.0], **dev).view(1, 3, 1, 1) * (0.55 + 0.9 * lum)
     white = torch.ones_like(rgb)
