@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from pe3d.data.backgrounds import WallGeometry, WallTexture, wall_background
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import quantize_uint8
-from pe3d.world.appearance import random_part_colours, recolour_parts
 from pe3d.io import load_tensors, save_tensors
+from pe3d.world.appearance import random_part_colours, recolour_parts
 
 
 @dataclass
