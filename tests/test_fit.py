@@ -30,6 +30,7 @@ def prior_path(tmp_path_factory):
             "data.count=8", "data.views=3", "data.supersample=1",
             "val_data.count=2", "val_data.views=3", "val_data.supersample=1",
             "num_targets=2", "target_resolution=16", "batch_size=4",
+            "background_probability=0.5", "background_texture=1.0", "recolour_probability=0.5",  # every augmentation path
             "system.image_log_every=0", "trainer.max_steps=4", *TRAINER,
         ],
     )

@@ -17,6 +17,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from pe3d.config import ConfigError, configs_dir, load_fit_config, named_config, save_resolved
+from pe3d.data.backgrounds import WallGeometry
 from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig, load_teacher
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
 from pe3d.devices import resolve_device
