@@ -407,7 +407,8 @@ class FilterGenerator(PairGenerator):
         """``rgb [3, R, R]`` on a textured wall for a ``background_texture`` share of pair indices.
 
         Drawn from a generator of its own (pair seed + 2), so pairs without it are bit-identical
-        to those of a style that does not set it."""
+        to those of a style that does not set it. The head is cut out with the part labels: exact
+        for ``pairs.supersample: 1``; supersampled renders keep a thin white fringe."""
         share = self.params.background_texture
         if share <= 0:
             return rgb
