@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from pe3d.world.field import Part
-from pe3d.world.filters import luma
+from pe3d.world.filters import luma, mask_of_parts
 
 PART_GROUPS: tuple[tuple[Part, ...], ...] = (
     (Part.SKIN,),
@@ -51,9 +51,6 @@ def recolour_parts(rgb: Tensor, parts: Tensor, colours: list[Tensor | None]) -> 
     for group, colour in zip(PART_GROUPS, colours):
         if colour is None:
             continue
-        where = torch.zeros_like(parts, dtype=torch.bool)
-        for part in group:
-            where |= parts == int(part)
         new = (colour.to(rgb).view(1, 3, 1, 1) * shade).clamp(0.0, 1.0)
-        out = torch.where(where[:, None], new, out)
+        out = torch.where(mask_of_parts(parts, *group), new, out)
     return out

@@ -109,7 +109,8 @@ def _saturation(rgb: Tensor) -> Tensor:
     return (mx - mn) / mx.clamp_min(1e-4)
 
 
-def _mask(parts: Tensor | None, *labels: Part) -> Tensor | None:
+def mask_of_parts(parts: Tensor | None, *labels: Part) -> Tensor | None:
+    """``[B, 1, H, W]`` bool: where ``parts [B, H, W]`` holds any of ``labels`` (``None`` without parts)."""
     if parts is None:
         return None
     out = torch.zeros_like(parts, dtype=torch.bool)
@@ -138,10 +139,10 @@ def _blank_eyes(rgb: Tensor, parts: Tensor | None) -> Tensor:
     """Statue look: replace eye pixels by their 3x3-neighbourhood skin colour (one pass)."""
     if parts is None:
         return rgb
-    eyes = _mask(parts, Part.EYES)
+    eyes = mask_of_parts(parts, Part.EYES)
     if not bool(eyes.any()):
         return rgb
-    skin = _mask(parts, Part.SKIN).float()
+    skin = mask_of_parts(parts, Part.SKIN).float()
     num = F.avg_pool2d(F.pad(rgb * skin, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     den = F.avg_pool2d(F.pad(skin, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     fill = torch.where(den > 0.05, num / den.clamp_min(1e-4), torch.full_like(rgb, 0.6))
@@ -209,9 +210,9 @@ def _zombie(rgb: Tensor, parts: Tensor | None) -> Tensor:
     eyes_new = torch.tensor([0.95, 0.92, 0.45], **dev).view(1, 3, 1, 1) * (0.45 + 0.7 * lum)
     if parts is None:
         return _blend(rgb, skin_new, _skin_heuristic(rgb))
-    out = torch.where(_mask(parts, Part.SKIN), skin_new, rgb)
-    out = torch.where(_mask(parts, Part.LIPS), lips_new, out)
-    out = torch.where(_mask(parts, Part.EYES), eyes_new, out)
+    out = torch.where(mask_of_parts(parts, Part.SKIN), skin_new, rgb)
+    out = torch.where(mask_of_parts(parts, Part.LIPS), lips_new, out)
+    out = torch.where(mask_of_parts(parts, Part.EYES), eyes_new, out)
     return out.clamp(0.0, 1.0)
 
 
@@ -222,7 +223,7 @@ def _blue_hair(rgb: Tensor, parts: Tensor | None) -> Tensor:
     if parts is None:
         where = ((lum < 0.3) | (_saturation(rgb) < 0.12)) & ~_skin_heuristic(rgb) & (lum < 0.97)
     else:
-        where = _mask(parts, Part.HAIR, Part.BROWS, Part.BEARD)
+        where = mask_of_parts(parts, Part.HAIR, Part.BROWS, Part.BEARD)
     return _blend(rgb, new, where)
 
 
@@ -234,8 +235,8 @@ def _anime_eyes(rgb: Tensor, parts: Tensor | None) -> Tensor:
     if parts is None:
         where = (lum > 0.6) & (lum < 0.97) & (_saturation(rgb) < 0.15)
         return _blend(rgb, 0.5 * iris + 0.5 * white, where)
-    eyes = _mask(parts, Part.EYES)
-    face = _mask(parts, Part.SKIN, Part.EYES, Part.BROWS, Part.GLASSES)
+    eyes = mask_of_parts(parts, Part.EYES)
+    face = mask_of_parts(parts, Part.SKIN, Part.EYES, Part.BROWS, Part.GLASSES)
     big = _dilate(_dilate(eyes) & face) & face  # two pixels larger, never onto hair or background
     ring = _dilate(big) & ~big & face
     out = torch.where(big & (lum < 0.55), iris, rgb)
