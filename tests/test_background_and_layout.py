@@ -166,6 +166,23 @@ def test_word_bags_draw_words_of_the_style_prompts_and_only_then() -> None:
         PromptAugmentConfig(word_bag_size=0)
 
 
+def test_distinct_word_bags_draw_each_word_alike_and_never_twice() -> None:
+    # "pencil" is 3 of the pool's 10 words: from occurrences it fills a 1-word bag 30 % of the time,
+    # from the 7 distinct words 14 %, as often as the rare "graphite"
+    pool = ["pencil sketch", "a pencil drawing", "draw with a graphite pencil"]
+    def one_word_bags(distinct: bool) -> list[str]:
+        generator = torch.Generator().manual_seed(3)
+        cfg = PromptAugmentConfig(probability=1.0, word_bag=1.0, word_bag_size=1, unknown_words=0, word_bag_distinct=distinct)
+        return [augment_prompt("pencil sketch", cfg, generator, pool=pool) for _ in range(2000)]
+    share = {d: {w: b.count(w) / len(b) for w in ("pencil", "graphite")} for d in (False, True) for b in [one_word_bags(d)]}
+    assert 0.26 < share[False]["pencil"] < 0.34 and 0.07 < share[False]["graphite"] < 0.13
+    assert 0.11 < share[True]["pencil"] < 0.18 and 0.11 < share[True]["graphite"] < 0.18
+    generator = torch.Generator().manual_seed(4)
+    cfg = PromptAugmentConfig(probability=1.0, word_bag=1.0, word_bag_size=9, unknown_words=0, word_bag_distinct=True)
+    bags = [augment_prompt("pencil sketch", cfg, generator, pool=pool).split() for _ in range(200)]
+    assert all(len(b) == len(set(b)) for b in bags) and max(len(b) for b in bags) == 7
+
+
 def test_export_model_overrides_keep_the_weights_and_refuse_shape_changes() -> None:
     from pe3d.config import ConfigError
     from pe3d.models.prior import PriorModel, model_config_from_yaml

@@ -36,6 +36,10 @@ class PromptAugmentConfig:
             (in random order) from all the training prompts of the pair's style; needs the style's
             prompt list (:class:`~pe3d.data.pairs.PairDataset` passes it), else word dropout is used.
         word_bag_size: the most words in a bag.
+        word_bag_distinct: draw bag words from the *distinct* words of the style's prompts (each word
+            as likely as any other) instead of from every occurrence (a style's main word, used by
+            most of its prompts, then fills most bags); with it a rare carrier ("stone", "graphite")
+            is seen carrying the edit alone as often as the main word ("marble", "pencil").
         no_edit: share of text pairs (augmented or not) turned into *no-edit* pairs: the prompt is
             a bag of ``1..word_bag_size`` words that at least half of the styles' training prompts
             use (:func:`shared_words`), plus unknown words, and the target is the input itself.
@@ -48,6 +52,7 @@ class PromptAugmentConfig:
     unknown_words: int = 2
     word_bag: float = 0.0
     word_bag_size: int = 4
+    word_bag_distinct: bool = False
     no_edit: float = 0.0
 
     def __post_init__(self) -> None:
@@ -67,9 +72,12 @@ def _random_word(generator: torch.Generator) -> str:
     return "".join(string.ascii_lowercase[i] for i in letters)
 
 
-def word_bag(pool: Sequence[str], size: int, generator: torch.Generator) -> list[str]:
-    """``1..size`` words drawn without replacement from all the words of ``pool``'s prompts, shuffled."""
+def word_bag(pool: Sequence[str], size: int, generator: torch.Generator, distinct: bool = False) -> list[str]:
+    """``1..size`` words drawn without replacement from all the words of ``pool``'s prompts, shuffled;
+    with ``distinct`` from the distinct words (first-use order), so no word is drawn twice."""
     words = [word for prompt in pool for word in prompt.split()]
+    if distinct:
+        words = list(dict.fromkeys(words))
     count = min(len(words), int(torch.randint(1, size + 1, (1,), generator=generator)))
     return [words[i] for i in torch.randperm(len(words), generator=generator)[:count].tolist()]
 
@@ -108,7 +116,7 @@ def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generat
     if not words:
         return text
     if pool and cfg.word_bag > 0 and float(torch.rand((), generator=generator)) < cfg.word_bag:
-        words = word_bag(pool, cfg.word_bag_size, generator)
+        words = word_bag(pool, cfg.word_bag_size, generator, cfg.word_bag_distinct)
         return " ".join(_insert_unknown(words, cfg, generator))
     keep = (torch.rand(len(words), generator=generator) >= cfg.word_dropout).tolist()
     if not any(keep):
