@@ -4,7 +4,7 @@
 
 Per prompt: mean PSNR over 8 held-out world identities and the input + yaw -30/+30 views (64²
 renders) against the style filter applied to the ground-truth views; then each editor's mean over
-train and over test prompts. ``pe3d bench quality`` scores one prompt of each kind per style; this
+train and over test (and validation) prompts. ``pe3d bench quality`` scores one prompt of each kind per style; this
 sweep shows how an editor follows every paraphrase (the README's word-bag comparison). It scores
 with :mod:`pe3d.evaluation`, the path of ``pe3d demo``, ``pe3d eval`` and ``pe3d bench``.
 
@@ -17,11 +17,10 @@ import argparse
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from pe3d.evaluation import PerViewScores, WorldEvalConfig, build_world_eval_set, model_inputs, render_views
 from pe3d.evaluation.world import edit_with_prompt, filter_targets, style_filter_name, style_prompts
-from omegaconf import OmegaConf
-
 from pe3d.models.editor import load_editor
 from pe3d.styles.discovery import load_named_style
 
