@@ -18,15 +18,18 @@ PRIOR_CONTINUATION = ("'model_overrides=[renderer.ray_march.depth_resolution=12,
 """Overrides of one 5,000-step continuation stage of the shipped mini prior (see ``SHIPPED``)."""
 
 SHIPPED: dict[str, str] = {
-    # 3,000 steps of configs/prior/mini.yaml, then four times 5,000 more at the 12 + 12 ray samples it
-    # renders with (PRIOR_CONTINUATION); each stage starts from the previous stage's export; the fourth at half the learning rate
+    # 3,000 steps of configs/prior/mini.yaml, then five times 5,000 more at the 12 + 12 ray samples it
+    # renders with (PRIOR_CONTINUATION); each stage starts from the previous stage's export; the fourth and
+    # fifth at half the learning rate, the fifth with half its heads recoloured and half on textured walls
     "prior_mini": "pe3d fit prior out=runs/prior-mini export_dtype=float16"
     f" && pe3d fit prior out=runs/prior-long init=runs/prior-mini/prior.safetensors {PRIOR_CONTINUATION}"
     f" && pe3d fit prior out=runs/prior-long2 init=runs/prior-long/prior.safetensors {PRIOR_CONTINUATION}"
     f" && pe3d fit prior out=runs/prior-long3 init=runs/prior-long2/prior.safetensors {PRIOR_CONTINUATION}"
     f" && pe3d fit prior out=runs/prior-long4 init=runs/prior-long3/prior.safetensors {PRIOR_CONTINUATION}"
     " system.optim.lr=0.00025"
-    " && cp runs/prior-long4/prior.safetensors pe3d/weights/prior_mini.safetensors",
+    f" && pe3d fit prior out=runs/prior-long5 init=runs/prior-long4/prior.safetensors {PRIOR_CONTINUATION}"
+    " system.optim.lr=0.00025 recolour_probability=0.5 background_texture=0.5"
+    " && cp runs/prior-long5/prior.safetensors pe3d/weights/prior_mini.safetensors",
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && cp runs/distill-mini/editor.safetensors pe3d/weights/editor_mini.safetensors",
 }
