@@ -30,8 +30,13 @@ SHIPPED: dict[str, str] = {
     f" && pe3d fit prior out=runs/prior-long5 init=runs/prior-long4/prior.safetensors {PRIOR_CONTINUATION}"
     " system.optim.lr=0.00025 recolour_probability=0.5 background_texture=0.5"
     " && cp runs/prior-long5/prior.safetensors pe3d/weights/prior_mini.safetensors",
+    # distilled on world pairs on white, then 800 steps at half the learning rate on pairs of which half stand
+    # on textured walls (params.background_texture), so a photo's background is not painted with streaks
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
-    " && cp runs/distill-mini/editor.safetensors pe3d/weights/editor_mini.safetensors",
+    " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-mini/editor.safetensors"
+    " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-bgft"
+    " export_dtype=float16 trainer.max_steps=800 system.optim.lr=0.00025"
+    " && cp runs/distill-bgft/editor.safetensors pe3d/weights/editor_mini.safetensors",
 }
 """Shipped weight name -> the command that reproduces it (run from the checkout root)."""
 
