@@ -1,12 +1,13 @@
 """``pe3d fit adapt`` on the adaptation test's styles with recipe overrides, or with all of E_t trainable.
 
-    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t] [OVERRIDE ...]
+    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor] [OVERRIDE ...]
 
 STYLE is one of the styles of ``tests/test_adaptation_quality.py``: the fixtures ``green_mono`` and
 ``green_mono_bg`` (``tests/fixtures/styles``, found through ``PE3D_STYLE_PATH``, which this tool sets)
 or the shipped ``golden_statue``. OVERRIDEs are :class:`~pe3d.recipes.editing.AdaptFitConfig` keys,
 e.g. ``lr=0.012``, ``trainer.max_steps=160``, ``num_pairs=20``, ``base=runs/distill/editor.safetensors``. Each run
-adapts the (shipped) base editor with the style's defaults plus the overrides, then scores the base
+adapts the (shipped) base editor with the style's defaults plus the overrides (without the style's
+wall-clock guard, ``trainer.max_minutes=0``, so a busy machine cuts no run short), then scores the base
 and the adapted editor and the two-stage teacher exactly as the test does (its helpers are imported:
 mean PSNR over held-out identities at the input and yaw +-30 views against the style's edit of the
 ground truth, background included), and prints one line:
@@ -14,9 +15,12 @@ ground truth, background included), and prints one line:
     green_mono [lr=0.012]: base 14.04 adapted 21.51 teacher 22.24 gap 0.73 dB, 0.45 min
 
 ``--trainable e_t`` trains every parameter of E_t (and E_p's mapper) instead of E_t's norms, to ask
-whether the number of adaptable values is what limits an adaptation. It widens
+whether the number of adaptable values is what limits an adaptation; ``--trainable editor`` trains the
+whole editor but its prompt backbone (E_low, E_high, the cross-attention, E_t; E_low / E_high features are
+then recomputed at every step instead of cached), to ask whether the branches that read the unedited
+image limit it. Both widen
 :meth:`~pe3d.models.editor.EditorCore.adaptation_parameters` in this process only: the adapter it
-writes carries all of E_t and loads only here, it is an experiment, not an adapter format.
+writes carries those parameters and loads only here: an experiment, not an adapter format.
 """
 
 import argparse
@@ -40,7 +44,7 @@ from pe3d.models.prior import load_prior  # noqa: E402
 from pe3d.recipes.editing import AdaptFitConfig, fit_adapt  # noqa: E402
 from pe3d.weights import shipped_path  # noqa: E402
 
-TRAINABLE = ("norms", "e_t")
+TRAINABLE = ("norms", "e_t", "editor")
 
 
 def _e_t_and_mapper(editor: EditorCore):
@@ -50,12 +54,20 @@ def _e_t_and_mapper(editor: EditorCore):
     yield from editor.encoder.decoder.parameters()
 
 
+def _whole_editor(editor: EditorCore):
+    """E_p's mapper, E_low, E_high, the cross-attention and E_t."""
+    for encoder in editor.prompt_encoders():
+        yield from encoder.mapper.parameters()
+    yield from editor.encoder.parameters()
+    yield from editor.cross_attention.parameters()
+
+
 @contextmanager
 def trainable(scope: str):
-    """Within the block, adaptation trains ``scope``: ``norms`` (the framework's) or ``e_t``."""
+    """Within the block, adaptation trains ``scope``: ``norms`` (the framework's), ``e_t`` or ``editor``."""
     original = EditorCore.adaptation_parameters
-    if scope == "e_t":
-        EditorCore.adaptation_parameters = _e_t_and_mapper
+    if scope != "norms":
+        EditorCore.adaptation_parameters = {"e_t": _e_t_and_mapper, "editor": _whole_editor}[scope]
     try:
         yield
     finally:
@@ -70,7 +82,7 @@ def run(style: str, scope: str, overrides: list[str]) -> str:
     work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
     cfg = load_structured(AdaptFitConfig, [], [
         f"style={style}", f"pairs_dir={work / 'pairs'}", f"out={work / 'run'}", f"export={work / 'adapter.safetensors'}",
-        "trainer.progress=false", "trainer.logger=none", *overrides])
+        "trainer.progress=false", "trainer.logger=none", "trainer.max_minutes=0", *overrides])
     with trainable(scope):
         started = time.perf_counter()
         adapter = fit_adapt(cfg)
@@ -88,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("style", help="green_mono, green_mono_bg or golden_statue")
     parser.add_argument("--trainable", choices=TRAINABLE, default="norms",
-                        help="what adapts: E_t's norms (the framework's default) or all of E_t")
+                        help="what adapts: E_t's norms (the framework's default), all of E_t, or the whole editor")
     parser.add_argument("overrides", nargs="*", help="AdaptFitConfig overrides, e.g. lr=0.012 trainer.max_steps=160")
     args = parser.parse_intermixed_args()
     print(run(args.style, args.trainable, args.overrides), flush=True)

@@ -117,7 +117,8 @@ class AdaptSpec:
     160 steps reach 23.80 / 21.46 but take 45 s; 20 pairs, batch 8, depth weight 3 or 30 and triplane
     weight 0 or 1 leave green_mono at 21.40-21.46, and neither is the number of adaptable values the cap
     (``python tools/adaptation_sweep.py green_mono --trainable e_t lr=0.0003``: all of E_t trained, 21.55;
-    with 40 pairs 21.66, E_t's norms with 40 pairs 21.52; 2026-12-04). So the default is 2.4e-2.
+    with 40 pairs 21.66, E_t's norms with 40 pairs 21.52; 2026-12-04). So the default is 2.4e-2. The base
+    editor fine-tuned on textured-wall pairs (shipped 2026-12-04) reaches 23.80, 21.61, 21.10 with it.
     ``max_minutes``: wall-clock guard (``None``: only ``max_steps`` stops training). It is set well above
     the 80 steps' time: a cap that cuts the schedule changes the result with the machine's speed
     (green_mono_bg, 10 pairs: 15.73 dB after 80 steps, 15.04 after a 70-step schedule, 14.47 when a
