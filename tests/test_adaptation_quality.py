@@ -36,9 +36,9 @@ TOLERANCE_DB = {"green_mono": 0.8, "green_mono_bg": 1.0, "golden_statue": 0.5}
 """How far below its teacher the adapted editor may be: the issue's targets (0.5 / 1.0 / 0.5 dB), except
 green_mono, which misses its 0.5 dB: against the fifth-stage prior's sharper teacher (22.24 dB) the default
 adaptation reaches 21.61 (0.63 below; 21.51 from the base editor before its textured-wall fine-tune); steps,
-pairs, depth and triplane weights do not move it (AdaptSpec), nor does training all of E_t instead of its
-norms (21.55 from that earlier base; tools/adaptation_sweep.py). The bound guards that measured gap, not the
-target."""
+pairs, depth and triplane weights do not move it (AdaptSpec), nor does training all of E_t or the whole
+editor instead of E_t's norms (21.45 / 21.46; tools/adaptation_sweep.py). The bound guards that measured gap,
+not the target."""
 IDENTITIES = {"green_mono": 4, "green_mono_bg": 4, "golden_statue": 8}
 """Held-out identities scored per style (golden_statue as in the README's table)."""
 

@@ -118,7 +118,9 @@ class AdaptSpec:
     weight 0 or 1 leave green_mono at 21.40-21.46, and neither is the number of adaptable values the cap
     (``python tools/adaptation_sweep.py green_mono --trainable e_t lr=0.0003``: all of E_t trained, 21.55;
     with 40 pairs 21.66, E_t's norms with 40 pairs 21.52; 2026-12-04). So the default is 2.4e-2. The base
-    editor fine-tuned on textured-wall pairs (shipped 2026-12-04) reaches 23.80, 21.61, 21.10 with it.
+    editor fine-tuned on textured-wall pairs (shipped 2026-12-04) reaches 23.80, 21.61, 21.10 with it; on
+    it, all of E_t (``--trainable e_t lr=0.0003``) reaches 21.45 and the whole editor (``--trainable
+    editor lr=0.0003``) 21.46 on green_mono.
     ``max_minutes``: wall-clock guard (``None``: only ``max_steps`` stops training). It is set well above
     the 80 steps' time: a cap that cuts the schedule changes the result with the machine's speed
     (green_mono_bg, 10 pairs: 15.73 dB after 80 steps, 15.04 after a 70-step schedule, 14.47 when a
