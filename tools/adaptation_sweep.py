@@ -1,4 +1,4 @@
-"""``pe3d fit adapt`` on the adaptation test's styles with recipe overrides, or with all of E_t trainable.
+"""``pe3d fit adapt`` on the adaptation test's styles with recipe overrides or a wider trainable set.
 
     python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor] [OVERRIDE ...]
 
@@ -12,7 +12,7 @@ and the adapted editor and the two-stage teacher exactly as the test does (its h
 mean PSNR over held-out identities at the input and yaw +-30 views against the style's edit of the
 ground truth, background included), and prints one line:
 
-    green_mono [lr=0.012]: base 14.04 adapted 21.51 teacher 22.24 gap 0.73 dB, 0.45 min
+    green_mono [defaults]: base 13.75 adapted 21.61 teacher 22.24 gap 0.63 dB, 0.47 min
 
 ``--trainable e_t`` trains every parameter of E_t (and E_p's mapper) instead of E_t's norms, to ask
 whether the number of adaptable values is what limits an adaptation; ``--trainable editor`` trains the
