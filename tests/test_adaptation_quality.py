@@ -75,22 +75,30 @@ def _recolour(fn, background, rgb, parts):
     return fn(rgb, parts, background)
 
 
+def adapt_and_score(style: str, work: Path, overrides=()) -> tuple[dict[str, float], dict[str, float], float]:
+    """``pe3d fit adapt`` of ``style`` with its defaults plus ``overrides`` (AdaptFitConfig keys), writing
+    under ``work``; returns :func:`_scores` of the base editor and of the adapted one, and the minutes
+    ``fit_adapt`` took (pair generation and export included). Also used by ``tools/adaptation_sweep.py``."""
+    cfg = load_structured(AdaptFitConfig, [], [
+        f"style={style}", f"pairs_dir={work / 'pairs'}", f"out={work / 'run'}",
+        f"export={work / 'adapter.safetensors'}", "trainer.progress=false", "trainer.logger=none", *overrides,
+    ])
+    started = time.perf_counter()
+    adapter = fit_adapt(cfg)
+    minutes = (time.perf_counter() - started) / 60
+    editor = load_editor(cfg.base or shipped_path("editor_mini")).eval()
+    prior = load_prior(cfg.prior or shipped_path("prior_mini")).eval()
+    before = _scores(style, editor, prior)
+    load_adapter_into(editor, adapter)
+    return before, _scores(style, editor, prior), minutes
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("style", ["green_mono", "green_mono_bg", "golden_statue"])
 def test_default_adaptation_reaches_its_teacher_quickly(style, tmp_path, monkeypatch):
     monkeypatch.setenv("PE3D_STYLE_PATH", str(FIXTURES))
     monkeypatch.chdir(tmp_path)
-    cfg = load_structured(AdaptFitConfig, [], [
-        f"style={style}", f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}",
-        f"export={tmp_path / 'adapter.safetensors'}", "trainer.progress=false", "trainer.logger=none",
-    ])
-    started = time.perf_counter()
-    adapter = fit_adapt(cfg)  # the style's defaults: 10 pairs, 80 steps (its adapt.max_minutes is a guard)
-    minutes = (time.perf_counter() - started) / 60
-    editor, prior = load_editor(shipped_path("editor_mini")).eval(), load_prior(shipped_path("prior_mini")).eval()
-    before = _scores(style, editor, prior)
-    load_adapter_into(editor, adapter)
-    after = _scores(style, editor, prior)
+    before, after, minutes = adapt_and_score(style, tmp_path)  # the style's defaults: 10 pairs, 80 steps
     print(f"{style}: base {before['ours']:.2f} dB, adapted {after['ours']:.2f} dB, teacher {after['teacher']:.2f} dB, {minutes:.2f} min")
     assert after["ours"] > before["ours"] + 2.0, (before, after)
     assert after["ours"] >= after["teacher"] - TOLERANCE_DB[style], (after, minutes)

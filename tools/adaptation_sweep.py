@@ -27,7 +27,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,14 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ["PE3D_STYLE_PATH"] = str(ROOT / "tests" / "fixtures" / "styles")
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_adaptation_quality import _scores  # noqa: E402  (the test's scoring, not a copy)
+from test_adaptation_quality import adapt_and_score  # noqa: E402  (the test's run and scoring, not a copy)
 
-from pe3d.adapters import load_adapter_into  # noqa: E402
-from pe3d.config import load_structured  # noqa: E402
-from pe3d.models.editor import EditorCore, load_editor  # noqa: E402
-from pe3d.models.prior import load_prior  # noqa: E402
-from pe3d.recipes.editing import AdaptFitConfig, fit_adapt  # noqa: E402
-from pe3d.weights import shipped_path  # noqa: E402
+from pe3d.models.editor import EditorCore  # noqa: E402
 
 TRAINABLE = ("norms", "e_t", "editor")
 
@@ -76,21 +70,9 @@ def trainable(scope: str):
 
 def run(style: str, scope: str, overrides: list[str]) -> str:
     """One adaptation and its scores, as a printable line."""
-    given = dict(item.split("=", 1) for item in overrides if "=" in item)
-    base = given.get("base", str(shipped_path("editor_mini")))
-    prior_path = given.get("prior", str(shipped_path("prior_mini")))
     work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
-    cfg = load_structured(AdaptFitConfig, [], [
-        f"style={style}", f"pairs_dir={work / 'pairs'}", f"out={work / 'run'}", f"export={work / 'adapter.safetensors'}",
-        "trainer.progress=false", "trainer.logger=none", "trainer.max_minutes=0", *overrides])
     with trainable(scope):
-        started = time.perf_counter()
-        adapter = fit_adapt(cfg)
-        minutes = (time.perf_counter() - started) / 60
-        editor, prior = load_editor(base).eval(), load_prior(prior_path).eval()
-        before = _scores(style, editor, prior)
-        load_adapter_into(editor, adapter)
-        after = _scores(style, editor, prior)
+        before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides])
     label = " ".join([*([f"trainable={scope}"] if scope != "norms" else []), *overrides])
     return (f"{style} [{label or 'defaults'}]: base {before['ours']:.2f} adapted {after['ours']:.2f} teacher {after['teacher']:.2f} "
             f"gap {after['teacher'] - after['ours']:.2f} dB, {minutes:.2f} min")
