@@ -16,11 +16,11 @@ from pe3d.adapters import load_adapter_into
 from pe3d.config import load_structured
 from pe3d.evaluation import (
     PerViewScores,
-    WorldCase,
     WorldEvalConfig,
     build_world_eval_set,
+    edit_with_prompt,
     edited_targets,
-    evaluate_editor,
+    model_inputs,
     render_views,
     resize_images,
 )
@@ -32,15 +32,14 @@ from pe3d.weights import shipped_path
 from pe3d.world import apply_style_filter
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "styles"
-TOLERANCE_DB = {"green_mono": 0.8, "green_mono_bg": 1.0, "golden_statue": 0.5}
-"""How far below its teacher the adapted editor may be: the issue's targets (0.5 / 1.0 / 0.5 dB), except
-green_mono, which misses its 0.5 dB: against the fifth-stage prior's sharper teacher (22.24 dB) the default
-adaptation reaches 21.61 (0.63 below; 21.51 from the base editor before its textured-wall fine-tune); steps,
-pairs, depth and triplane weights do not move it (AdaptSpec), nor does training all of E_t or the whole
-editor instead of E_t's norms (21.45 / 21.46; tools/adaptation_sweep.py). The bound guards that measured gap,
-not the target."""
-IDENTITIES = {"green_mono": 4, "green_mono_bg": 4, "golden_statue": 8}
-"""Held-out identities scored per style (golden_statue as in the README's table)."""
+TOLERANCE_DB = {"green_mono": 0.5, "green_mono_bg": 1.0, "golden_statue": 0.5}
+"""How far below its teacher the adapted editor may be: the issue's targets (0.5 dB; 1 dB for a style that
+also recolours the background)."""
+IDENTITIES = 8
+"""Held-out identities scored per style: the benchmark's and the README's 8. Until 2026-12-04 the fixtures
+were scored on the first 4 only, a small sample that overstated green_mono's gap to its teacher: 0.63 dB
+on those 4, 0.37 on 8 and 0.41 on 24 held-out identities for the same adapter (green_mono_bg: 0.44 on 4,
+0.04 on 8)."""
 
 
 def _edit_fn(style: str):
@@ -53,32 +52,36 @@ def _edit_fn(style: str):
 
 
 @torch.no_grad()
-def _scores(style: str, editor, prior) -> dict[str, float]:
-    """Mean PSNR over held-out identities and the input + yaw +-30 views of the adapted editor and of the
-    teacher (prior on the recoloured input) against the recoloured ground truth, background included:
-    :mod:`pe3d.evaluation`'s held-out set, renders and scores, with the style's edit (:func:`_edit_fn`)."""
+def _scores(style: str, editor, prior, identities: int = IDENTITIES) -> dict:
+    """PSNR over ``identities`` held-out identities at the input and yaw +-30 views of the adapted editor
+    (``ours``) and of the teacher (prior on the recoloured input) against the recoloured ground truth,
+    background included: the mean over the views, and per view under ``views`` (name -> ``{"ours",
+    "teacher"}``). :mod:`pe3d.evaluation`'s held-out set, inputs, renders and scores (those of
+    ``evaluate_editor``), with the style's edit (:func:`_edit_fn`) and its first test prompt."""
     spec = load_named_style(style)
     recolour = _edit_fn(style)
-    data = build_world_eval_set(WorldEvalConfig(identities=IDENTITIES[style], styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
+    data = build_world_eval_set(WorldEvalConfig(identities=identities, styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
     targets = edited_targets(data.truth, recolour, style)
-    data.cases = [WorldCase(style, "", spec.prompts.test[0], targets)]
-    ours = evaluate_editor(editor, data)
-    teacher = PerViewScores(data.plan.scored)
+    names = data.plan.scored
+    ours, teacher = PerViewScores(names), PerViewScores(names)
+    planes = edit_with_prompt(editor.eval(), model_inputs(data, editor.cfg.prior.encoder.image_size), spec.prompts.test[0])
+    ours.update(render_views(editor.render, planes, targets.views, names, data.resolution), targets.views)
     planes = prior(resize_images(recolour(data.rgb, data.parts), prior.cfg.encoder.image_size))
-    teacher.update(render_views(prior.render, planes, targets.views, data.plan.scored, data.resolution), targets.views)
-    views = len(data.plan.scored)
-    return {"ours": (ours.edit_psnr + (views - 1) * ours.novel_psnr) / views,
-            "teacher": sum(v["psnr"] for v in teacher.compute().values()) / views}
+    teacher.update(render_views(prior.render, planes, targets.views, names, data.resolution), targets.views)
+    views = {name: {"ours": o["psnr"], "teacher": t["psnr"]} for (name, o), t in zip(ours.compute().items(), teacher.compute().values())}
+    return {"ours": sum(v["ours"] for v in views.values()) / len(names),
+            "teacher": sum(v["teacher"] for v in views.values()) / len(names), "views": views}
 
 
 def _recolour(fn, background, rgb, parts):
     return fn(rgb, parts, background)
 
 
-def adapt_and_score(style: str, work: Path, overrides=()) -> tuple[dict[str, float], dict[str, float], float]:
+def adapt_and_score(style: str, work: Path, overrides=(), identities: int = IDENTITIES) -> tuple[dict, dict, float]:
     """``pe3d fit adapt`` of ``style`` with its defaults plus ``overrides`` (AdaptFitConfig keys), writing
-    under ``work``; returns :func:`_scores` of the base editor and of the adapted one, and the minutes
-    ``fit_adapt`` took (pair generation and export included). Also used by ``tools/adaptation_sweep.py``."""
+    under ``work``; returns :func:`_scores` (on ``identities`` held-out identities) of the base editor and
+    of the adapted one, and the minutes ``fit_adapt`` took (pair generation and export included). Also
+    used by ``tools/adaptation_sweep.py``."""
     cfg = load_structured(AdaptFitConfig, [], [
         f"style={style}", f"pairs_dir={work / 'pairs'}", f"out={work / 'run'}",
         f"export={work / 'adapter.safetensors'}", "trainer.progress=false", "trainer.logger=none", *overrides,
@@ -88,9 +91,9 @@ def adapt_and_score(style: str, work: Path, overrides=()) -> tuple[dict[str, flo
     minutes = (time.perf_counter() - started) / 60
     editor = load_editor(cfg.base or shipped_path("editor_mini")).eval()
     prior = load_prior(cfg.prior or shipped_path("prior_mini")).eval()
-    before = _scores(style, editor, prior)
+    before = _scores(style, editor, prior, identities)
     load_adapter_into(editor, adapter)
-    return before, _scores(style, editor, prior), minutes
+    return before, _scores(style, editor, prior, identities), minutes
 
 
 @pytest.mark.slow
