@@ -25,6 +25,8 @@ import argparse
 import json
 import os
 import sys
+import warnings
+from functools import partial
 from pathlib import Path
 
 from pe3d.errors import InvalidInput
@@ -344,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(command: str, default, message, category, filename, lineno, line=None) -> str:
+    """pe3d's own warnings as one line for the user (``pe3d edit: warning: ...``); others as Python formats them."""
+    if category.__module__.startswith("pe3d."):
+        return f"pe3d {command}: warning: {message}\n"
+    return default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pe3d`` console script."""
     parser = build_parser()
@@ -356,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *overrides]
     from pe3d.errors import UserInputError
 
+    python_format = warnings.formatwarning
+    warnings.formatwarning = partial(_format_warning, args.command, python_format)
     try:
         return int(args.func(args) or 0)
     except UserInputError as error:  # anything else is a bug or a broken environment: traceback, exit 1
@@ -363,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pe3d {args.command}: error: {error} (set PE3D_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = python_format
 
 
 if __name__ == "__main__":

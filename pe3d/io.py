@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write_text",
     "file_sha256",
     "load_tensors",
+    "read_metadata",
     "remove_stale_temp_files",
     "save_tensors",
     "state_dict_hash",
@@ -83,9 +84,8 @@ class CorruptFileError(InvalidInput):
     """A tensor file is missing, truncated or not in the expected format."""
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Load a safetensors file and its metadata, with size/header checks and clear errors."""
-    path = Path(path)
+def _checked_header(path: Path) -> dict:
+    """The JSON header of the safetensors file ``path``, after checking that the file holds all it announces."""
     if not path.is_file():
         raise InputFileNotFound(f"{path}: file not found")
     size = path.stat().st_size
@@ -102,6 +102,18 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
     if 8 + header_len + (max(ends) if ends else 0) > size:
         raise CorruptFileError(f"{path}: truncated safetensors file (data extends beyond {size} bytes)")
+    return header
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file without reading its tensors (same checks as :func:`load_tensors`)."""
+    return dict(_checked_header(Path(path)).get("__metadata__", {}))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file and its metadata, with size/header checks and clear errors."""
+    path = Path(path)
+    header = _checked_header(path)
     try:
         tensors = load_file(str(path))
     except SafetensorError as error:

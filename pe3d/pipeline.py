@@ -36,8 +36,9 @@ from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_
 from pe3d.devices import inference_memory_layout
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
-from pe3d.io import atomic_write_text, save_tensors
+from pe3d.io import atomic_write_text, read_metadata, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
+from pe3d.prompt_vocabulary import training_words, unseen_words, warn_unseen_words
 
 __all__ = ["DEFAULT_VIEW_YAWS_DEG", "EDITOR_FILE", "EditPipeline", "EditResult", "PIPELINE_FILE", "as_image_batch"]
 
@@ -133,8 +134,12 @@ def _file_stamp(path: Path) -> Optional[tuple[int, int, int]]:
 class EditPipeline:
     """A base editor plus any number of loaded style adapters (one active at a time)."""
 
-    def __init__(self, editor: EditorCore, device: str | torch.device = "cpu") -> None:
+    def __init__(self, editor: EditorCore, device: str | torch.device = "cpu", trained_styles: Sequence[str] = ()) -> None:
+        """``trained_styles``: the styles the editor was distilled on (its file's ``styles`` record;
+        :meth:`from_pretrained` reads it), for :meth:`unseen_prompt_words`."""
         self.editor = inference_memory_layout(editor.to(device).eval())
+        self.trained_styles = list(trained_styles)
+        self._known_words: dict[tuple[str, ...], Optional[frozenset[str]]] = {}
         self.device = torch.device(device)
         self.base_hash = model_hash(self.editor)
         names = adapter_parameter_names(self.editor, self.editor.adaptation_parameters())
@@ -156,8 +161,8 @@ class EditPipeline:
             path = shipped_path("editor_mini")
         folder = Path(path)
         if not folder.is_dir():
-            return cls(load_editor(folder), device)
-        pipe = cls(load_editor(folder / EDITOR_FILE), device)
+            return cls(load_editor(folder), device, _trained_styles(folder))
+        pipe = cls(load_editor(folder / EDITOR_FILE), device, _trained_styles(folder / EDITOR_FILE))
         record = folder / PIPELINE_FILE
         if record.is_file():
             try:
@@ -183,7 +188,7 @@ class EditPipeline:
         active = self.active_adapter
         self._restore_base()
         try:
-            save_editor(self.editor, folder / EDITOR_FILE, {"base_hash": self.base_hash})
+            save_editor(self.editor, folder / EDITOR_FILE, {"base_hash": self.base_hash, "styles": ",".join(self.trained_styles)})
         finally:
             if active is not None:
                 apply_adapter(self.editor, self.adapters[active])
@@ -303,6 +308,9 @@ class EditPipeline:
             raise InvalidInput(f"strength must be in [0, 1], got {strength}")
         image = self._prepare_image(image)
         prompts = self._prompts(prompt, prompt_image, image.shape[0])
+        for text in dict.fromkeys(prompts.texts or ()):  # each distinct prompt once
+            if text is not None:
+                warn_unseen_words(text, self.unseen_prompt_words(text))
         edited = self.editor(image, prompts)
         if strength < 1.0:
             edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
@@ -325,6 +333,21 @@ class EditPipeline:
             except ValueError as error:
                 raise InvalidInput(str(error)) from error
 
+    def unseen_prompt_words(self, prompt: str) -> list[str]:
+        """Words of the text ``prompt`` that this editor never saw in its training prompts (those of
+        :attr:`trained_styles` and of the active adapter's style; :mod:`pe3d.prompt_vocabulary`), when
+        its text encoder has no pretrained weights and so no language beyond them. Empty when the
+        encoder is pretrained, there is no text encoder, or the training styles are not known."""
+        encoder = self.editor.text_encoder
+        if encoder is None or encoder.cfg.pretrained or not self.trained_styles:
+            return []
+        adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
+        styles = (*self.trained_styles, *([adapter] if adapter else []))
+        if styles not in self._known_words:  # style files are read once per set of styles
+            self._known_words[styles] = training_words(styles)
+        known = self._known_words[styles]
+        return [] if known is None else unseen_words(prompt, known)
+
     def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
         """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``
         (e.g. ``result.triplane[0]``), with vertex colours; see :mod:`pe3d.mesh`."""
@@ -344,6 +367,11 @@ class EditPipeline:
         if texts is None and images is None:
             raise InvalidInput("give a text prompt, a prompt image, or both")
         return Prompts(texts=texts, images=images)
+
+
+def _trained_styles(path: Path) -> list[str]:
+    """The ``styles`` an editor file records (``pe3d fit distill`` writes them); empty when it records none."""
+    return [name for name in read_metadata(path).get("styles", "").split(",") if name]
 
 
 def _adapter_file_name(name: str) -> str:

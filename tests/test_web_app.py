@@ -94,6 +94,14 @@ def test_edit_handler_returns_images_or_a_status_message(handlers, portraits, tm
     assert "unknown style 'no_such_style'" in status
 
 
+def test_edit_status_names_prompt_words_the_editor_never_saw(handlers, portraits):
+    before, _ = portraits
+    status, *_ = handlers.run_edit(before[0], "(none)", "make the person look like a ghoul", None, 1.0, 0, 0, False)
+    assert "edited" in status and "never trained on 'ghoul'" in status
+    status, *_ = handlers.run_edit(before[0], "(none)", "turn the person into a zombie", None, 1.0, 0, 0, False)
+    assert "edited" in status and "never trained on" not in status
+
+
 def test_unticking_align_takes_a_world_render_as_framed(handlers, tmp_path):
     path = tmp_path / "world256.png"  # large enough for the face detector (held-out identity 12: found)
     Image.fromarray(to_uint8(_world_portraits(3, size=256).rgb[2])).save(path)

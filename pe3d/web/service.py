@@ -18,6 +18,7 @@ from torch import Tensor
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square
 from pe3d.pipeline import EditPipeline
+from pe3d.prompt_vocabulary import unseen_words_note
 from pe3d.turntable import depth_to_gray, to_uint8
 from pe3d.web.limits import UploadRejected, check_prompt, display_name, load_uploaded_image
 from pe3d.web.settings import WebSettings
@@ -150,6 +151,7 @@ class EditService:
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution)
             adapter = self.pipe.active_adapter
+            unseen = unseen_words_note(self.pipe.unseen_prompt_words(text)) if text else ""
         views = result.views[0]
         gallery = [(to_uint8(views[i + 1]), f"yaw {yaw:+.0f}°") for i, yaw in enumerate(self.settings.view_yaws_deg)]
         return EditOutput(
@@ -157,6 +159,6 @@ class EditService:
             view=to_uint8(views[0]),
             depth=to_uint8(depth_to_gray(result.depths[0, 0])),
             gallery=gallery,
-            note=f"{f'adapter {adapter}' if adapter else 'base editor'}; {prepared.note}",
+            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor", unseen, prepared.note])),
         )
 
