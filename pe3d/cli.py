@@ -4,7 +4,7 @@ Commands:
     pe3d world --out DIR --count N           sample renders + turntable GIF of the world
     pe3d fit prior|distill|adapt [--config YAML] [--resume] [key=value ...]
     pe3d pairs --style NAME [--count N] [--devices N] [key=value ...]   write (or resume) a style's pairs, sharded
-    pe3d styles                              list discovered styles
+    pe3d styles [--prompts]                  list discovered styles (and their training prompts)
     pe3d edit PHOTO|DIR --style NAME --out DIR  edited image, depth, turntable GIF/MP4 (+ mesh) of portraits
     pe3d edit-video IN.mp4 --style NAME --out OUT.mp4 [--camera fixed|orbit] [--smooth S]
     pe3d serve [--host 127.0.0.1] [--port 7860]  the gradio web interface
@@ -151,10 +151,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_styles(args: argparse.Namespace) -> int:
-    from pe3d.styles.discovery import discover_styles
+    from pe3d.styles.discovery import discover_styles, load_named_style
 
     for name, folder in sorted(discover_styles().items()):
         print(f"{name:20s} {folder}")
+        if args.prompts:  # the wording an editor without a pretrained text encoder follows
+            for prompt in load_named_style(name).prompts.train:
+                print(f"{'':20s}   {prompt}")
     return 0
 
 
@@ -312,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=_cmd_serve)
 
     styles = sub.add_parser("styles", help="list the discovered styles")
+    styles.add_argument("--prompts", action="store_true", help="also list each style's training prompts")
     styles.set_defaults(func=_cmd_styles)
 
     evaluate = sub.add_parser("eval", help="evaluate a trained model")
@@ -374,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pe3d {args.command}: error: {error} (set PE3D_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`pe3d styles --prompts | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
     finally:
         warnings.formatwarning = python_format
 

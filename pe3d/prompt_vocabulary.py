@@ -79,7 +79,7 @@ def warn_unseen_words(prompt: str, words: Sequence[str]) -> None:
         f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts, and its text encoder has no "
         f"pretrained language model, so it cannot know {meaning}: the edit follows the prompt's other words only and "
         "may be weak or unrelated. Use the wording "
-        "of a style's training prompts (each style's prompts.yaml; `pe3d edit --style NAME` uses its first), or an "
+        "of a style's training prompts (`pe3d styles --prompts` lists them; `pe3d edit --style NAME` uses the first), or an "
         "editor with a pretrained text encoder.",
         UnseenPromptWordsWarning,
         stacklevel=3,

@@ -82,3 +82,14 @@ def test_cli_prints_pe3d_warnings_as_one_line():
         "pe3d edit: warning: prompt 'x': 'ghoul' never appeared\n"
     other = _format_warning("edit", warnings.formatwarning, UserWarning("from a library"), UserWarning, "lib.py", 3)
     assert other.startswith("lib.py:3: UserWarning: from a library")  # other packages' warnings keep Python's format
+
+
+def test_styles_command_lists_training_prompts(capsys):
+    from pe3d.cli import main
+
+    assert main(["styles", "--prompts"]) == 0
+    out = capsys.readouterr().out
+    assert "zombie" in out and "make him look undead" in out  # a training prompt, listed under its style
+    assert "make the person look like a ghoul" not in out  # test prompts are not
+    assert main(["styles"]) == 0
+    assert "make him look undead" not in capsys.readouterr().out
