@@ -151,12 +151,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_styles(args: argparse.Namespace) -> int:
-    from pe3d.styles.discovery import discover_styles, load_named_style
+    from pe3d.styles.discovery import discover_styles
+    from pe3d.styles.spec import load_style
 
     for name, folder in sorted(discover_styles().items()):
         print(f"{name:20s} {folder}")
         if args.prompts:  # the wording an editor without a pretrained text encoder follows
-            for prompt in load_named_style(name).prompts.train:
+            for prompt in load_style(folder).prompts.train:
                 print(f"{'':20s}   {prompt}")
     return 0
 
