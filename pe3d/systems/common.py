@@ -88,6 +88,9 @@ class DilatedRays:
     resolution: int
     stride: int = 1
     offset: tuple[int, int] = (0, 0)
+    offsets: Tensor | None = None
+    """Per rendered view, its own offset ``[N, 2]`` (replaces ``offset``; every view then renders
+    ``resolution // stride`` rays in each direction): :class:`~pe3d.systems.view_bank.ViewBank`'s views."""
 
     @classmethod
     def sample(cls, resolution: int, stride: int) -> "DilatedRays":
@@ -99,12 +102,30 @@ class DilatedRays:
 
     def indices(self, batch: int, device=None) -> Tensor:
         """Flat ray indices ``[batch, h*w]`` into the row-major ``R x R`` grid."""
+        if self.offsets is not None:
+            if self.offsets.shape[0] != batch:
+                raise ValueError(f"{self.offsets.shape[0]} ray offsets for {batch} views")
+            steps = torch.arange(self.resolution // self.stride, device=device) * self.stride
+            offsets = self.offsets.to(device)
+            rows, cols = offsets[:, :1] + steps, offsets[:, 1:] + steps  # [N, h], [N, w]
+            return (rows[:, :, None] * self.resolution + cols[:, None, :]).reshape(batch, -1)
         rows = torch.arange(self.offset[0], self.resolution, self.stride, device=device)
         cols = torch.arange(self.offset[1], self.resolution, self.stride, device=device)
         return (rows[:, None] * self.resolution + cols[None, :]).reshape(1, -1).expand(batch, -1)
 
+    def patch_shape(self) -> tuple[int, int]:
+        """``(h, w)`` of each rendered view."""
+        if self.stride <= 1:
+            return self.resolution, self.resolution
+        if self.offsets is not None:
+            return self.resolution // self.stride, self.resolution // self.stride
+        return (len(range(self.offset[0], self.resolution, self.stride)),
+                len(range(self.offset[1], self.resolution, self.stride)))
+
     def crop(self, x: Tensor) -> Tensor:
-        """The same pixels of any ``[..., R, R]`` tensor."""
+        """The same pixels of any ``[..., R, R]`` tensor (one shared ``offset`` only)."""
+        if self.offsets is not None:
+            raise ValueError("crop needs one shared offset; these rays have one offset per view")
         return x if self.stride <= 1 else x[..., self.offset[0] :: self.stride, self.offset[1] :: self.stride]
 
     @classmethod
@@ -121,7 +142,6 @@ class DilatedRays:
             return renderer(planes, labels, resolution=self.resolution, **extra)
         out = renderer(planes, labels, resolution=self.resolution, ray_indices=self.indices(planes.shape[0], planes.device),
                        **extra)
-        h = len(range(self.offset[0], self.resolution, self.stride))
-        w = len(range(self.offset[1], self.resolution, self.stride))
+        h, w = self.patch_shape()
         shape = lambda v: v.reshape(v.shape[0], v.shape[1], h, w)  # noqa: E731
         return replace(out, image=shape(out.image), features=shape(out.features), depth=shape(out.depth), weights=shape(out.weights))
