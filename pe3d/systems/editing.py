@@ -58,7 +58,7 @@ class EditSystemConfig:
     ``frozen_cache_mb > 0`` and pairs that name themselves, else fresh views are drawn). Off by default:
     on the adaptation fixtures (``python tools/adaptation_sweep.py STYLE system.view_bank=16``, 2026-12-04)
     a bank of 16 made ``fit adapt`` 11 % faster (12.2 vs 13.7 s, 3 runs each, alternating) and moved the
-    adapted editor by -0.11 (green_mono; -0.06 / -0.12 / -0.07 on seeds 0 / 1 / 2), -0.06
+    adapted editor by -0.11 / -0.13 / -0.07 dB (green_mono, trainer.seed 0 / 1 / 2), -0.06
     (green_mono_bg) and +0.11 dB (golden_statue); banks of 8 / 32 gave green_mono -0.07 / -0.05 dB."""
     image_log_every: int = 200
     frozen_cache_mb: float = 2048.0
