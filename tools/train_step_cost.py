@@ -1,5 +1,6 @@
 """Cost of one training step of ``fit adapt`` and ``fit distill`` with and without the per-pair cache of
-frozen outputs (``system.frozen_cache_mb``), timed side by side.
+frozen outputs (``system.frozen_cache_mb``), and with the teacher's ``L3d`` views cached too
+(``system.view_bank``), timed side by side.
 
     python tools/train_step_cost.py [--repeats 8] [--batch 4]
 
@@ -7,7 +8,9 @@ Both systems start from the shipped editor and prior with the CPU recipes' setti
 ``configs/distill/mini.yaml``'s losses: depth from the unedited input), on one batch of world pairs
 (golden_statue's filter). Cached and uncached steps take turns (:func:`pe3d.evaluation.time_in_turns`), so a
 changing load hits both alike; the cache is filled by the warm-up step, as by a pair's first step in training.
-Also prints the loss of each variant's first step (they must agree) and the cache's memory per pair.
+Also prints the loss of the first step with and without the cache (they must agree) and the cache's memory per
+pair. The view bank (``--view-bank K``, default 16) draws other cameras, so its losses differ; its row is a
+pair's steady state, after the warm-up step rendered the teacher at all K of its views.
 """
 
 import argparse
@@ -44,17 +47,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--view-bank", type=int, default=16, help="views per pair of the third variant")
     args = parser.parse_args()
     batch = _batch(args.batch)
     for name, (kind, cfg) in _system_configs().items():
         steps, first_loss, caches = {}, {}, {}
-        for cached in (False, True):
-            cfg.frozen_cache_mb = 4096.0 if cached else 0.0
+        for label, cache_mb, bank in (("uncached", 0.0, 0), ("cached", 4096.0, 0), ("view bank", 4096.0, args.view_bank)):
+            cfg.frozen_cache_mb, cfg.view_bank = cache_mb, bank
             system = kind(load_editor(shipped_path("editor_mini")), load_prior(shipped_path("prior_mini")), cfg)
             system.train()
             system.teacher.eval()
             optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=cfg.optim.lr)
-            label = "cached" if cached else "uncached"
             caches[label] = system.frozen_cache
 
             def step(system=system, optimizer=optimizer, label=label):
@@ -74,6 +77,11 @@ def main() -> None:
               f"{timings['cached'].mean_ms:.0f} ± {timings['cached'].std_ms:.0f} ms cached: {ratio:.2f}x "
               f"(batch {args.batch}, {args.repeats} steps each; first-step loss {first_loss['uncached']:.5f} vs "
               f"{first_loss['cached']:.5f}; cache {cache.bytes / max(1, args.batch) / 2**20:.2f} MB per pair)")
+        bank = timings["view bank"]
+        print(f"{name}: {bank.mean_ms:.0f} ± {bank.std_ms:.0f} ms/step with the teacher's views cached too "
+              f"(view_bank={args.view_bank}): {timings['cached'].mean_ms / bank.mean_ms:.2f}x the cached step, "
+              f"{timings['uncached'].mean_ms / bank.mean_ms:.2f}x the uncached one "
+              f"(cache {caches['view bank'].bytes / max(1, args.batch) / 2**20:.2f} MB per pair)")
 
 
 if __name__ == "__main__":
