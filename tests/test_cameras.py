@@ -10,6 +10,7 @@ from pe3d.geometry import (
     camera_label,
     default_intrinsics,
     label_from_yaw_pitch,
+    mirror_camera_labels,
     sample_camera_labels,
     sample_rays,
     split_label,
@@ -86,3 +87,19 @@ def test_pose_sampling_is_seeded_and_clamped():
     assert torch.equal(a, b)
     yaw, _ = yaw_pitch_from_cam2world(split_label(a)[0])
     assert yaw.abs().max() <= 0.5 + 1e-5
+
+
+def test_mirrored_cameras_see_the_mirrored_scene_flipped():
+    """The ray through pixel (row, R-1-col) of the mirrored camera is the ray through (row, col) mirrored in
+    x = 0, also for off-centre principal points; yaw is negated, pitch kept, and mirroring twice is the identity."""
+    torch.manual_seed(0)
+    labels = sample_camera_labels(3, yaw_std=0.5)
+    labels[:, 18] += torch.tensor([0.03, -0.02, 0.0])  # cx
+    mirrored = mirror_camera_labels(labels)
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    (o, d), (om, dm) = sample_rays(labels, 8), sample_rays(mirrored, 8)
+    assert torch.allclose(om.reshape(3, 8, 8, 3).flip(2), (o * flip).reshape(3, 8, 8, 3), atol=1e-6)
+    assert torch.allclose(dm.reshape(3, 8, 8, 3).flip(2), (d * flip).reshape(3, 8, 8, 3), atol=1e-6)
+    (yaw, pitch), (yaw_m, pitch_m) = (yaw_pitch_from_cam2world(split_label(x)[0]) for x in (labels, mirrored))
+    assert torch.allclose(yaw_m, -yaw, atol=1e-6) and torch.allclose(pitch_m, pitch, atol=1e-6)
+    assert torch.allclose(mirror_camera_labels(mirrored), labels)

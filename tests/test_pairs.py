@@ -301,3 +301,27 @@ def test_no_edit_pairs_pair_shared_words_with_the_unedited_input(tiny_style, tmp
     assert not any(plain.train_set[i]["style"].endswith(":no-edit") for i in range(len(plain.train_set)))
     edited = [plain.train_set[i] for i in range(len(plain.train_set)) if plain.train_set[i]["prompt_kind"] == "text"]
     assert any(not torch.equal(item["edited_image"], item["input_image"]) for item in edited)
+
+
+def test_mirrored_items_flip_images_and_camera(tiny_style, tmp_path):
+    """``mirror``: an item becomes its left/right mirror image (images flipped, camera mirrored, style marked for
+    caches), the training set only; the camera mirror itself is checked against rays in test_cameras.py."""
+    from pe3d.geometry import mirror_camera_labels
+
+    out = tmp_path / "pairs"
+    write_pairs(tiny_style, out, 4, progress=False)
+    plain, mirrored = PairDataset(out), PairDataset(out, mirror=1.0)
+    for i in range(len(plain)):
+        a, b = plain[i], mirrored[i]
+        assert torch.equal(b["input_image"], a["input_image"].flip(-1))
+        assert torch.equal(b["edited_image"], a["edited_image"].flip(-1))
+        assert torch.allclose(b["label"], mirror_camera_labels(a["label"][None])[0])
+        assert b["style"] == f"{a['style']}:mirrored" and b["id"] == a["id"]
+        if a["reference"] is not None:
+            assert torch.equal(b["reference"], a["reference"])
+    module = PairDataModule(PairDataConfig(dirs=[str(out)], batch_size=2, val_fraction=0.5, mirror=1.0))
+    module.setup("fit")
+    assert all(module.train_set[i]["style"].endswith(":mirrored") for i in range(len(module.train_set)))
+    assert not any(module.val_set[i]["style"].endswith(":mirrored") for i in range(len(module.val_set)))
+    with pytest.raises(ValueError, match="mirror: a probability in"):
+        PairDataset(out, mirror=1.5)

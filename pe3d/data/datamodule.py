@@ -71,7 +71,7 @@ class PairDataModule(LightningDataModule):
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
             train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
                                            prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
-                                           reference=reference, shared_words=shared))
+                                           reference=reference, shared_words=shared, mirror=cfg.mirror))
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,
                                              reference=reference))

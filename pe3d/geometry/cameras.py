@@ -143,6 +143,22 @@ def split_label(label: Tensor) -> tuple[Tensor, Tensor]:
     return label[:, :16].reshape(-1, 4, 4), label[:, 16:].reshape(-1, 3, 3)
 
 
+def mirror_camera_labels(label: Tensor) -> Tensor:
+    """Labels ``[B, 25]`` of the cameras that see the left/right mirror image: the scene mirrored in the
+    world's ``x = 0`` plane seen by these cameras renders as their images flipped horizontally.
+
+    The camera is mirrored with the world (``diag(-1, 1, 1, 1) @ cam2world @ diag(-1, 1, 1, 1)``, EG3D's
+    ``flip_yaw``: yaw negated, pitch kept) and its principal point with the image (``cx -> 1 - cx``,
+    skew negated; normalized intrinsics)."""
+    cam2world, intrinsics = split_label(label)
+    flip = torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=label.dtype, device=label.device)
+    cam2world = cam2world * flip[:, None] * flip[None, :]
+    intrinsics = intrinsics.clone()
+    intrinsics[:, 0, 2] = intrinsics[:, 2, 2] - intrinsics[:, 0, 2]
+    intrinsics[:, 0, 1] = -intrinsics[:, 0, 1]
+    return torch.cat((cam2world.reshape(-1, 16), intrinsics.reshape(-1, 9)), dim=-1)
+
+
 def label_from_yaw_pitch(
     yaw: Tensor | float | Sequence[float],
     pitch: Tensor | float | Sequence[float] = 0.0,
