@@ -122,30 +122,20 @@ class EditingSystem(L.LightningModule):
         teacher_planes = views = teacher_views = geometry_views = None
         if self.objective.needs_teacher:
             n = self.cfg.num_views
-            bank = self.view_bank if self._uses_view_bank(keys) else None
-            if bank is not None:
-                slots = bank.draw(keys, n)
-                cams, rays = bank.select(keys, slots, image)
+            slots = None
+            if self._uses_view_bank(keys):
+                slots = self.view_bank.draw(keys, n)
+                cams, rays = self.view_bank.select(keys, slots, image)
             else:
                 cams = sample_camera_labels(b * n, yaw_std=self.cfg.view_yaw_std, pitch_std=self.cfg.view_pitch_std).to(image)
                 rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.view_ray_stride if self.training else 1)
             views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
                 teacher_planes = self._teacher_planes("teacher_edited", edited, keys)
-                depth_planes = None
+                teacher_views = self._teacher_views("teacher_edited_views", edited, teacher_planes, keys, cams, rays, slots)
                 if self.cfg.loss.depth_source == "input" and self.cfg.loss.depth_3d > 0:
-                    depth_planes = self._teacher_planes("teacher_input", image, keys)
-                if bank is not None:
-                    render = lambda p, c, r: r.render(self.teacher.renderer, p, c)  # noqa: E731
-                    teacher_views = bank.frozen_renders(self.frozen_cache, "teacher_edited_views", keys, edited,
-                                                        teacher_planes, slots, render)
-                    if depth_planes is not None:
-                        geometry_views = bank.frozen_renders(self.frozen_cache, "teacher_input_views", keys, image,
-                                                             depth_planes, slots, render)
-                else:
-                    teacher_views = rays.render(self.teacher.renderer, teacher_planes.repeat_interleave(n, 0), cams)
-                    if depth_planes is not None:
-                        geometry_views = rays.render(self.teacher.renderer, depth_planes.repeat_interleave(n, 0), cams)
+                    input_planes = self._teacher_planes("teacher_input", image, keys)
+                    geometry_views = self._teacher_views("teacher_input_views", image, input_planes, keys, cams, rays, slots)
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views, geometry_views)
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
@@ -157,6 +147,15 @@ class EditingSystem(L.LightningModule):
     def _uses_view_bank(self, keys) -> bool:
         """Training with a view bank, pairs that name themselves and a frozen cache to keep the teacher's views."""
         return self.view_bank is not None and self.training and keys is not None and self.frozen_cache.max_bytes > 0
+
+    def _teacher_views(self, name: str, images: Tensor, planes: Tensor, keys, cams: Tensor, rays: DilatedRays,
+                       slots: Tensor | None):
+        """The teacher's renders of ``planes`` (made from ``images``) at this step's ``L3d`` views: rendered now, or,
+        with a view bank (``slots`` given), looked up in the frozen cache where the pair's views were rendered once."""
+        if slots is None:
+            return rays.render(self.teacher.renderer, planes.repeat_interleave(self.cfg.num_views, 0), cams)
+        return self.view_bank.frozen_renders(self.frozen_cache, name, keys, images, planes, slots,
+                                             lambda p, c, r: r.render(self.teacher.renderer, p, c))
 
     def _teacher_planes(self, name: str, images: Tensor, keys) -> Tensor:
         """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before."""
