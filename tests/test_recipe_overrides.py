@@ -61,6 +61,19 @@ def test_values_that_cannot_be_used_are_refused_by_key(overrides, key):
         adapt_settings(cfg, STYLE, cfg.num_pairs if cfg.num_pairs is not None else STYLE.num_pairs)
 
 
+@pytest.mark.parametrize("override, key", [
+    ("system.num_views=0", r"system\.num_views=0"),
+    ("system.view_bank=-2", r"system\.view_bank=-2"),
+    ("system.view_bank=1", r"system\.view_bank=1: .* at least system\.num_views=2"),
+    ("data.mirror=1.5", r"data\.mirror=1\.5"),
+])
+@pytest.mark.parametrize("schema", [AdaptFitConfig, DistillFitConfig])
+def test_system_and_data_values_are_checked_when_loaded(schema, override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_structured(schema, [], [override])
+    assert load_structured(schema, [], ["system.view_bank=16", "data.mirror=0.5"]).system.view_bank == 16
+
+
 @pytest.mark.parametrize("schema, fit, overrides, key", [
     (AdaptFitConfig, fit_adapt, ["style=golden_statue", "data.dirs=[/elsewhere]"], r"data\.dirs"),
     (AdaptFitConfig, fit_adapt, ["style=golden_statue", "data.limit=3"], r"data\.limit=3.*num_pairs=3"),

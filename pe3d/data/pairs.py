@@ -605,6 +605,10 @@ class PairDataConfig:
     adapted editors by -0.08 / +0.02 / +0.08 dB: the world's key light stands on one side, so a mirrored head
     is lit from the wrong side; photos, mirrored by EG3D's FFHQ training too, are the case it is meant for."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mirror <= 1.0:
+            raise ValueError(f"data.mirror={self.mirror}: a probability in [0, 1]")
+
 
 def split_ids(ids: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded split of ``ids`` into ``(train, val)``; val gets ``round(n * val_fraction)`` ids,

@@ -66,6 +66,14 @@ class EditSystemConfig:
     input image, the editor's ``E_low`` / ``E_high`` features): computed at a pair's first step, reused
     after (:class:`~pe3d.systems.frozen_cache.FrozenOutputCache`); 0 computes them at every step."""
 
+    def __post_init__(self) -> None:
+        if self.num_views < 1 or self.render_resolution < 1:
+            raise ValueError(f"system.num_views={self.num_views} and system.render_resolution={self.render_resolution}"
+                             " must be >= 1")
+        if self.view_bank < 0 or 0 < self.view_bank < self.num_views:
+            raise ValueError(f"system.view_bank={self.view_bank}: 0 (fresh views at every step) or at least "
+                             f"system.num_views={self.num_views} views per pair")
+
 
 def prompts_from_batch(batch: dict) -> Prompts:
     """Per item: the reference image when ``has_reference`` is set, else the text prompt."""
