@@ -34,9 +34,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from pe3d.geometry import mirror_camera_labels
 from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt, no_edit_prompt
 from pe3d.errors import InvalidInput
+from pe3d.geometry import mirror_camera_labels
 from pe3d.images import quantize_uint8
 from pe3d.io import atomic_write, atomic_write_text, remove_stale_temp_files
 
