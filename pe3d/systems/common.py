@@ -128,11 +128,16 @@ class DilatedRays:
             raise ValueError("crop needs one shared offset; these rays have one offset per view")
         return x if self.stride <= 1 else x[..., self.offset[0] :: self.stride, self.offset[1] :: self.stride]
 
+    @staticmethod
+    def stride_for(renderer, stride: int) -> int:
+        """``stride``, or 1 (full views) for a renderer that renders whole images only
+        (``supports_ray_indices = False``, e.g. EG3D's, whose depth bounds and super-resolution need them)."""
+        return stride if getattr(renderer, "supports_ray_indices", True) else 1
+
     @classmethod
     def sample_for(cls, renderer, resolution: int, stride: int) -> "DilatedRays":
-        """:meth:`sample`, or the full view for a renderer that renders whole images only
-        (``supports_ray_indices = False``, e.g. EG3D's, whose depth bounds and super-resolution need them)."""
-        return cls.sample(resolution, stride if getattr(renderer, "supports_ray_indices", True) else 1)
+        """:meth:`sample` at the stride ``renderer`` allows (:meth:`stride_for`)."""
+        return cls.sample(resolution, cls.stride_for(renderer, stride))
 
     def render(self, renderer, planes: Tensor, labels: Tensor):
         """``renderer`` output for these rays, with ``[N, C, h, w]`` fields (a renderer with optional

@@ -101,7 +101,7 @@ class EditingSystem(L.LightningModule):
         self.frozen_cache = FrozenOutputCache(cfg.frozen_cache_mb)
         self.view_bank = None
         if cfg.view_bank > 0:
-            stride = cfg.view_ray_stride if getattr(editor.renderer, "supports_ray_indices", True) else 1
+            stride = DilatedRays.stride_for(editor.renderer, cfg.view_ray_stride)
             self.view_bank = ViewBank(cfg.view_bank, cfg.render_resolution, stride, cfg.view_yaw_std, cfg.view_pitch_std)
         _freeze(self.editor)
         _freeze(self.teacher)
