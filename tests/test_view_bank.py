@@ -49,18 +49,16 @@ def test_a_pairs_views_are_rendered_once_and_returned_as_drawn():
     torch.manual_seed(0)
     bank = ViewBank(5, 16, 4, yaw_std=0.4, pitch_std=0.15)
     cache = FrozenOutputCache(16.0)
-    calls = []
-
-    def render(planes, labels, rays):
-        calls.append(planes.shape[0])
-        return rays.render(prior.renderer, planes, labels)
-
+    calls, bank_calls = [], []  # batch sizes of every render / of the bank's renders
+    hook = prior.renderer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     with torch.no_grad():
         planes = prior(batch["edited_image"])
         for step in range(3):
             slots = bank.draw(keys, 2)
             assert slots.shape == (4, 2) and all(len(set(row)) == 2 for row in slots.tolist())
-            got = bank.frozen_renders(cache, "teacher", keys, batch["edited_image"], planes, slots, render)
+            start = len(calls)
+            got = bank.frozen_renders(cache, "teacher", keys, batch["edited_image"], planes, slots, prior.renderer)
+            bank_calls += calls[start:]
             labels, rays = bank.select(keys, slots, planes)
             expected = rays.render(prior.renderer, planes.repeat_interleave(2, 0), labels)
             # batched with other views, a ray's samples move by float noise: images within 1e-4 here; the depth of a
@@ -70,7 +68,8 @@ def test_a_pairs_views_are_rendered_once_and_returned_as_drawn():
                 assert torch.allclose(getattr(got, field), getattr(expected, field), atol=1e-3), (step, field)
             seen = expected.weights > 0.5
             assert seen.any() and torch.allclose(got.depth[seen], expected.depth[seen], atol=1e-3), step
-    assert calls == [4 * 5]  # every view of the 4 pairs at the first step, none after
+    hook.remove()
+    assert bank_calls == [4 * 5]  # every view of the 4 pairs at the first step, none after
     assert bank.views(keys[0])[0] is bank.views(keys[0])[0]  # fixed per pair
     with pytest.raises(ValueError, match="3 views per step from a bank of 2"):
         ViewBank(2, 16, 4, 0.4, 0.15).draw(keys, 3)

@@ -162,8 +162,7 @@ class EditingSystem(L.LightningModule):
         with a view bank (``slots`` given), looked up in the frozen cache where the pair's views were rendered once."""
         if slots is None:
             return rays.render(self.teacher.renderer, planes.repeat_interleave(self.cfg.num_views, 0), cams)
-        return self.view_bank.frozen_renders(self.frozen_cache, name, keys, images, planes, slots,
-                                             lambda p, c, r: r.render(self.teacher.renderer, p, c))
+        return self.view_bank.frozen_renders(self.frozen_cache, name, keys, images, planes, slots, self.teacher.renderer)
 
     def _teacher_planes(self, name: str, images: Tensor, keys) -> Tensor:
         """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before."""

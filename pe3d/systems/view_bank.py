@@ -12,7 +12,7 @@ at all of a pair's views are computed once and kept in the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
+from typing import Hashable, Sequence
 
 import torch
 from torch import Tensor
@@ -74,15 +74,14 @@ class ViewBank:
         return torch.cat(labels).to(like), self._rays(torch.cat(offsets))
 
     def frozen_renders(self, cache: FrozenOutputCache, name: str, keys: Sequence[Hashable], images: Tensor,
-                       planes: Tensor, slots: Tensor, render: Callable[[Tensor, Tensor, DilatedRays], object]) -> ViewRenders:
-        """A frozen renderer's views ``slots [B, n]`` of ``planes [B, ...]`` (made from ``images``): every view
-        of a pair rendered the first time the pair is seen, kept in ``cache`` under ``name``, then looked up.
-
-        ``render(planes [N, ...], labels [N, 25], rays)`` renders the views (``image`` / ``depth`` / ``weights``)."""
+                       planes: Tensor, slots: Tensor, renderer) -> ViewRenders:
+        """A frozen ``renderer``'s views ``slots [B, n]`` of ``planes [B, ...]`` (made from ``images``): every view
+        of a pair rendered the first time the pair is seen, kept in ``cache`` under ``name``, then looked up."""
 
         def render_all(idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             labels, offsets = zip(*(self.views(keys[i]) for i in idx.tolist()))
-            out = render(planes[idx].repeat_interleave(self.size, 0), torch.cat(labels).to(planes), self._rays(torch.cat(offsets)))
+            rays = self._rays(torch.cat(offsets))
+            out = rays.render(renderer, planes[idx].repeat_interleave(self.size, 0), torch.cat(labels).to(planes))
             per_pair = lambda v: v.reshape(len(idx), self.size, *v.shape[1:])  # noqa: E731
             return per_pair(out.image), per_pair(out.depth), per_pair(out.weights)
 
