@@ -113,6 +113,16 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
     assert f"nothing to resume, no checkpoint at {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in err, err
 
 
+@pytest.mark.parametrize("recipe", ["distill", "adapt"])
+def test_resume_without_a_checkpoint_fails_before_making_pairs(tmp_path, capsys, recipe):
+    """The check comes first: a wrong out= with --resume costs no pair generation."""
+    pairs = tmp_path / "pairs"
+    style = ["--styles", "golden_statue"] if recipe == "distill" else ["--style", "golden_statue"]
+    assert main(["fit", recipe, "--resume", *style, f"out={tmp_path / 'run'}", f"pairs_dir={pairs}"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not pairs.exists()
+
+
 def test_user_input_errors_are_one_type():
     """Every error type the CLI reports as bad input derives from UserInputError (and keeps its old base)."""
     from pe3d.adapters import AdapterMismatchError

@@ -224,6 +224,7 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False, callbacks: Sequence
         raise ConfigError("fit distill: no styles given (styles=[a,b] or --styles a,b)")
     _refuse_recipe_keys(cfg)
     run_dir = Path(cfg.out)
+    checkpoint_to_resume(run_dir, resume)  # a --resume with nothing to resume fails before the pairs are made
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
     folders = [ensure_pairs(style, cfg.pairs_dir, cfg.pairs_per_style, cfg.style_dirs, cfg.style_overrides) for style in cfg.styles]
@@ -257,9 +258,10 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     teacher_path = resolve_weights(cfg.prior, "prior_mini")
     teacher = load_prior(teacher_path)
     check_teacher(teacher, editor, str(cfg.prior or teacher_path), str(cfg.base or base_path))
+    run_dir = Path(cfg.out or f"runs/adapt/{cfg.style}")
+    checkpoint_to_resume(run_dir, resume)  # before the pairs are made
     folder = ensure_pairs(cfg.style, cfg.pairs_dir, num_pairs, cfg.style_dirs, [*cfg.style_overrides, *extra], folder_name)
     base_hash = model_hash(editor)
-    run_dir = Path(cfg.out or f"runs/adapt/{cfg.style}")
     run_dir.mkdir(parents=True, exist_ok=True)
     data.dirs = [str(folder)]
     save_resolved(cfg, run_dir / "config.yaml")
