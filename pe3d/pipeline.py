@@ -38,7 +38,7 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, read_metadata, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
-from pe3d.prompt_vocabulary import training_words, unseen_words, warn_unseen_words
+from pe3d.prompt_vocabulary import nearest_known_words, training_words, unseen_words, warn_unseen_words
 
 __all__ = ["DEFAULT_VIEW_YAWS_DEG", "EDITOR_FILE", "EditPipeline", "EditResult", "PIPELINE_FILE", "as_image_batch"]
 
@@ -310,7 +310,8 @@ class EditPipeline:
         prompts = self._prompts(prompt, prompt_image, image.shape[0])
         for text in dict.fromkeys(prompts.texts or ()):  # each distinct prompt once
             if text is not None:
-                warn_unseen_words(text, self.unseen_prompt_words(text))
+                unseen = self.unseen_prompt_words(text)
+                warn_unseen_words(text, unseen, self.unseen_word_readings(unseen))
         edited = self.editor(image, prompts)
         if strength < 1.0:
             edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
@@ -347,6 +348,16 @@ class EditPipeline:
             self._known_words[styles] = training_words(styles)
         known = self._known_words[styles]
         return [] if known is None else unseen_words(prompt, known)
+
+    def unseen_word_readings(self, words: Sequence[str]) -> dict[str, str]:
+        """For unseen ``words`` (:meth:`unseen_prompt_words`): the training word each is read as, when the
+        text encoder has WordNet token vectors (``prompt_encoder.text.token_vectors``); see
+        :func:`~pe3d.prompt_vocabulary.nearest_known_words`."""
+        if not words or not self.trained_styles:
+            return {}
+        adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
+        known = self._known_words.get((*self.trained_styles, *([adapter] if adapter else [])))
+        return nearest_known_words(self.editor.text_encoder, words, known or ())
 
     def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
         """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``

@@ -9,14 +9,17 @@ models": 4.6 dB below the teacher for that prompt). This module finds such words
 
 The known words are those of the *training* prompts of the styles the editor was distilled on (the
 ``styles`` its file records), as their style folders hold them now, plus those of the active
-adapter's style; a few function words ("a", "the", "like", ...) are never reported.
+adapter's style; a few function words ("a", "the", "like", ...) are never reported. An editor whose
+tower was built with WordNet token vectors (``prompt_encoder.text.token_vectors``,
+:mod:`pe3d.models.lexicon`) reads an unseen word through its vector: :func:`nearest_known_words` says
+as which training word, and the warning names it.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 FUNCTION_WORDS = frozenset(
     "a an the of to in on into onto as like with and or but for from by at this that these those it its "
@@ -62,18 +65,71 @@ def unseen_words(text: str, known: frozenset[str]) -> list[str]:
     return out
 
 
-def unseen_words_note(words: Sequence[str]) -> str:
-    """A one-line note naming ``words`` for a status line (``""`` when empty)."""
+def nearest_known_words(encoder, words: Sequence[str], known: Iterable[str]) -> dict[str, str]:
+    """How a text tower with WordNet token vectors (``token_vectors``, :mod:`pe3d.models.lexicon`) reads
+    unseen ``words``: each word that is one whole-word token with a WordNet row -> the ``known`` word
+    (one whole-word token, not a function word) whose token row is nearest (cosine). Empty for a tower
+    without token vectors or when the vector file cannot be read."""
+    if encoder is None or getattr(encoder.cfg, "token_vectors", None) is None or not words:
+        return {}
+    from pe3d.errors import UserInputError
+    from pe3d.models.lexicon import load_token_vectors, resolve_token_vectors
+
+    try:
+        lexical = set(load_token_vectors(resolve_token_vectors(encoder.cfg.token_vectors))[0].tolist())
+    except (UserInputError, OSError):
+        return {}
+    vocabulary = encoder.tokenizer.encoder
+    table = encoder.backbone.token_embedding.weight.detach()
+
+    def row(word: str) -> Optional[int]:
+        token = vocabulary.get(f"{word}</w>")
+        return token if token is not None and token in lexical else None
+
+    candidates = sorted({w for w in known if w not in FUNCTION_WORDS and row(w) is not None})
+    if not candidates:
+        return {}
+    rows = table[[row(w) for w in candidates]]
+    rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    readings: dict[str, str] = {}
+    for word in words:
+        token = row(word)
+        if token is None:
+            continue
+        query = table[token] / table[token].norm().clamp_min(1e-8)
+        readings[word] = candidates[int((rows @ query).argmax())]
+    return readings
+
+
+def unseen_words_note(words: Sequence[str], readings: Mapping[str, str] | None = None) -> str:
+    """A one-line note naming ``words`` for a status line (``""`` when empty); ``readings`` (unseen word ->
+    the nearest training word, :func:`nearest_known_words`) says how the editor reads them."""
     if not words:
         return ""
+    readings = readings or {}
+    if all(w in readings for w in words):
+        read = ", ".join(f"{w!r} as {readings[w]!r}" for w in words)
+        return f"never trained on {', '.join(repr(w) for w in words)}: read through WordNet ({read}); the edit may be weaker"
     return f"never trained on {', '.join(repr(w) for w in words)}: the edit may be weak or unrelated (use a style's training wording)"
 
 
-def warn_unseen_words(prompt: str, words: Sequence[str]) -> None:
-    """Emit an :class:`UnseenPromptWordsWarning` naming ``words`` of ``prompt`` (nothing when empty)."""
+def warn_unseen_words(prompt: str, words: Sequence[str], readings: Mapping[str, str] | None = None) -> None:
+    """Emit an :class:`UnseenPromptWordsWarning` naming ``words`` of ``prompt`` (nothing when empty);
+    ``readings`` as in :func:`unseen_words_note`."""
     if not words:
         return
+    readings = readings or {}
     listed = ", ".join(repr(w) for w in words)
+    if all(w in readings for w in words):
+        read = ", ".join(f"{w!r} near {readings[w]!r}" for w in words)
+        warnings.warn(
+            f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts; its text encoder reads "
+            f"{'it' if len(words) == 1 else 'them'} through WordNet word vectors ({read}), so the edit follows that "
+            "reading and may be weaker than with a training word (`pe3d styles --prompts` lists them).",
+            UnseenPromptWordsWarning,
+            stacklevel=3,
+        )
+        return
     meaning = "what it means" if len(words) == 1 else "what they mean"
     warnings.warn(
         f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts, and its text encoder has no "

@@ -93,3 +93,38 @@ def test_styles_command_lists_training_prompts(capsys):
     assert "make the person look like a ghoul" not in out  # test prompts are not
     assert main(["styles"]) == 0
     assert "make him look undead" not in capsys.readouterr().out
+
+
+def test_a_tower_with_wordnet_vectors_says_how_it_reads_an_unseen_word(tmp_path):
+    """With token vectors (pe3d.models.lexicon) an unseen word is read as the nearest training word,
+    and the warning and the web note say which; without them nothing is claimed."""
+    import torch
+
+    from pe3d.models.lexicon import save_token_vectors
+    from pe3d.models.prompt_base import PromptEncoderConfig
+    from pe3d.models.prompt_text import ClipTextPromptEncoder, _tokenizer
+    from pe3d.prompt_vocabulary import nearest_known_words, unseen_words_note, warn_unseen_words
+
+    vocabulary = _tokenizer("ViT-B-32").encoder
+    words = {"ghoul": [1.0, 0.1, 0.0, 0.0], "zombie": [1.0, 0.0, 0.0, 0.0], "marble": [0.0, 1.0, 0.0, 0.0],
+             "stone": [0.1, 1.0, 0.0, 0.0], "the": [1.0, 0.0, 0.0, 0.0]}
+    ids = torch.tensor([vocabulary[f"{w}</w>"] for w in words])
+    path = save_token_vectors(tmp_path / "t.safetensors", ids, torch.tensor(list(words.values())), {})
+    tiny = {"width": 4, "layers": 1, "heads": 1, "context_length": 16, "embed_dim": 4}
+    lexical = ClipTextPromptEncoder(PromptEncoderConfig(kind="text", out_dim=4, tiny=tiny, token_vectors=str(path)))
+    known = {"zombie", "marble", "the", "undead"}
+    readings = nearest_known_words(lexical, ["ghoul", "stone", "qwzx"], known)
+    assert readings == {"ghoul": "zombie", "stone": "marble"}  # "the" is a function word; "qwzx" has no row
+    plain = ClipTextPromptEncoder(PromptEncoderConfig(kind="text", out_dim=4, tiny=tiny))
+    assert nearest_known_words(plain, ["ghoul"], known) == {}
+    assert "read through WordNet ('ghoul' as 'zombie')" in unseen_words_note(["ghoul"], readings)
+    assert "weak or unrelated" in unseen_words_note(["ghoul", "qwzx"], readings)  # not every word has a reading
+    with pytest.warns(UnseenPromptWordsWarning, match="reads it through WordNet word vectors \\('ghoul' near 'zombie'\\)"):
+        warn_unseen_words(GHOUL, ["ghoul"], readings)
+
+
+def test_the_shipped_editor_claims_no_reading_its_table_does_not_have(shipped):
+    """The editor file records whether its text tower was built with token vectors."""
+    expected = shipped.editor.text_encoder.cfg.token_vectors is not None
+    readings = shipped.unseen_word_readings(shipped.unseen_prompt_words(GHOUL))
+    assert bool(readings) == expected

@@ -67,6 +67,10 @@ class PromptEncoderConfig:
         frozen: with ``train='full'``, backbone parameter name prefixes that stay frozen anyway (e.g.
             ``['token_embedding']``: a tiny random text tower's embedding table is most of its parameters
             and costs every optimiser step; the layers above it learn to read its fixed vectors).
+        token_vectors: text only, a tower without ``pretrained`` weights: a token-vector file
+            (:mod:`pe3d.models.lexicon`; a path or ``shipped:NAME``) whose rows replace those of the random
+            token table at construction, e.g. WordNet word vectors that give words never seen in
+            training a meaning (``shipped:lexicon_mini``). A checkpoint loaded later overwrites them.
         resize_antialias: image only: antialias when resizing reference images to the ViT's input size
             (``False`` reproduces the 3DPE code, whose torchvision 0.14 ``Resize`` on tensors does not).
     """
@@ -84,6 +88,7 @@ class PromptEncoderConfig:
     cache_dir: Optional[str] = None
     resize_antialias: bool = True
     frozen: Optional[List[str]] = None
+    token_vectors: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROMPT_KINDS:
@@ -100,6 +105,13 @@ class PromptEncoderConfig:
             raise ValueError(f"prompt_encoder.mapper_hidden must be positive, got {self.mapper_hidden}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"prompt_encoder.max_length must be >= 2 (start + end token), got {self.max_length}")
+        if self.token_vectors is not None and self.kind != "text":
+            raise ValueError(f"prompt_encoder.token_vectors is for text towers; this one is kind={self.kind!r}")
+        if self.token_vectors is not None and self.pretrained is not None:
+            raise ValueError(
+                "prompt_encoder.token_vectors replaces rows of a random token table; "
+                f"with pretrained={self.pretrained!r} the tower has a trained one: set only one of them"
+            )
         if self.arch is None:
             self.arch = DEFAULT_ARCH[self.kind]
         if self.tiny is not None:

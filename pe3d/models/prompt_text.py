@@ -132,9 +132,18 @@ class ClipTextPromptEncoder(PromptEncoder):
         self.max_length = int(cfg.max_length) if cfg.max_length is not None else context
         if self.max_length > context:
             raise ValueError(f"prompt_encoder.max_length={self.max_length} exceeds the text tower's context {context}")
+        if cfg.token_vectors is not None:
+            self._apply_token_vectors(cfg.token_vectors)
         self._finish_init()
         if pretrained_path is not None:
             self.load_backbone(str(pretrained_path))
+
+    def _apply_token_vectors(self, value: str) -> None:
+        from .lexicon import apply_token_vectors, load_token_vectors, resolve_token_vectors
+
+        path = resolve_token_vectors(value)
+        token_ids, vectors = load_token_vectors(path)
+        apply_token_vectors(self.backbone.token_embedding, token_ids, vectors, source=str(path))
 
     # -- PromptEncoder ------------------------------------------------------------------------
     @property

