@@ -342,12 +342,17 @@ class EditPipeline:
         encoder = self.editor.text_encoder
         if encoder is None or encoder.cfg.pretrained or not self.trained_styles:
             return []
+        known = self._training_words()
+        return [] if known is None else unseen_words(prompt, known)
+
+    def _training_words(self) -> frozenset[str] | None:
+        """The words of the training prompts of :attr:`trained_styles` and the active adapter's style
+        (``None`` when a style cannot be read); style files are read once per set of styles."""
         adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
         styles = (*self.trained_styles, *([adapter] if adapter else []))
-        if styles not in self._known_words:  # style files are read once per set of styles
+        if styles not in self._known_words:
             self._known_words[styles] = training_words(styles)
-        known = self._known_words[styles]
-        return [] if known is None else unseen_words(prompt, known)
+        return self._known_words[styles]
 
     def unseen_word_readings(self, words: Sequence[str]) -> dict[str, str]:
         """For unseen ``words`` (:meth:`unseen_prompt_words`): the training word each is read as, when the
@@ -355,9 +360,7 @@ class EditPipeline:
         :func:`~pe3d.prompt_vocabulary.nearest_known_words`."""
         if not words or not self.trained_styles:
             return {}
-        adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
-        known = self._known_words.get((*self.trained_styles, *([adapter] if adapter else [])))
-        return nearest_known_words(self.editor.text_encoder, words, known or ())
+        return nearest_known_words(self.editor.text_encoder, words, self._training_words() or ())
 
     def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
         """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``

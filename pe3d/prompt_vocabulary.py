@@ -17,6 +17,7 @@ as which training word, and the warning names it.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from typing import Iterable, Mapping, Optional, Sequence
@@ -72,12 +73,8 @@ def nearest_known_words(encoder, words: Sequence[str], known: Iterable[str]) -> 
     without token vectors or when the vector file cannot be read."""
     if encoder is None or getattr(encoder.cfg, "token_vectors", None) is None or not words:
         return {}
-    from pe3d.errors import UserInputError
-    from pe3d.models.lexicon import load_token_vectors, resolve_token_vectors
-
-    try:
-        lexical = set(load_token_vectors(resolve_token_vectors(encoder.cfg.token_vectors))[0].tolist())
-    except (UserInputError, OSError):
+    lexical = _lexical_token_ids(encoder.cfg.token_vectors)
+    if not lexical:
         return {}
     vocabulary = encoder.tokenizer.encoder
     table = encoder.backbone.token_embedding.weight.detach()
@@ -99,6 +96,18 @@ def nearest_known_words(encoder, words: Sequence[str], known: Iterable[str]) -> 
         query = table[token] / table[token].norm().clamp_min(1e-8)
         readings[word] = candidates[int((rows @ query).argmax())]
     return readings
+
+
+@functools.lru_cache(maxsize=4)
+def _lexical_token_ids(token_vectors: str) -> frozenset[int]:
+    """The token ids a token-vector file gives rows (empty when it cannot be read); read once per file."""
+    from pe3d.errors import UserInputError
+    from pe3d.models.lexicon import load_token_vectors, resolve_token_vectors
+
+    try:
+        return frozenset(load_token_vectors(resolve_token_vectors(token_vectors))[0].tolist())
+    except (UserInputError, OSError):
+        return frozenset()
 
 
 def unseen_words_note(words: Sequence[str], readings: Mapping[str, str] | None = None) -> str:
