@@ -131,21 +131,18 @@ def warn_unseen_words(prompt: str, words: Sequence[str], readings: Mapping[str, 
     listed = ", ".join(repr(w) for w in words)
     if all(w in readings for w in words):
         read = ", ".join(f"{w!r} near {readings[w]!r}" for w in words)
-        warnings.warn(
+        message = (
             f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts; its text encoder reads "
             f"{'it' if len(words) == 1 else 'them'} through WordNet word vectors ({read}), so the edit follows that "
-            "reading and may be weaker than with a training word (`pe3d styles --prompts` lists them).",
-            UnseenPromptWordsWarning,
-            stacklevel=3,
+            "reading and may be weaker than with a training word (`pe3d styles --prompts` lists them)."
         )
-        return
-    meaning = "what it means" if len(words) == 1 else "what they mean"
-    warnings.warn(
-        f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts, and its text encoder has no "
-        f"pretrained language model, so it cannot know {meaning}: the edit follows the prompt's other words only and "
-        "may be weak or unrelated. Use the wording "
-        "of a style's training prompts (`pe3d styles --prompts` lists them; `pe3d edit --style NAME` uses the first), or an "
-        "editor with a pretrained text encoder.",
-        UnseenPromptWordsWarning,
-        stacklevel=3,
-    )
+    else:
+        meaning = "what it means" if len(words) == 1 else "what they mean"
+        message = (
+            f"prompt {prompt!r}: {listed} never appeared in this editor's training prompts, and its text encoder has no "
+            f"pretrained language model, so it cannot know {meaning}: the edit follows the prompt's other words only and "
+            "may be weak or unrelated. Use the wording "
+            "of a style's training prompts (`pe3d styles --prompts` lists them; `pe3d edit --style NAME` uses the first), or an "
+            "editor with a pretrained text encoder."
+        )
+    warnings.warn(message, UnseenPromptWordsWarning, stacklevel=3)

