@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import math
 import re
 import sys
 import tarfile
