@@ -8,6 +8,7 @@ identity.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -63,24 +64,48 @@ def sample_view_angles(cfg: WorldViewsConfig, identity_index: int) -> tuple[Tens
     return yaw, pitch
 
 
-def render_bank(cfg: WorldViewsConfig, progress: bool = True) -> dict[str, Tensor]:
-    """Render every (identity, view): ``rgb uint8 [N,V,3,R,R]``, ``depth f16 [N,V,1,R,R]``,
-    ``parts uint8 [N,V,R,R]``, ``labels f32 [N,V,25]``, ``index i64 [N]``."""
+def _render_identity(cfg: WorldViewsConfig, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One identity's ``cfg.views`` views: ``rgb uint8``, ``depth f16``, ``parts uint8``, ``labels f32``."""
     from pe3d.world import render_identities, sample_identity
 
+    yaw, pitch = sample_view_angles(cfg, index)
+    label = label_from_yaw_pitch(yaw, pitch)
+    identity = sample_identity(cfg.seed, index)
+    out = render_identities([identity] * cfg.views, label, cfg.resolution, supersample=cfg.supersample)
+    return quantize_uint8(out.rgb), out.depth.to(torch.float16), out.parts.to(torch.uint8), label
+
+
+def _render_chunk(cfg: WorldViewsConfig, indices: list[int]) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Worker of :func:`render_bank`: one thread, a run of identities in order."""
+    torch.set_num_threads(1)
+    return [_render_identity(cfg, index) for index in indices]
+
+
+def render_bank(cfg: WorldViewsConfig, progress: bool = True, workers: int = 0) -> dict[str, Tensor]:
+    """Render every (identity, view): ``rgb uint8 [N,V,3,R,R]``, ``depth f16 [N,V,1,R,R]``,
+    ``parts uint8 [N,V,R,R]``, ``labels f32 [N,V,25]``, ``index i64 [N]``.
+
+    ``workers > 1`` renders runs of identities in that many forked processes of one thread each
+    (for machines with many cores); every identity is rendered alone either way, so the bank
+    is the same."""
     from pe3d.world import WorldSplit
 
     indices = WorldSplit().indices(cfg.split, cfg.count)
-    rgb, depth, parts, labels = [], [], [], []
-    for index in tqdm(indices, desc=f"rendering world ({cfg.split})", disable=not progress, unit="id"):
-        yaw, pitch = sample_view_angles(cfg, index)
-        label = label_from_yaw_pitch(yaw, pitch)
-        identity = sample_identity(cfg.seed, index)
-        out = render_identities([identity] * cfg.views, label, cfg.resolution, supersample=cfg.supersample)
-        rgb.append(quantize_uint8(out.rgb))
-        depth.append(out.depth.to(torch.float16))
-        parts.append(out.parts.to(torch.uint8))
-        labels.append(label)
+    desc = f"rendering world ({cfg.split})"
+    if workers > 1 and len(indices) > 1:
+        import multiprocessing
+
+        chunk = max(1, min(32, len(indices) // (workers * 4) or 1))
+        runs = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
+        with multiprocessing.get_context("fork").Pool(workers) as pool, \
+                tqdm(total=len(indices), desc=desc, disable=not progress, unit="id") as bar:
+            views = []
+            for rendered in pool.imap(functools.partial(_render_chunk, cfg), runs):
+                views.extend(rendered)
+                bar.update(len(rendered))
+    else:
+        views = [_render_identity(cfg, index) for index in tqdm(indices, desc=desc, disable=not progress, unit="id")]
+    rgb, depth, parts, labels = zip(*views)
     return {
         "rgb": torch.stack(rgb),
         "depth": torch.stack(depth),
@@ -100,8 +125,10 @@ def world_source_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Tensor]:
-    """Cached :func:`render_bank`; the cache key hashes every setting and the world's source."""
+def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, progress: bool = True,
+                        workers: int = 0) -> dict[str, Tensor]:
+    """Cached :func:`render_bank` (``workers`` processes when it renders); the cache key hashes every
+    setting and the world's source."""
     key_src = json.dumps({**asdict(cfg), "world_source": world_source_hash()}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "world" / f"views-{cfg.split}-{key}.safetensors"
@@ -110,7 +137,7 @@ def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, pr
             return load_tensors(path)[0]
         except (ValueError, OSError):
             path.unlink()  # a corrupt cache is re-rendered; it holds nothing that cannot be rebuilt
-    bank = render_bank(cfg, progress=progress)
+    bank = render_bank(cfg, progress=progress, workers=workers)
     save_tensors(path, bank, {"config": key_src})
     return bank
 

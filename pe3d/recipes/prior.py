@@ -95,7 +95,7 @@ def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoa
     textured backgrounds are painted on ``model``'s background wall."""
     ray_march = model.cfg.renderer.ray_march
     wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
-    train_set = WorldViewDataset(load_or_render_bank(cfg.data), cfg.num_targets, cfg.target_resolution,
+    train_set = WorldViewDataset(load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers), cfg.num_targets, cfg.target_resolution,
                                  background_probability=cfg.background_probability,
                                  background_texture=cfg.background_texture, wall=wall,
                                  recolour_probability=cfg.recolour_probability)
