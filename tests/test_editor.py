@@ -1,6 +1,7 @@
 """Editor core and the two editing systems on tiny CPU configs."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -147,3 +148,21 @@ def test_editor_save_load_roundtrip(tmp_path):
     prompts = Prompts(texts=data["prompt"])
     with torch.no_grad():
         assert torch.equal(editor(data["input_image"], prompts), loaded(data["input_image"], prompts))
+
+
+def test_editor_from_a_wider_prior_takes_its_feature_channels():
+    """A prior with a 64-wide E_high (the GPU-trained design) makes an editor from the mini YAML (32 there)."""
+    torch.manual_seed(0)
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", TINY)
+    assert cfg.cross_attention.feature_channels == 32
+    wide = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", [*TINY, "encoder.high_widths=[64,64,64]",
+                                                                           "cross_attention.feature_channels=64"])
+    prior = PriorModel(wide.prior).eval()
+    editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder).eval()
+    assert editor.cfg.cross_attention.feature_channels == 64 and cfg.cross_attention.feature_channels == 32
+    data = batch()
+    with torch.no_grad():
+        planes = editor(data["input_image"], Prompts(texts=data["prompt"]))
+        assert torch.allclose(planes, prior.encoder(data["input_image"]), atol=1e-5)
+    with pytest.raises(ValueError, match="feature_channels=32 but the encoder's E_high gives 64"):
+        EditorCore(dataclasses.replace(editor.cfg, cross_attention=cfg.cross_attention))

@@ -13,6 +13,7 @@ the prior exactly. Prompts may be text, reference images, or both, per batch ite
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -110,7 +111,13 @@ class EditorCore(nn.Module):
         cross_attention: PromptCrossAttentionConfig,
         prompt_encoder: PromptEncodersConfig,
     ) -> "EditorCore":
-        """An editor whose encoder and renderer start as copies of a trained ``prior``."""
+        """An editor whose encoder and renderer start as copies of a trained ``prior``.
+
+        The cross-attention reads ``f_high``, so its ``feature_channels`` are the prior's E_high width
+        whatever ``cross_attention`` says (a model YAML written for another prior design still fits)."""
+        channels = prior.encoder.high_feature_channels
+        if cross_attention.feature_channels != channels:
+            cross_attention = dataclasses.replace(cross_attention, feature_channels=channels)
         editor = cls(EditorConfig(prior=copy.deepcopy(prior.cfg), cross_attention=cross_attention, prompt_encoder=prompt_encoder))
         editor.encoder.load_state_dict(prior.encoder.state_dict())
         editor.renderer.load_state_dict(prior.renderer.state_dict())
