@@ -37,6 +37,8 @@ def test_matmul_precision_is_applied_and_checked(tmp_path):
     try:
         build_trainer(TrainerConfig(matmul_precision="high", logger="none", progress=False), tmp_path)
         assert torch.get_float32_matmul_precision() == "high"
+        build_trainer(TrainerConfig(logger="none", progress=False), tmp_path)  # the default leaves it alone
+        assert torch.get_float32_matmul_precision() == "high"
         with pytest.raises(ConfigError, match="trainer.matmul_precision.*'fast'"):
             build_trainer(TrainerConfig(matmul_precision="fast", logger="none"), tmp_path)
     finally:

@@ -36,9 +36,10 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    matmul_precision: str = "highest"
-    """``torch.set_float32_matmul_precision``: ``high`` lets float32 matrix products use TF32 on
-    NVIDIA GPUs (several times faster, ~1e-3 relative error); no effect on the CPU."""
+    matmul_precision: str = ""
+    """``torch.set_float32_matmul_precision`` for the run (``highest``, ``high``, ``medium``; ``""`` leaves the
+    process's setting alone): ``high`` lets float32 matrix products use TF32 on NVIDIA GPUs (several times
+    faster, ~1e-3 relative error); no effect on the CPU."""
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 100
     val_every_n_steps: int = 0
@@ -85,9 +86,10 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
     """A ``Trainer`` writing checkpoints to ``run_dir/checkpoints`` and logs to ``run_dir/logs``."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if cfg.matmul_precision not in ("highest", "high", "medium"):
-        raise ConfigError(f"trainer.matmul_precision must be highest, high or medium, got {cfg.matmul_precision!r}")
-    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    if cfg.matmul_precision not in ("", "highest", "high", "medium"):
+        raise ConfigError(f"trainer.matmul_precision must be highest, high, medium or '' (unchanged), got {cfg.matmul_precision!r}")
+    if cfg.matmul_precision:
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         save_last=True,
