@@ -60,12 +60,10 @@ def run_overrides(name: str, smoke: bool) -> list[str]:
 
 
 def calibrate(name: str, steps: int, workers: int, smoke: bool) -> float:
-    """Seconds per training step of run ``name`` (after the first few), from a short fit in this process."""
+    """Seconds per training step of run ``name`` (after the first few), from a short ``fit_prior`` in this process."""
     import lightning as L
 
-    from pe3d.recipes.prior import build_prior_model, build_world_loaders, load_prior_fit_config
-    from pe3d.systems.prior import PriorSystem
-    from pe3d.systems.runner import build_trainer
+    from pe3d.recipes.prior import fit_prior, load_prior_fit_config
 
     class StepTimer(L.Callback):
         """Wall time between the end of step ``skip`` and the end of the last step."""
@@ -87,10 +85,8 @@ def calibrate(name: str, steps: int, workers: int, smoke: bool) -> float:
         cfg = load_prior_fit_config(None, [*run_overrides(name, smoke), *MACHINE, f"trainer.max_steps={steps}",
                                            f"trainer.num_workers={workers}", "trainer.val_every_n_steps=0",
                                            "trainer.logger=none", f"out={out}"])
-        model = build_prior_model(cfg)
-        train_loader, _ = build_world_loaders(cfg, model)
         timer = StepTimer(skip=min(5, steps // 3))
-        build_trainer(cfg.trainer, Path(out), [timer]).fit(PriorSystem(model, cfg.system), train_loader)
+        fit_prior(cfg, callbacks=[timer])
     return (timer.end - timer.start) / max(1, timer.count)
 
 
@@ -166,9 +162,9 @@ def main() -> None:
         guard = max(0.2, (deadline - time.perf_counter() - 20) / 60)
         machine = [*MACHINE, f"trainer.num_workers={args.loader_workers}", f"out={runs_dir / name}",
                    f"trainer.max_minutes={guard:.2f}", *(["trainer.val_every_n_steps=4"] if args.smoke else [])]
-        log = (args.out / f"{name}.log").open("w")
-        procs[name] = subprocess.Popen([sys.executable, "-m", "pe3d.cli", "fit", "prior", *overrides, *machine],
-                                       stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with (args.out / f"{name}.log").open("w") as log:  # the child keeps its own handle
+            procs[name] = subprocess.Popen([sys.executable, "-m", "pe3d.cli", "fit", "prior", *overrides, *machine],
+                                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     summary = {"rates_s_per_step": rates, "runs": {}}
     for name, proc in procs.items():
         proc.wait()

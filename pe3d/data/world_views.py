@@ -95,7 +95,7 @@ def render_bank(cfg: WorldViewsConfig, progress: bool = True, workers: int = 0) 
     if workers > 1 and len(indices) > 1:
         import multiprocessing
 
-        chunk = max(1, min(32, len(indices) // (workers * 4) or 1))
+        chunk = max(1, min(32, len(indices) // (workers * 4)))
         runs = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
         with multiprocessing.get_context("fork").Pool(workers) as pool, \
                 tqdm(total=len(indices), desc=desc, disable=not progress, unit="id") as bar:

@@ -142,8 +142,9 @@ def build_eg3d_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoad
     return DataLoader(train, batch_size=None, shuffle=True), DataLoader(val, batch_size=None, shuffle=False)
 
 
-def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
-    """Train, then write ``<out>/prior.safetensors`` and ``<out>/config.yaml``; returns the weights path."""
+def fit_prior(cfg: PriorFitConfig, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Train, then write ``<out>/prior.safetensors`` and ``<out>/config.yaml``; returns the weights path.
+    ``callbacks``: extra Lightning callbacks for the trainer (e.g. a step timer)."""
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint_to_resume(run_dir, resume)
@@ -156,7 +157,7 @@ def fit_prior(cfg: PriorFitConfig, resume: bool = False) -> Path:
         model = build_prior_model(cfg)
         train_loader, val_loader = build_world_loaders(cfg, model)
     system = PriorSystem(model, cfg.system)
-    trainer = build_trainer(cfg.trainer, run_dir)
+    trainer = build_trainer(cfg.trainer, run_dir, callbacks)
     started = time.perf_counter()
     trainer.fit(system, train_loader, val_loader, ckpt_path=ckpt_path)
     minutes = (time.perf_counter() - started) / 60
