@@ -196,3 +196,40 @@ def test_shipped_lexicon_puts_unseen_words_near_the_styles_words():
     assert near("ghoul", "zombie") > max(near("ghoul", w) for w in ("marble", "pencil", "bronze", "hair", "pop"))
     assert near("roman", "greek") > max(near("roman", w) for w in ("zombie", "pencil", "hair", "pop"))
     assert near("stone", "marble") > near("stone", "pencil")
+
+
+def test_mix_option_builds_the_rows_of_a_blended_file(tmp_path):
+    """token_vectors_mix blends at construction exactly as tools/blend_token_vectors.py does in a file."""
+    from pe3d.models.lexicon import blend_with_random
+    from pe3d.models.prompt_text import ClipTextPromptEncoder
+
+    ids = torch.tensor([5, 9, 40])
+    vectors = torch.randn(3, 16)
+    source = save_token_vectors(tmp_path / "wordnet.safetensors", ids, vectors, {})
+    _, stored = load_token_vectors(source)
+    blended = save_token_vectors(tmp_path / "mix.safetensors", ids, blend_with_random(stored, 0.7, seed=3), {})
+    tiny = {"width": 16, "layers": 1, "heads": 2, "context_length": 16, "embed_dim": 16}
+
+    def table(**options):
+        torch.manual_seed(0)
+        cfg = PromptEncoderConfig(kind="text", out_dim=8, tiny=tiny, **options)
+        return ClipTextPromptEncoder(cfg).backbone.token_embedding.weight.detach()
+
+    from_option = table(token_vectors=str(source), token_vectors_mix=0.7, token_vectors_seed=3)
+    assert torch.equal(from_option, table(token_vectors=str(blended)))
+    pure = table(token_vectors=str(source))
+    unit = lambda t: t / t.norm(dim=1, keepdim=True)  # noqa: E731
+    cosine = (unit(from_option[ids]) * unit(pure[ids])).sum(1)
+    assert torch.all((cosine > 0.4) & (cosine < 0.95))  # about 0.7: part WordNet, part a row's own
+    assert not torch.equal(from_option, table(token_vectors=str(source), token_vectors_mix=0.7, token_vectors_seed=4))
+
+
+def test_mix_option_is_checked():
+    with pytest.raises(ValueError, match=r"token_vectors_mix must be in \(0, 1\]"):
+        PromptEncoderConfig(kind="text", token_vectors="shipped:lexicon_mini", token_vectors_mix=0.0)
+    with pytest.raises(ValueError, match="set prompt_encoder.token_vectors too"):
+        PromptEncoderConfig(kind="text", token_vectors_mix=0.7)
+    with pytest.raises(ValueError, match="mix must be in"):
+        from pe3d.models.lexicon import blend_with_random
+
+        blend_with_random(torch.ones(2, 4), 1.5)

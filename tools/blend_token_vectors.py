@@ -6,14 +6,16 @@ Each row becomes ``mix * wordnet_unit + sqrt(1 - mix**2) * random_unit`` (random
 ``--seed``), so words that are WordNet neighbours share about ``mix**2`` of their direction while every
 word keeps a part of its own: a trained word such as "warhol" stays distinct from its WordNet
 neighbours. Use it as ``model_overrides=[prompt_encoder.text.token_vectors=FILE]`` in ``pe3d fit distill``
-(docs/results/quality/lexicon.md, last section).
+(docs/results/quality/lexicon.md, last section). The model option
+``prompt_encoder.text.token_vectors_mix=0.7`` (with ``token_vectors=shipped:lexicon_mini``) builds the
+same rows without a file.
 """
 
 import argparse
 
 import torch
 
-from pe3d.models.lexicon import load_token_vectors, resolve_token_vectors, save_token_vectors
+from pe3d.models.lexicon import blend_with_random, load_token_vectors, resolve_token_vectors, save_token_vectors
 
 
 def main() -> None:
@@ -26,10 +28,7 @@ def main() -> None:
     if not 0.0 < args.mix <= 1.0:
         parser.error(f"--mix must be in (0, 1], got {args.mix}")
     ids, vectors = load_token_vectors(resolve_token_vectors(args.source))
-    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    noise = torch.randn(vectors.shape, generator=torch.Generator().manual_seed(args.seed))
-    noise = noise / noise.norm(dim=1, keepdim=True)
-    blended = args.mix * unit + (1.0 - args.mix**2) ** 0.5 * noise
+    blended = blend_with_random(vectors, args.mix, args.seed)
     path = save_token_vectors(args.out, ids, blended, {"source": args.source, "mix": args.mix, "random_seed": args.seed})
     print(f"{ids.numel():,} rows, mix {args.mix} -> {path}")
 

@@ -361,6 +361,24 @@ def save_token_vectors(path: str | Path, token_ids: Tensor, vectors: Tensor, met
     return save_tensors(path, {"token_ids": token_ids.long(), "vectors": vectors.half()}, dict(metadata))
 
 
+def blend_with_random(vectors: Tensor, mix: float, seed: int = 7) -> Tensor:
+    """Each row as ``mix * its unit vector + sqrt(1 - mix**2) * a fixed random unit vector of its own``.
+
+    WordNet neighbours then share about ``mix**2`` of their direction while every word keeps a part
+    nobody else has, so a word the training prompts use (e.g. "warhol") can learn a meaning of its own
+    (docs/results/quality/lexicon.md). The random part is drawn from ``torch.randn`` with ``seed`` over the
+    whole table, and the result is rounded to float16 (a token-vector file's precision), so the
+    ``token_vectors_mix`` option and a blended file written by ``tools/blend_token_vectors.py`` give the
+    same rows. ``mix == 1`` returns the unit rows.
+    """
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"token-vector mix must be in (0, 1], got {mix}")
+    unit = vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp_min(1e-8)
+    noise = torch.randn(unit.shape, generator=torch.Generator().manual_seed(seed))
+    noise = noise / noise.norm(dim=1, keepdim=True)
+    return (mix * unit + (1.0 - mix**2) ** 0.5 * noise).half().float()
+
+
 def apply_token_vectors(embedding: torch.nn.Embedding, token_ids: Tensor, vectors: Tensor, source: str = "token vectors") -> int:
     """Overwrite rows of a token ``embedding`` with ``vectors``, rescaled to the table's mean row norm.
 

@@ -71,6 +71,11 @@ class PromptEncoderConfig:
             (:mod:`pe3d.models.lexicon`; a path or ``shipped:NAME``) whose rows replace those of the random
             token table at construction, e.g. WordNet word vectors that give words never seen in
             training a meaning (``shipped:lexicon_mini``). A checkpoint loaded later overwrites them.
+        token_vectors_mix: with ``token_vectors``, the share of each written row that is the file's
+            vector; the rest is a fixed random vector of the row's own
+            (:func:`pe3d.models.lexicon.blend_with_random`), so a trained word keeps a part its WordNet
+            neighbours do not share. ``1.0`` (default) writes the file's vectors as they are.
+        token_vectors_seed: seed of that random part.
         resize_antialias: image only: antialias when resizing reference images to the ViT's input size
             (``False`` reproduces the 3DPE code, whose torchvision 0.14 ``Resize`` on tensors does not).
     """
@@ -89,6 +94,8 @@ class PromptEncoderConfig:
     resize_antialias: bool = True
     frozen: Optional[List[str]] = None
     token_vectors: Optional[str] = None
+    token_vectors_mix: float = 1.0
+    token_vectors_seed: int = 7
 
     def __post_init__(self) -> None:
         if self.kind not in PROMPT_KINDS:
@@ -111,6 +118,13 @@ class PromptEncoderConfig:
             raise ValueError(
                 "prompt_encoder.token_vectors replaces rows of a random token table; "
                 f"with pretrained={self.pretrained!r} the tower has a trained one: set only one of them"
+            )
+        if not 0.0 < self.token_vectors_mix <= 1.0:
+            raise ValueError(f"prompt_encoder.token_vectors_mix must be in (0, 1], got {self.token_vectors_mix}")
+        if self.token_vectors_mix != 1.0 and self.token_vectors is None:
+            raise ValueError(
+                f"prompt_encoder.token_vectors_mix={self.token_vectors_mix} blends the rows of a token-vector "
+                "file; set prompt_encoder.token_vectors too"
             )
         if self.arch is None:
             self.arch = DEFAULT_ARCH[self.kind]

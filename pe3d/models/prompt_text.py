@@ -139,10 +139,12 @@ class ClipTextPromptEncoder(PromptEncoder):
             self.load_backbone(str(pretrained_path))
 
     def _apply_token_vectors(self, value: str) -> None:
-        from .lexicon import apply_token_vectors, load_token_vectors, resolve_token_vectors
+        from .lexicon import apply_token_vectors, blend_with_random, load_token_vectors, resolve_token_vectors
 
         path = resolve_token_vectors(value)
         token_ids, vectors = load_token_vectors(path)
+        if self.cfg.token_vectors_mix != 1.0:
+            vectors = blend_with_random(vectors, self.cfg.token_vectors_mix, self.cfg.token_vectors_seed)
         apply_token_vectors(self.backbone.token_embedding, token_ids, vectors, source=str(path))
 
     # -- PromptEncoder ------------------------------------------------------------------------
