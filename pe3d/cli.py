@@ -105,7 +105,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     options = dict(style=args.style, prompt=args.prompt, prompt_image=args.prompt_image, views=args.views,
                    strength=args.strength, weights=args.weights, resolution=args.resolution,
-                   face=_face_choice(args.face), align=not args.no_align, mesh=args.mesh)
+                   face=_face_choice(args.face), align=not args.no_align, mesh=args.mesh, refine_steps=args.refine_steps)
     if Path(args.photo).is_dir():
         report = edit_folder(args.photo, args.out, **options)
         print(report.summary())
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--no-align", action="store_true", help="skip face detection/alignment: centre square, frontal camera (for world renders)")
     edit.add_argument("--mesh", default=None, metavar="FILE.ply",
                       help="also write a mesh of the edited head (a bare name goes into the output folder)")
+    edit.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                      help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit (0 = one pass)")
     edit.set_defaults(func=_cmd_edit)
 
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")

@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,11 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, read_metadata, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
+from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.prompt_vocabulary import nearest_known_words, training_words, unseen_words, warn_unseen_words
+
+if TYPE_CHECKING:
+    from pe3d.models.prior import PriorModel
 
 __all__ = ["DEFAULT_VIEW_YAWS_DEG", "EDITOR_FILE", "EditPipeline", "EditResult", "PIPELINE_FILE", "as_image_batch"]
 
@@ -147,6 +151,8 @@ class EditPipeline:
         self._base_values = {name: params[name].detach().clone() for name in names}
         self.adapters: dict[str, Adapter] = {}
         self.active_adapter: Optional[str] = None
+        self._priors: dict[Path, "PriorModel"] = {}
+        """Priors loaded for :meth:`detail_residual`, by resolved path."""
         self._adapter_files: dict[Path, tuple[tuple[int, int, int], str]] = {}
         """Adapter files already read: resolved path -> ((inode, mtime_ns, size), the name it was loaded under)."""
 
@@ -261,6 +267,7 @@ class EditPipeline:
         input_camera: Tensor | None = None,
         strength: float = 1.0,
         resolution: int | None = None,
+        refine: RefineConfig | None = None,
     ) -> EditResult:
         """Edit ``image`` (``[3,H,W]`` or ``[B,3,H,W]`` in [0,1]) following a text and/or image prompt.
 
@@ -271,12 +278,18 @@ class EditPipeline:
             input_camera: ``[25]`` or ``[B, 25]`` camera of the input (default: frontal FFHQ camera).
             strength: 0 = the unedited reconstruction, 1 = the full edit (triplanes interpolated).
             resolution: render side (default: the model's neural rendering resolution).
+            refine: test-time detail refinement (:mod:`pe3d.refinement`): with ``refine.steps > 0`` the
+                triplane residual that makes the prior's reconstruction of ``image`` render like it at
+                ``input_camera`` (at ``resolution``) is added to the edit; not one pass any more (``steps``
+                renders with gradients).
         """
         edited = self.edit_triplane(image, prompt=prompt, prompt_image=prompt_image, strength=strength)
         batch = edited.shape[0]
         if input_camera is None:
             input_camera = label_from_yaw_pitch([0.0] * batch, [0.0] * batch)
         input_camera = input_camera.reshape(-1, 25).expand(batch, 25).to(self.device)
+        if refine is not None and refine.steps > 0:
+            edited = edited + self.detail_residual(image, input_camera, refine, resolution)
         if cameras is None:
             cameras = label_from_yaw_pitch([math.radians(y) for y in DEFAULT_VIEW_YAWS_DEG], [0.0] * len(DEFAULT_VIEW_YAWS_DEG))
         cameras = cameras.reshape(-1, 25).to(self.device)
@@ -316,6 +329,34 @@ class EditPipeline:
         if strength < 1.0:
             edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
         return edited
+
+    def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None) -> Tensor:
+        """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at
+        ``camera`` ``[B, 25]`` (:func:`pe3d.refinement.fit_detail_residual`, at ``resolution``, default the
+        renderer's default); the editor's weights are not changed."""
+        target = as_image_batch(image, "image").to(self.device)
+        prior = self.refinement_prior(refine.prior)
+        with torch.no_grad():
+            reconstruction = prior(self._prepare_image(image))
+        return fit_detail_residual(self.editor.render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
+                                   refine, frozen=self.editor, resolution=resolution)
+
+    def refinement_prior(self, weights: str = "") -> "PriorModel":
+        """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),
+        loaded once per file; :class:`~pe3d.errors.InvalidInput` naming the file when its renderer is not
+        the editor's (the residual would mean something else to the editor)."""
+        from pe3d.models.prior import load_prior
+        from pe3d.weights import resolve_weights
+
+        path = resolve_weights(weights, "prior_mini").resolve()
+        if path not in self._priors:
+            prior = inference_memory_layout(load_prior(path).to(self.device).eval())
+            ours, theirs = self.editor.renderer.state_dict(), prior.renderer.state_dict()
+            if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours):
+                raise InvalidInput(f"{path}: this prior's renderer is not the editor's; refinement needs the prior the "
+                                   "editor was distilled from (RefineConfig.prior)")
+            self._priors[path] = prior
+        return self._priors[path]
 
     @torch.no_grad()
     def render(self, triplane: Tensor, camera: Tensor, resolution: int | None = None):

@@ -145,3 +145,25 @@ def test_serve_defaults_to_localhost_and_needs_gradio(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if gradio were not installed
     assert main(["serve"]) == 2
     assert 'pip install "pe3d[web]"' in capsys.readouterr().err
+
+
+def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits):
+    """`pe3d serve refine_steps=N`: every edit gets the detail residual fitted to the upload."""
+    before, _ = portraits
+    settings = WebSettings(view_yaws_deg=[30.0], resolution=64, refine_steps=20)
+    plain_settings = WebSettings(view_yaws_deg=[30.0], resolution=64)
+    refined = EditService(settings)
+    plain = EditService(plain_settings)
+    _, sharp, *_ = PageHandlers(refined, AdaptService(settings, refined.input_size)).run_edit(
+        before[0], "bronze_statue", "", None, 1.0, 0, 0, False)
+    _, soft, *_ = PageHandlers(plain, AdaptService(plain_settings, plain.input_size)).run_edit(
+        before[0], "bronze_statue", "", None, 1.0, 0, 0, False)
+    def detail(image):  # mean absolute difference between neighbouring pixels
+        image = image.astype(np.float32)
+        return np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean()
+
+    # the residual carries the upload's detail onto the edit: a sharper picture, not the soft one
+    assert np.abs(sharp.astype(np.float32) - soft).mean() > 1.0
+    assert detail(sharp) > detail(soft), (detail(sharp), detail(soft))
+    with pytest.raises(ValueError, match="refine_steps must be >= 0"):
+        WebSettings(refine_steps=-1)

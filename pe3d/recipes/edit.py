@@ -31,6 +31,7 @@ from pe3d.images import ImageLoadError, center_square, load_image
 from pe3d.io import atomic_write, atomic_write_text
 from pe3d.errors import InvalidInput
 from pe3d.pipeline import EditPipeline
+from pe3d.refinement import RefineConfig
 from pe3d.turntable import (
     depth_to_gray,
     to_uint8,
@@ -105,6 +106,7 @@ class EditSettings:
         align: detect / align / estimate the camera (``False``: centre square, frontal camera).
         mesh: PLY file name or path, or ``None`` for no mesh (see :func:`mesh_path`).
         mesh_resolution: marching-cubes grid points per axis.
+        refine_steps: test-time detail refinement steps (:mod:`pe3d.refinement`; 0 = the one-pass edit).
     """
 
     prompt: str | None = None
@@ -116,6 +118,7 @@ class EditSettings:
     align: bool = True
     mesh: str | None = None
     mesh_resolution: int = 96
+    refine_steps: int = 0
 
 
 def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
@@ -192,8 +195,9 @@ def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: E
     original = load_image(photo)
     size = max(ALIGNED_SIZE, pipe.editor.cfg.prior.encoder.image_size)  # never upsample a crop for the model
     image, camera, facts = prepare_input(original, settings, str(photo), framing=pipe.framing, size=size)
+    refine = RefineConfig(steps=settings.refine_steps) if settings.refine_steps else None
     result = pipe(image, prompt=settings.prompt, prompt_image=settings.reference, strength=settings.strength,
-                  cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution)
+                  cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution, refine=refine)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "input": _save_png(out / "input.png", image),
@@ -230,6 +234,8 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
         raise InvalidInput(f"--views must be at least 1, got {settings.views}")
     if not 0.0 <= settings.strength <= 1.0:
         raise InvalidInput(f"--strength must be in [0, 1], got {settings.strength}")
+    if settings.refine_steps < 0:
+        raise InvalidInput(f"--refine-steps must be >= 0, got {settings.refine_steps}")
     if settings.mesh is not None:
         mesh_path(settings.mesh, Path("."), batch=False)  # validates the name
     return settings
@@ -248,11 +254,12 @@ def edit_photo(
     face: str | int | None = None,
     align: bool = True,
     mesh: str | None = None,
+    refine_steps: int = 0,
 ) -> dict[str, Path]:
     """Edit one photo (see the module docstring); returns the written files by kind."""
     pipe = EditPipeline.from_pretrained(weights)
     settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,
-                              face=face, align=align, mesh=mesh)
+                              face=face, align=align, mesh=mesh, refine_steps=refine_steps)
     return edit_one(pipe, photo, out, settings)
 
 
@@ -282,7 +289,7 @@ def edit_folder(folder: str | Path, out: str | Path, weights: str | None = None,
                 prompt: str | None = None, prompt_image: str | Path | None = None, progress: bool = True, **options) -> BatchReport:
     """Edit every photo in ``folder`` into ``out/<photo stem>/``; a failing photo is reported and skipped.
 
-    ``options`` are those of :func:`edit_photo` (views, strength, resolution, face, align, mesh).
+    ``options`` are those of :func:`edit_photo` (views, strength, resolution, face, align, mesh, refine_steps).
     """
     from tqdm import tqdm
 

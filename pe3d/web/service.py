@@ -19,6 +19,7 @@ from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square
 from pe3d.pipeline import EditPipeline
 from pe3d.prompt_vocabulary import unseen_words_note
+from pe3d.refinement import RefineConfig
 from pe3d.turntable import depth_to_gray, to_uint8
 from pe3d.web.limits import UploadRejected, check_prompt, display_name, load_uploaded_image
 from pe3d.web.settings import WebSettings
@@ -148,8 +149,10 @@ class EditService:
             if text is None and reference_image is None:
                 raise UploadRejected(f"style {style!r}: this model reads reference images only (no text encoder); "
                                      "upload a reference image")
+            refine = RefineConfig(steps=self.settings.refine_steps, prior=self.settings.prior) if self.settings.refine_steps else None
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
-                               cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution)
+                               cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution,
+                               refine=refine)
             adapter = self.pipe.active_adapter
             words = self.pipe.unseen_prompt_words(text) if text else []
             unseen = unseen_words_note(words, self.pipe.unseen_word_readings(words))

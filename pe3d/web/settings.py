@@ -18,7 +18,9 @@ class WebSettings:
     that supervises adaptation ("" = shipped); ``resolution``: render side of the outputs;
     ``view_yaws_deg``: yaw angles of the novel-view gallery; ``runs_dir``: where adaptation
     runs keep their checkpoints ("" = ``<project>/runs/web-adapt``); ``adapt_max_steps`` and
-    ``adapt_max_minutes``: caps of one adaptation (the paper: about 5 minutes).
+    ``adapt_max_minutes``: caps of one adaptation (the paper: about 5 minutes); ``refine_steps``:
+    test-time detail refinement of every edit (:mod:`pe3d.refinement`, with ``prior``; 0 = the one-pass
+    edit; 50 takes about 20 s at 128² on a 2-core CPU).
     """
 
     host: str = LOCAL_HOST
@@ -30,6 +32,7 @@ class WebSettings:
     runs_dir: str = ""
     adapt_max_steps: int = 400
     adapt_max_minutes: float = 5.0
+    refine_steps: int = 0
     limits: UploadLimits = field(default_factory=UploadLimits)
 
     def __post_init__(self) -> None:
@@ -39,5 +42,7 @@ class WebSettings:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         if not self.view_yaws_deg:
             raise ValueError("view_yaws_deg must name at least one yaw angle")
+        if self.refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
         if self.adapt_max_steps < 1:
             raise ValueError(f"adapt_max_steps must be >= 1, got {self.adapt_max_steps}")

@@ -1,0 +1,112 @@
+"""Test-time detail refinement: fit a triplane residual to the input photo, add it to the edit.
+
+The feed-forward editor returns an edited triplane in one pass, but everything it renders is as soft as
+the prior's reconstruction of the input (issue 13: a real face comes back as a blur). Refinement takes
+the prior's reconstruction ``T_r`` of the same input (no prompt), fits a residual ``D`` so that
+``R(T_r + D, c)`` matches the input image at its own camera ``c`` (a few Adam steps, renderer frozen, an L2
+penalty keeping ``D`` small), and returns ``T_edit + D``: the detail the reconstruction missed (eyes,
+glasses, a goatee) carried onto the edit. The prior and the editor share the renderer, so ``D`` means the
+same to both. It is optional (``EditPipeline(..., refine=RefineConfig(steps=N))``, ``pe3d edit
+--refine-steps N``): it costs ``N`` renders with gradients, so the edit is no longer one pass.
+
+It is the single-view, residual form of per-image optimisation (the quality benchmark's ceiling fits
+whole triplanes to many ground-truth views). ``tools/refine_study.py`` measures it on held-out world
+identities (docs/results/quality/refinement.md): it lifts the input view and leaves the novel views
+where they were. The residual must come from the *prior's* reconstruction: the editor's own prompt-free
+path (:meth:`~pe3d.models.editor.EditorCore.reconstruct`, 5 dB worse than the prior after distillation)
+would make ``D`` carry colour the edit removed.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+
+from pe3d.errors import InvalidInput
+from pe3d.images import resize_images
+
+__all__ = ["RefineConfig", "fit_detail_residual"]
+
+
+@dataclass
+class RefineConfig:
+    """Settings of :func:`fit_detail_residual`.
+
+    steps: Adam steps (0 = no refinement).
+    lr: Adam learning rate of the residual (cosine-decayed to 5 % of it over ``steps``).
+    l1: weight of the L1 image term next to the MSE.
+    residual_weight: weight of the mean squared residual (keeps ``D`` to what the input view needs).
+    prior: prior weights whose reconstruction is refined (``""`` = the shipped mini prior); its renderer
+        must be the editor's.
+    """
+
+    steps: int = 0
+    lr: float = 0.02
+    l1: float = 0.5
+    residual_weight: float = 0.1
+    prior: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise InvalidInput(f"refine steps must be >= 0, got {self.steps}")
+        if self.lr <= 0:
+            raise InvalidInput(f"refine lr must be positive, got {self.lr}")
+        if self.l1 < 0 or self.residual_weight < 0:
+            raise InvalidInput(f"refine weights must be >= 0, got l1={self.l1}, residual_weight={self.residual_weight}")
+
+
+@contextmanager
+def _frozen(module: Optional[nn.Module]) -> Iterator[None]:
+    """``module``'s parameters without gradients for the block (restored after), so that fitting the
+    residual neither computes nor leaves gradients on the model."""
+    if module is None:
+        yield
+        return
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: Tensor, cfg: RefineConfig,
+                        frozen: Optional[nn.Module] = None, resolution: Optional[int] = None) -> Tensor:
+    """The residual ``D`` (same shape as ``reconstruction [B,3,C,R,R]``) that makes
+    ``render(reconstruction + D, camera)`` match ``image [B,3,H,W]`` (in [0, 1]).
+
+    ``render(planes, labels, resolution=...)`` returns a render output with ``.image`` in [0, 1]
+    (e.g. :meth:`pe3d.models.editor.EditorCore.render`); its parameters are not changed. ``camera``
+    is ``[B, 25]``; renders are made at ``resolution`` (``None``: the renderer's default) and ``image`` is
+    resized to their side. ``frozen``: the module behind ``render``, whose parameters get no gradients
+    meanwhile. Zeros when ``cfg.steps == 0``.
+    """
+    if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
+        raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
+    residual = torch.zeros_like(reconstruction, requires_grad=True)
+    if cfg.steps == 0:
+        return residual.detach()
+    base = reconstruction.detach()
+    target = image.detach()
+    optimiser = torch.optim.Adam([residual], lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps)))
+    with torch.enable_grad(), _frozen(frozen):
+        for _ in range(cfg.steps):
+            out = render(base + residual, camera, resolution=resolution).image
+            if target.shape[-1] != out.shape[-1]:
+                target = resize_images(target, out.shape[-1])
+            error = out - target
+            loss = error.square().mean() + cfg.l1 * error.abs().mean() + cfg.residual_weight * residual.square().mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    return residual.detach()

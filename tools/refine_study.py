@@ -1,0 +1,121 @@
+"""What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
+
+    python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
+        [--lr 0.02] [--residual-weight 0.1] [--picture runs/refine_study.png]
+
+For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
+(PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
+editor's edits plus the same residual for the 6 distilled styles (the bench's train and test prompt of
+each; PSNR against the style filter applied to the ground truth at each camera), the two-stage teacher
+(filter, then the prior) plus the residual fitted to *its* input (the filtered image), and the seconds per
+image the fit took. Everything is scored as ``pe3d bench quality`` scores it (same identities, cameras,
+targets, prompts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from pe3d.bench.config import QualityBenchmark
+from pe3d.bench.evaluation import filter_edit
+from pe3d.bench.quality import world_config
+from pe3d.evaluation.world import PerViewScores, build_world_eval_set, edit_with_prompt, model_inputs, render_views, style_prompts
+from pe3d.models.editor import load_editor
+from pe3d.models.prior import load_prior
+from pe3d.refinement import RefineConfig, fit_detail_residual
+from pe3d.styles.discovery import load_named_style
+from pe3d.weights import resolve_weights
+
+
+def psnr_per_view(render, planes, views, names, resolution) -> dict[str, float]:
+    scores = PerViewScores(names)
+    scores.update(render_views(render, planes, views, names, resolution), views)
+    return {name: values["psnr"] for name, values in scores.compute().items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[0, 25, 50, 100])
+    parser.add_argument("--identities", type=int, default=8)
+    parser.add_argument("--editor", default="")
+    parser.add_argument("--prior", default="")
+    parser.add_argument("--lr", type=float, default=RefineConfig.lr)
+    parser.add_argument("--residual-weight", type=float, default=RefineConfig.residual_weight)
+    parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
+    args = parser.parse_args()
+
+    bench = QualityBenchmark(identities=args.identities)
+    styles = list(bench.styles)
+    data = build_world_eval_set(world_config(bench, styles))
+    names = data.plan.scored
+    editor = load_editor(resolve_weights(args.editor, "editor_mini")).eval()
+    prior = load_prior(resolve_weights(args.prior, "prior_mini")).eval()
+    inputs = model_inputs(data, editor.cfg.prior.encoder.image_size)
+    target = data.rgb
+    with torch.no_grad():
+        reconstruction = prior(inputs)
+        edits, filtered, teacher = {}, {}, {}
+        for style in styles:
+            case = next(c for c in data.cases if c.style == style)
+            train = style_prompts(load_named_style(style), split="train")[0]
+            edits[style] = {"train": edit_with_prompt(editor, inputs, train), "test": edit_with_prompt(editor, inputs, case.prompt)}
+            filtered[style] = filter_edit(case.filter_name, data.parts, inputs)
+            teacher[style] = prior(filtered[style])
+
+    def row(label, values):
+        print(f"| {label} | " + " | ".join(f"{values[n]:.2f}" for n in names) + " |")
+
+    def mean(per_style):
+        return {n: sum(v[n] for v in per_style) / len(per_style) for n in names}
+
+    print("| row | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    pictures = {}
+    for steps in args.steps:
+        cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight)
+        start = time.perf_counter()
+        residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor)
+        seconds = (time.perf_counter() - start) / target.shape[0]
+        row(f"prior + {steps}-step residual ({seconds:.2f} s/image)", psnr_per_view(editor.render, reconstruction + residual,
+                                                                               data.truth.views, names, data.resolution))
+        for split in ("train", "test"):
+            per_style = []
+            for style in styles:
+                case = next(c for c in data.cases if c.style == style)
+                per_style.append(psnr_per_view(editor.render, edits[style][split] + residual, case.targets.views, names,
+                                               data.resolution))
+            row(f"ours, {split} prompts, + {steps}-step residual (mean of 6 styles)", mean(per_style))
+        per_style = []
+        for style in styles:
+            case = next(c for c in data.cases if c.style == style)
+            own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior)
+            per_style.append(psnr_per_view(prior.render, teacher[style] + own, case.targets.views, names, data.resolution))
+        row(f"two-stage teacher + {steps}-step residual of its own input (mean of 6 styles)", mean(per_style))
+        pictures[steps] = residual
+    if args.picture:
+        from pe3d.bench.plots import GridRow, image_grid
+
+        case = next(c for c in data.cases if c.style == "bronze_statue")
+        rows = []
+        for i in range(2):
+            rows.append(GridRow(f"id {i}: target", [case.targets.views[n].image[i] for n in names]))
+            for steps, residual in pictures.items():
+                if steps not in (min(pictures), max(pictures)):
+                    continue
+                renders = render_views(editor.render, edits["bronze_statue"]["test"][i : i + 1] + residual[i : i + 1],
+                                       {n: _one(case.targets.views[n], i) for n in names}, names, data.resolution)
+                rows.append(GridRow(f"id {i}: ours + {steps}", [renders[n].image[0].clamp(0, 1) for n in names]))
+        print("picture:", image_grid(rows, names, args.picture, cell=80, title="bronze_statue, test prompt: refinement steps"))
+
+
+def _one(view, i):
+    from dataclasses import replace
+
+    return replace(view, labels=view.labels[i : i + 1])
+
+
+if __name__ == "__main__":
+    main()
