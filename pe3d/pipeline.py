@@ -153,6 +153,8 @@ class EditPipeline:
         self.active_adapter: Optional[str] = None
         self._priors: dict[Path, "PriorModel"] = {}
         """Priors loaded for :meth:`detail_residual`, by resolved path."""
+        self._strength_prior: "PriorModel | bool | None" = None
+        """The prior :meth:`unedited_triplane` uses; ``False`` when it cannot be used, ``None`` before the first call."""
         self._adapter_files: dict[Path, tuple[tuple[int, int, int], str]] = {}
         """Adapter files already read: resolved path -> ((inode, mtime_ns, size), the name it was loaded under)."""
 
@@ -276,7 +278,8 @@ class EditPipeline:
             prompt_image: reference image(s) ``[3,H,W]`` / ``[B,3,H,W]``.
             cameras: ``[N, 25]`` novel cameras (default: yaw -30, 0, +30 degrees).
             input_camera: ``[25]`` or ``[B, 25]`` camera of the input (default: frontal FFHQ camera).
-            strength: 0 = the unedited reconstruction, 1 = the full edit (triplanes interpolated).
+            strength: 0 = the unedited reconstruction (:meth:`unedited_triplane`), 1 = the full edit
+                (triplanes interpolated).
             resolution: render side (default: the model's neural rendering resolution).
             refine: test-time detail refinement (:mod:`pe3d.refinement`): with ``refine.steps > 0`` the
                 triplane residual that makes the prior's reconstruction of ``image`` render like it at
@@ -327,8 +330,23 @@ class EditPipeline:
                 warn_unseen_words(text, unseen, self.unseen_word_readings(unseen))
         edited = self.editor(image, prompts)
         if strength < 1.0:
-            edited = torch.lerp(self.editor.reconstruct(image), edited, strength)
+            edited = torch.lerp(self.unedited_triplane(image), edited, strength)
         return edited
+
+    @torch.no_grad()
+    def unedited_triplane(self, image: Tensor) -> Tensor:
+        """What ``strength=0`` gives for a prepared ``image [B,3,S,S]``: the shipped prior's reconstruction
+        when that prior shares the editor's renderer (the shipped editor; 24.5 dB at the input view of held-out
+        world identities), else the editor's own prompt-free path (:meth:`EditorCore.reconstruct`, which
+        distillation leaves 5 dB worse for the shipped editor: docs/results/quality/refinement.md)."""
+        if self._strength_prior is None:
+            try:
+                self._strength_prior = self.refinement_prior()
+            except (InvalidInput, OSError):  # another renderer (an imported editor) or no shipped prior
+                self._strength_prior = False
+        if self._strength_prior is False:
+            return self.editor.reconstruct(image)
+        return self._strength_prior(image)
 
     def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None) -> Tensor:
         """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at

@@ -137,3 +137,18 @@ def test_save_pretrained_round_trip(pipe, tmp_path):
     loaded.unload_adapter()
     assert model_hash(loaded.editor) == pipe.base_hash
     pipe.unload_adapter()
+
+
+def test_strength_zero_is_the_priors_reconstruction(pipe):
+    """The shipped editor's own prompt-free path is far worse than the prior it was distilled from, so
+    strength 0 (and every strength in between) leans on the prior's reconstruction."""
+    from pe3d.evaluation.world import WorldEvalConfig, build_world_eval_set
+
+    data = build_world_eval_set(WorldEvalConfig(identities=2, styles=[], novel_yaws_deg=[], novel_pitches_deg=[]))
+    image, camera = data.rgb, data.labels
+    zero = pipe(image, prompt="make the person a zombie", strength=0.0, input_camera=camera)
+    with torch.no_grad():
+        prior_planes = pipe.refinement_prior()(image)
+        own = pipe.editor.render(pipe.editor.reconstruct(image), camera).image.clamp(0, 1)
+    assert torch.equal(zero.triplane, prior_planes)
+    assert (zero.image - image).square().mean() < 0.5 * (own - image).square().mean()
