@@ -77,3 +77,29 @@ def test_bad_refine_settings_are_named(tmp_path, capsys):
     photo = tmp_path / "x.png"
     assert main(["edit", str(photo), "--style", "bronze_statue", "--out", str(tmp_path / "o"), "--refine-steps", "-2"]) == 2
     assert "--refine-steps must be >= 0, got -2" in capsys.readouterr().err
+
+
+def test_refined_teacher_fits_each_pairs_edit_once():
+    """system.teacher_refine_steps: the teacher's triplane of a pair's 2D edit, refined to it at the pair's
+    camera, is computed at the pair's first step and reused from the frozen cache after."""
+    from pe3d.systems.editing import EditSystemConfig
+    from test_view_bank import _batch, _system
+
+    with pytest.raises(ValueError, match="teacher_refine_steps must be >= 0"):
+        EditSystemConfig(teacher_refine_steps=-1)
+    batch = _batch()
+    plain, refined = _system(view_bank=0), _system(view_bank=0)
+    refined.cfg.teacher_refine_steps = 15
+    edited, keys, label = batch["edited_image"], [("pair", i) for i in range(batch["edited_image"].shape[0])], batch["label"]
+    with torch.no_grad():
+        soft = plain._teacher_planes("teacher_edited", edited, keys, label)
+        sharp = refined._teacher_planes("teacher_edited", edited, keys, label)
+        again = refined._teacher_planes("teacher_edited", edited, keys, label)
+        render = refined.teacher.render
+
+        def error(planes):
+            return float((render(planes, label).image.clamp(0, 1) - edited).square().mean())
+
+    assert torch.equal(sharp, again)  # from the cache, not fitted again
+    assert error(sharp) < 0.8 * error(soft)
+    assert torch.equal(soft, plain._teacher_planes("teacher_input", edited, keys, label))  # 0 steps: feed-forward

@@ -25,6 +25,7 @@ from pe3d.geometry import sample_camera_labels
 from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
+from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, pair_keys
 from pe3d.systems.view_bank import ViewBank
@@ -60,6 +61,10 @@ class EditSystemConfig:
     a bank of 16 made ``fit adapt`` 11 % faster (12.2 vs 13.7 s, 3 runs each, alternating) and moved the
     adapted editor by -0.11 / -0.13 / -0.07 dB (green_mono, trainer.seed 0 / 1 / 2), -0.06
     (green_mono_bg) and +0.11 dB (golden_statue); banks of 8 / 32 gave green_mono -0.07 / -0.05 dB."""
+    teacher_refine_steps: int = 0
+    """Steps of test-time detail refinement (:mod:`pe3d.refinement`) of the teacher's triplane of each
+    pair's 2D edit: a residual fitted so that it renders like the edit at the pair's camera, once per pair
+    (kept in the frozen-output cache). 0: the teacher's feed-forward triplane, as in the paper."""
     image_log_every: int = 200
     frozen_cache_mb: float = 2048.0
     """Memory for outputs of frozen modules kept per pair (the teacher's triplanes of the edited and the
@@ -70,6 +75,8 @@ class EditSystemConfig:
         if self.num_views < 1 or self.render_resolution < 1:
             raise ValueError(f"system.num_views={self.num_views} and system.render_resolution={self.render_resolution}"
                              " must be >= 1")
+        if self.teacher_refine_steps < 0:
+            raise ValueError(f"system.teacher_refine_steps must be >= 0, got {self.teacher_refine_steps}")
         if self.view_bank < 0 or 0 < self.view_bank < self.num_views:
             raise ValueError(f"system.view_bank={self.view_bank}: 0 (fresh views at every step) or at least "
                              f"system.num_views={self.num_views} views per pair")
@@ -139,7 +146,7 @@ class EditingSystem(L.LightningModule):
                 rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.view_ray_stride if self.training else 1)
             views = rays.render(self.editor.renderer, planes.repeat_interleave(n, 0), cams)
             with torch.no_grad():
-                teacher_planes = self._teacher_planes("teacher_edited", edited, keys)
+                teacher_planes = self._teacher_planes("teacher_edited", edited, keys, label)
                 teacher_views = self._teacher_views("teacher_edited_views", edited, teacher_planes, keys, cams, rays, slots)
                 if self.cfg.loss.depth_source == "input" and self.cfg.loss.depth_3d > 0:
                     input_planes = self._teacher_planes("teacher_input", image, keys)
@@ -164,9 +171,19 @@ class EditingSystem(L.LightningModule):
             return rays.render(self.teacher.renderer, planes.repeat_interleave(self.cfg.num_views, 0), cams)
         return self.view_bank.frozen_renders(self.frozen_cache, name, keys, images, planes, slots, self.teacher.renderer)
 
-    def _teacher_planes(self, name: str, images: Tensor, keys) -> Tensor:
-        """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before."""
-        return self.frozen_cache.get(name, keys, images, lambda idx: (self.teacher(images[idx]),))[0]
+    def _teacher_planes(self, name: str, images: Tensor, keys, labels: Tensor | None = None) -> Tensor:
+        """The frozen teacher's triplanes of ``images``, from the cache where this pair was seen before; with
+        ``labels`` (the images' cameras) and ``teacher_refine_steps``, refined to the images there."""
+        steps = self.cfg.teacher_refine_steps if labels is not None else 0
+
+        def compute(idx):
+            planes = self.teacher(images[idx])
+            if steps:
+                planes = planes + fit_detail_residual(self.teacher.render, planes, images[idx], labels[idx],
+                                                      RefineConfig(steps=steps), frozen=self.teacher)
+            return (planes,)
+
+        return self.frozen_cache.get(name, keys, images, compute)[0]
 
     def _edit(self, image: Tensor, prompts: Prompts, keys) -> Tensor:
         """The editor's triplanes; ``E_low`` / ``E_high`` features come from the cache while they are frozen."""
