@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 
-__all__ = ["RefineConfig", "fit_detail_residual"]
+__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual"]
 
 
 @dataclass
@@ -58,6 +58,14 @@ class RefineConfig:
             raise InvalidInput(f"refine lr must be positive, got {self.lr}")
         if self.l1 < 0 or self.residual_weight < 0:
             raise InvalidInput(f"refine weights must be >= 0, got l1={self.l1}, residual_weight={self.residual_weight}")
+
+
+def cosine_lr_schedule(optimiser: torch.optim.Optimizer, steps: int, floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay of every parameter group's learning rate to ``floor`` times its start over ``steps``
+    steps (held there after), for short fits outside Lightning: this refinement and the quality
+    benchmark's ceiling (:func:`pe3d.bench.quality.fit_ceiling`)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda t: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
 
 
 @contextmanager
@@ -96,8 +104,7 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     base = reconstruction.detach()
     target = image.detach()
     optimiser = torch.optim.Adam([residual], lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps)))
+    schedule = cosine_lr_schedule(optimiser, cfg.steps)
     with torch.enable_grad(), _frozen(frozen):
         for _ in range(cfg.steps):
             out = render(base + residual, camera, resolution=resolution).image

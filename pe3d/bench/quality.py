@@ -18,7 +18,6 @@ ours against the teacher's renders (PSNR), and a picture grid per style.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -103,6 +102,7 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
     with ``N`` rows); returns the fitted planes and the number of steps run. ``extra_parameters`` (e.g.
     the renderer's decoder, for ``tools/ceiling_study.py``) are fitted with the planes, at ``extra_lr``."""
     from pe3d.losses import ImageLoss, ImageLossConfig
+    from pe3d.refinement import cosine_lr_schedule
     from pe3d.systems.common import DilatedRays
 
     names = list(targets)
@@ -110,9 +110,7 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
     extra = list(extra_parameters)
     groups = [{"params": [planes]}] + ([{"params": extra, "lr": extra_lr}] if extra else [])
     optimiser = torch.optim.Adam(groups, lr=cfg.lr)
-    # cosine decay of every group's learning rate to 5 % of its start over max_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, cfg.max_steps) / cfg.max_steps)))
+    schedule = cosine_lr_schedule(optimiser, cfg.max_steps)
     loss_fn = ImageLoss(ImageLossConfig(l2=1.0, l1=0.5, perceptual="none", perceptual_weight=0.0))
     losses: list[float] = []
     renderer.train()  # jittered samples while fitting, as in training
