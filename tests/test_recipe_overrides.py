@@ -21,6 +21,7 @@ def _settings(*overrides: str, num_pairs: int = 10):
 def test_unset_values_come_from_the_style():
     trainer, system, data = _settings()
     assert (trainer.max_steps, trainer.max_minutes) == (400, 2.0)
+    assert trainer.gradient_clip_norm == 0.3  # AdaptSpec's default
     assert system.optim.lr == 3e-3 and system.optim.warmup_steps == 0
     assert (data.batch_size, data.limit) == (4, 10)
     assert _settings(num_pairs=2)[2].batch_size == 2  # the style's batch never exceeds the pairs
@@ -43,6 +44,8 @@ def test_every_given_value_wins_over_the_style():
     assert _settings("system.loss.depth_source=input")[1].loss.depth_source == "input"
     assert _settings("system.loss.triplane_3d=1.0")[1].loss.triplane_3d == 1.0
     assert _settings("system.loss.depth_3d=0")[1].loss.depth_3d == 0.0  # 0 switches the term off, not "the style's"
+    assert _settings("trainer.gradient_clip_norm=0")[0].gradient_clip_norm == 0.0  # no clipping, not "the style's"
+    assert _settings("trainer.gradient_clip_norm=2.5")[0].gradient_clip_norm == 2.5
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -54,6 +57,7 @@ def test_every_given_value_wins_over_the_style():
     (["lr=-1"], r"lr=-1"),
     (["system.loss.depth_source=shape"], r"system\.loss\.depth_source='shape'"),
     (["system.loss.depth_3d=-2"], r"system\.loss\.depth_3d=-2"),
+    (["trainer.gradient_clip_norm=-0.5"], r"trainer\.gradient_clip_norm=-0\.5"),
 ])
 def test_values_that_cannot_be_used_are_refused_by_key(overrides, key):
     cfg = load_structured(AdaptFitConfig, [], ["style=golden_statue", *overrides])
@@ -84,3 +88,14 @@ def test_keys_the_recipe_fills_in_are_refused(schema, fit, overrides, key, tmp_p
     with pytest.raises(ConfigError, match=key):
         fit(cfg)
     assert not (tmp_path / "pairs").exists()  # refused before any work
+
+
+def test_the_gradient_clip_reaches_the_trainer(tmp_path):
+    """``trainer.gradient_clip_norm`` becomes Lightning's norm clipping; a negative value left unresolved is refused."""
+    from pe3d.systems.runner import TrainerConfig, build_trainer
+
+    trainer = build_trainer(TrainerConfig(gradient_clip_norm=0.3, logger="none", progress=False), tmp_path)
+    assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm) == (0.3, "norm")
+    assert build_trainer(TrainerConfig(logger="none", progress=False), tmp_path).gradient_clip_val is None
+    with pytest.raises(ConfigError, match=r"trainer\.gradient_clip_norm=-1"):
+        build_trainer(TrainerConfig(gradient_clip_norm=-1, logger="none", progress=False), tmp_path)

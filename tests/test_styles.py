@@ -219,6 +219,7 @@ def test_validation_errors_name_file_and_field(tmp_path):
     assert "key 'adapt.lr'" in _error(tmp_path, {**base, "adapt": {"lr": -1.0}})
     assert "key 'adapt.depth_source'" in _error(tmp_path, {**base, "adapt": {"depth_source": "shape"}})
     assert "key 'adapt.depth_weight'" in _error(tmp_path, {**base, "adapt": {"depth_weight": -1.0}})
+    assert "key 'adapt.gradient_clip_norm'" in _error(tmp_path, {**base, "adapt": {"gradient_clip_norm": -0.1}})
     assert "key 'folder'" in _error(tmp_path, {**base, "folder": "/tmp"})
     message = _error(tmp_path, {"generator": "nope"})
     assert "key 'generator'" in message and "filter" in message and "folder" in message

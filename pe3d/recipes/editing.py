@@ -114,6 +114,7 @@ class AdaptFitConfig:
       ``system.optim.*`` key applies as given (warm-up defaults to 0 steps here);
     * ``trainer.max_steps``: ``-1`` = the style's ``adapt.max_steps``;
     * ``trainer.max_minutes``: ``-1`` = the style's ``adapt.max_minutes``, ``0`` = no time limit;
+    * ``trainer.gradient_clip_norm``: ``-1`` = the style's ``adapt.gradient_clip_norm``, ``0`` = no clipping;
     * ``data.batch_size``: ``-1`` = the style's ``adapt.batch_size`` (capped at ``num_pairs``);
     * ``system.loss.depth_source``: ``""`` = the style's ``adapt.depth_source``;
     * ``system.loss.depth_3d``: ``-1`` = the style's ``adapt.depth_weight``.
@@ -133,7 +134,8 @@ class AdaptFitConfig:
     export: str = ""
     data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=-1, val_fraction=0.0))
     system: EditSystemConfig = field(default_factory=_cpu_adapt_system)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_minutes=-1, checkpoint_every_n_steps=50))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_minutes=-1, checkpoint_every_n_steps=50,
+                                                                                 gradient_clip_norm=-1))
     style_dirs: list[str] = field(default_factory=list)
     style_overrides: list[str] = field(default_factory=list)
 
@@ -379,6 +381,11 @@ def adapt_settings(cfg: AdaptFitConfig, style: AdaptSpec, num_pairs: int) -> tup
         trainer_cfg.max_minutes = style.max_minutes or 0.0
     elif trainer_cfg.max_minutes < 0:
         raise ConfigError(f"trainer.max_minutes={trainer_cfg.max_minutes}: must be >= 0 (0 = no limit), or -1 for the style's")
+    if trainer_cfg.gradient_clip_norm == -1:
+        trainer_cfg.gradient_clip_norm = style.gradient_clip_norm
+    elif trainer_cfg.gradient_clip_norm < 0:
+        raise ConfigError(f"trainer.gradient_clip_norm={trainer_cfg.gradient_clip_norm}: must be >= 0 (0 = no clipping), "
+                          "or -1 for the style's adapt.gradient_clip_norm")
     system_cfg = copy.deepcopy(cfg.system)
     if cfg.lr is not None and system_cfg.optim.lr != 0.0:
         raise ConfigError(f"lr={cfg.lr} and system.optim.lr={system_cfg.optim.lr}: give one of them")

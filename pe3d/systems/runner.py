@@ -48,6 +48,9 @@ class TrainerConfig:
     seed: int = 0
     progress: bool = True
     logger: str = "tensorboard"
+    gradient_clip_norm: float = 0.0
+    """Clip the gradients' global L2 norm to this value before each optimizer step (``0``: no clipping;
+    ``pe3d fit adapt`` takes ``-1`` for the style's ``adapt.gradient_clip_norm``)."""
 
 
 class SafeCheckpointIO(CheckpointIO):
@@ -112,6 +115,8 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
         logger = CSVLogger(save_dir=str(run_dir), name="logs", version="")
     elif cfg.logger != "none":
         raise ConfigError(f"trainer.logger must be tensorboard, csv or none, got {cfg.logger!r}")
+    if cfg.gradient_clip_norm < 0:
+        raise ConfigError(f"trainer.gradient_clip_norm={cfg.gradient_clip_norm}: must be >= 0 (0 = no clipping)")
     return L.Trainer(
         max_steps=cfg.max_steps,
         max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes > 0 else None,
@@ -121,6 +126,8 @@ def build_trainer(cfg: TrainerConfig, run_dir: Path, extra_callbacks: list | Non
         strategy=resolve_strategy(cfg.strategy),
         precision=cfg.precision,
         log_every_n_steps=cfg.log_every_n_steps,
+        gradient_clip_val=cfg.gradient_clip_norm if cfg.gradient_clip_norm > 0 else None,
+        gradient_clip_algorithm="norm",
         val_check_interval=cfg.val_every_n_steps if cfg.val_every_n_steps > 0 else None,
         check_val_every_n_epoch=None if cfg.val_every_n_steps > 0 else 1,
         limit_val_batches=None if cfg.val_every_n_steps > 0 else 0,

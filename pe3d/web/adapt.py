@@ -134,7 +134,8 @@ class AdaptService:
             cfg = AdaptFitConfig(
                 base=settings.weights, prior=settings.prior, style=name, pairs_dir=str(run / "pairs"), out=str(run),
                 trainer=TrainerConfig(max_steps=request.steps, max_minutes=settings.adapt_max_minutes, progress=False,
-                                      logger="none", checkpoint_every_n_steps=request.steps),
+                                      logger="none", checkpoint_every_n_steps=request.steps,
+                                      gradient_clip_norm=-1),
             )
             callbacks = [StepProgress(progress)] if progress is not None else []
             return fit_adapt(cfg, callbacks=callbacks)
