@@ -138,7 +138,7 @@ class AdaptSpec:
     editor: depth error 0.0232 / 0.0197 / 0.0157 / 0.0154 and edit PSNR 18.51 / 18.93 / 19.92 / 19.52 dB
     at weights 1 / 3 / 10 / 30); with the edited image's depth a weight of 10 gave 18.26 dB, 0.0264.
     ``gradient_clip_norm``: the global L2 norm the adaptation's gradients are clipped to (``0``: none). The base
-    editor fine-tuned against the refined teacher (shipped 2026-12-05) diverges on golden_statue at 2.4e-2
+    editor fine-tuned against the refined teacher (shipped 2026-12-04) diverges on golden_statue at 2.4e-2
     without it (18.05 dB against its 21.03 teacher; 21.20 at 1.2e-2, where green_mono_bg falls to 22.70); clipped
     at 0.3 the default learning rate gives golden_statue 21.20, green_mono 21.39 and green_mono_bg 23.80 (unclipped
     21.39 / 23.78; at 1.0 nothing is clipped, 0.1 gives 20.95 / 21.36 / 23.90). ``python tools/adaptation_sweep.py
