@@ -33,6 +33,10 @@ from pe3d.images import resize_images
 __all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual"]
 
 
+RESIDUAL_PLANES = {"all": (0, 1, 2), "front": (0,)}
+"""``RefineConfig.planes`` -> the plane indices the residual may change."""
+
+
 @dataclass
 class RefineConfig:
     """Settings of :func:`fit_detail_residual`.
@@ -43,6 +47,9 @@ class RefineConfig:
     residual_weight: weight of the mean squared residual (keeps ``D`` to what the input view needs).
     prior: prior weights whose reconstruction is refined (``""`` = the shipped mini prior); its renderer
         must be the editor's.
+    planes: which of the three planes the residual may change: ``all``, or ``front`` (plane 0, EG3D's
+        ``(x, y)`` plane, which faces the frontal camera: the residual is then projected along the depth
+        axis onto the head, like a texture, and the novel views see it where the surface is).
     """
 
     steps: int = 0
@@ -50,8 +57,11 @@ class RefineConfig:
     l1: float = 0.5
     residual_weight: float = 0.1
     prior: str = ""
+    planes: str = "all"
 
     def __post_init__(self) -> None:
+        if self.planes not in RESIDUAL_PLANES:
+            raise InvalidInput(f"refine planes must be one of {sorted(RESIDUAL_PLANES)}, got {self.planes!r}")
         if self.steps < 0:
             raise InvalidInput(f"refine steps must be >= 0, got {self.steps}")
         if self.lr <= 0:
@@ -101,19 +111,22 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     residual = torch.zeros_like(reconstruction, requires_grad=True)
     if cfg.steps == 0:
         return residual.detach()
+    mask = torch.zeros(1, reconstruction.shape[1], 1, 1, 1, dtype=reconstruction.dtype, device=reconstruction.device)
+    planes = list(RESIDUAL_PLANES[cfg.planes])
+    mask[:, planes] = 1
     base = reconstruction.detach()
     target = image.detach()
     optimiser = torch.optim.Adam([residual], lr=cfg.lr)
     schedule = cosine_lr_schedule(optimiser, cfg.steps)
     with torch.enable_grad(), _frozen(frozen):
         for _ in range(cfg.steps):
-            out = render(base + residual, camera, resolution=resolution).image
+            out = render(base + residual * mask, camera, resolution=resolution).image
             if target.shape[-1] != out.shape[-1]:
                 target = resize_images(target, out.shape[-1])
             error = out - target
-            loss = error.square().mean() + cfg.l1 * error.abs().mean() + cfg.residual_weight * residual.square().mean()
+            loss = error.square().mean() + cfg.l1 * error.abs().mean() + cfg.residual_weight * residual[:, planes].square().mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
-    return residual.detach()
+    return (residual * mask).detach()

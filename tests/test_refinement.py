@@ -41,6 +41,23 @@ def test_residual_fits_the_input_view_and_leaves_the_model_alone(pipe):
     assert torch.count_nonzero(zero) == 0
 
 
+def test_a_front_residual_changes_the_front_plane_only(pipe):
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+        plain = editor.render(reconstruction, camera).image.clamp(0, 1)
+    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=20, planes="front"),
+                                   frozen=editor)
+    assert residual[:, 0].abs().mean() > 0
+    assert torch.count_nonzero(residual[:, 1:]) == 0  # EG3D's two x-z planes untouched
+    with torch.no_grad():
+        refined = editor.render(reconstruction + residual, camera).image.clamp(0, 1)
+    assert (refined - image).square().mean() < 0.8 * (plain - image).square().mean()
+    with pytest.raises(InvalidInput, match="refine planes must be one of \\['all', 'front'\\], got 'side'"):
+        RefineConfig(planes="side")
+
+
 def test_refinement_prior_must_share_the_editors_renderer(pipe, tmp_path):
     from pe3d.models.prior import load_prior, save_prior
     from pe3d.weights import shipped_path

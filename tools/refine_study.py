@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--prior", default="")
     parser.add_argument("--lr", type=float, default=RefineConfig.lr)
     parser.add_argument("--residual-weight", type=float, default=RefineConfig.residual_weight)
+    parser.add_argument("--planes", default=RefineConfig.planes, help="planes the residual may change: all or front")
     parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
     args = parser.parse_args()
 
@@ -75,7 +76,7 @@ def main() -> None:
     print("|---|" + "---|" * len(names))
     pictures = {}
     for steps in args.steps:
-        cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight)
+        cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes)
         start = time.perf_counter()
         residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor)
         seconds = (time.perf_counter() - start) / target.shape[0]
