@@ -134,8 +134,8 @@ class AdaptFitConfig:
     export: str = ""
     data: PairDataConfig = field(default_factory=lambda: PairDataConfig(batch_size=-1, val_fraction=0.0))
     system: EditSystemConfig = field(default_factory=_cpu_adapt_system)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_minutes=-1, checkpoint_every_n_steps=50,
-                                                                                 gradient_clip_norm=-1))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_steps=-1, max_minutes=-1, gradient_clip_norm=-1, checkpoint_every_n_steps=50))
     style_dirs: list[str] = field(default_factory=list)
     style_overrides: list[str] = field(default_factory=list)
 
