@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -117,7 +117,6 @@ class AdaptService:
     def adapt(self, request: AdaptRequest, progress: Optional[Progress] = None) -> Path:
         """Make the style and its adapter; returns the adapter path. ``progress(step, total)`` is called per step."""
         from pe3d.recipes.editing import AdaptFitConfig, fit_adapt
-        from pe3d.systems.runner import TrainerConfig
         from pe3d.web.progress import StepProgress
 
         settings = self.settings
@@ -133,9 +132,9 @@ class AdaptService:
             run = Path(settings.runs_dir or runs_dir() / "web-adapt") / name
             cfg = AdaptFitConfig(
                 base=settings.weights, prior=settings.prior, style=name, pairs_dir=str(run / "pairs"), out=str(run),
-                trainer=TrainerConfig(max_steps=request.steps, max_minutes=settings.adapt_max_minutes, progress=False,
-                                      logger="none", checkpoint_every_n_steps=request.steps,
-                                      gradient_clip_norm=-1),
+                # the recipe's trainer defaults (the style's where it defers to it, e.g. the gradient clip)
+                trainer=replace(AdaptFitConfig().trainer, max_steps=request.steps, max_minutes=settings.adapt_max_minutes,
+                                progress=False, logger="none", checkpoint_every_n_steps=request.steps),
             )
             callbacks = [StepProgress(progress)] if progress is not None else []
             return fit_adapt(cfg, callbacks=callbacks)
