@@ -148,6 +148,34 @@ def test_prompt_augmentation_drops_words_and_adds_unknown_ones() -> None:
         PromptAugmentConfig(word_dropout=2.0)
 
 
+def test_vocabulary_unknown_words_are_real_whole_word_tokens_no_training_prompt_uses() -> None:
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from pe3d.data.prompt_augment import vocabulary_words
+
+    training = {"turn", "the", "person", "into", "a", "bronze", "statue"}
+    pool = vocabulary_words(training)
+    assert len(pool) > 20000 and not training & set(pool)
+    assert {"illustration", "rough", "ghoul"} <= set(pool)  # real words that no such prompt uses
+    tokenizer = SimpleTokenizer()
+    for word in pool[::997]:  # each one token of its own, as a word the editor never saw would be
+        assert len(tokenizer.encode(word)) == 1, word
+    text = "turn the person into a bronze statue"
+    cfg = PromptAugmentConfig(probability=1.0, word_dropout=0.0, unknown_words=2, unknown_word_source="vocabulary")
+    generator = torch.Generator().manual_seed(5)
+    outs = [augment_prompt(text, cfg, generator, vocabulary=pool) for _ in range(200)]
+    inserted = [w for o in outs for w in o.split() if w not in training]
+    assert inserted and set(inserted) <= set(pool) and len(set(inserted)) > 100  # drawn from the whole pool
+    assert all([w for w in o.split() if w in training] == text.split() for o in outs)  # the prompt itself kept
+    # the default stays random letter strings, which the tokenizer splits into pieces
+    generator = torch.Generator().manual_seed(5)
+    letters = [w for o in (augment_prompt(text, PromptAugmentConfig(probability=1.0, word_dropout=0.0), generator)
+                           for _ in range(50)) for w in o.split() if w not in training]
+    assert letters and sum(len(tokenizer.encode(w)) > 1 for w in letters) > len(letters) // 2
+    with pytest.raises(ValueError, match="unknown_word_source"):
+        PromptAugmentConfig(unknown_word_source="dictionary")
+
+
 def test_word_bags_draw_words_of_the_style_prompts_and_only_then() -> None:
     pool = ["turn the portrait into a pencil sketch", "draw the person with a graphite pencil"]
     pool_words = {w for p in pool for w in p.split()}

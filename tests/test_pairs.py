@@ -303,6 +303,33 @@ def test_no_edit_pairs_pair_shared_words_with_the_unedited_input(tiny_style, tmp
     assert any(not torch.equal(item["edited_image"], item["input_image"]) for item in edited)
 
 
+def test_vocabulary_unknown_words_leave_out_every_pair_sets_training_words(tiny_style, tmp_path):
+    from pe3d.data.prompt_augment import PromptAugmentConfig
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_pairs(tiny_style, first, 4, progress=False)
+    write_pairs(tiny_style, second, 4, progress=False)
+    meta = json.loads((second / "pairs.json").read_text())
+    meta["prompts"]["train"] = ["paint the portrait cobalt"]
+    (second / "pairs.json").write_text(json.dumps(meta))
+    augment = PromptAugmentConfig(probability=1.0, word_dropout=0.0, unknown_words=3, unknown_word_source="vocabulary")
+    module = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0,
+                                           prompt_augment=augment))
+    module.setup("fit")
+    vocabulary = set(module.train_set.datasets[0].unknown_vocabulary)
+    assert vocabulary == set(module.train_set.datasets[1].unknown_vocabulary) and len(vocabulary) > 20000
+    assert "cobalt" not in vocabulary and "paint" not in vocabulary  # the other set's training words too
+    known = {w for p in list(TRAIN) + ["paint the portrait cobalt"] for w in p.lower().split()}
+    assert not known & vocabulary
+    prompts = [module.train_set[i]["prompt"] for i in range(len(module.train_set)) for _ in range(5)]
+    extra = {w for p in prompts for w in p.split() if w not in known}
+    assert extra and extra <= vocabulary
+    letters = PairDataModule(PairDataConfig(dirs=[str(first)], batch_size=2, val_fraction=0.0,
+                                            prompt_augment=PromptAugmentConfig(probability=1.0)))
+    letters.setup("fit")
+    assert letters.train_set.datasets[0].unknown_vocabulary == []
+
+
 def test_mirrored_items_flip_images_and_camera(tiny_style, tmp_path):
     """``mirror``: an item becomes its left/right mirror image (images flipped, camera mirrored, style marked for
     caches), the training set only; the camera mirror itself is checked against rays in test_cameras.py."""

@@ -12,8 +12,9 @@ from lightning import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from pe3d.data.pairs import MANIFEST_FILE, PROMPT_SOURCES, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
-from pe3d.data.prompt_augment import shared_words
+from pe3d.data.prompt_augment import shared_words, vocabulary_words
 from pe3d.errors import InvalidInput
+from pe3d.prompt_vocabulary import prompt_words
 
 
 def load_reference_image(path: str | Path) -> torch.Tensor:
@@ -58,6 +59,9 @@ class PairDataModule(LightningDataModule):
         metas = [(folder, read_meta(folder)) for folder in cfg.dirs]
         shared = (shared_words([meta.get("prompts", {}).get("train") or [] for _, meta in metas])
                   if cfg.prompt_augment.no_edit > 0 else [])
+        unknown = (vocabulary_words(word for _, meta in metas for prompt in meta.get("prompts", {}).get("train") or []
+                                    for word in prompt_words(prompt))
+                   if cfg.prompt_augment.unknown_word_source == "vocabulary" else [])
         for folder, meta in metas:
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
             resolutions.setdefault(resolution, folder)
@@ -71,7 +75,8 @@ class PairDataModule(LightningDataModule):
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
             train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
                                            prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
-                                           reference=reference, shared_words=shared, mirror=cfg.mirror))
+                                           reference=reference, shared_words=shared, mirror=cfg.mirror,
+                                           unknown_vocabulary=unknown))
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,
                                              reference=reference))

@@ -446,7 +446,9 @@ class PairDataset(Dataset):
     then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`); with its
     ``no_edit`` share and ``shared_words`` (words of several styles' prompts), a text pair becomes a
     *no-edit* pair: a prompt of shared words only, the input as the edited image, and the style
-    ``"<style>:no-edit"`` (so caches keyed by style and id keep the two apart).
+    ``"<style>:no-edit"`` (so caches keyed by style and id keep the two apart). ``unknown_vocabulary``:
+    the words augmentation inserts as unknown ones (``unknown_word_source: vocabulary``; empty: random
+    letter strings).
 
     ``prompt_source`` (one of :data:`PROMPT_SOURCES`): ``stored`` keeps each pair's own prompt;
     ``image`` prompts *every* pair with an image, for editors that read reference images only
@@ -473,6 +475,7 @@ class PairDataset(Dataset):
         reference: Tensor | None = None,
         shared_words: Sequence[str] = (),
         mirror: float = 0.0,
+        unknown_vocabulary: Sequence[str] = (),
     ) -> None:
         if not 0.0 <= mirror <= 1.0:
             raise InvalidInput(f"mirror: a probability in [0, 1], got {mirror}")
@@ -494,6 +497,7 @@ class PairDataset(Dataset):
         self.prompts = list(prompts) if prompts else []
         self.prompt_augment = prompt_augment
         self.shared_words = list(shared_words)
+        self.unknown_vocabulary = list(unknown_vocabulary)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -515,7 +519,8 @@ class PairDataset(Dataset):
             augment = self.prompt_augment
             no_edit = (bool(self.shared_words) and augment.no_edit > 0 and self.prompt_source == "stored"
                        and self.reference is None and float(torch.rand(())) < augment.no_edit)
-            prompt = no_edit_prompt(self.shared_words, augment) if no_edit else augment_prompt(prompt, augment, pool=self.prompts)
+            prompt = (no_edit_prompt(self.shared_words, augment, vocabulary=self.unknown_vocabulary) if no_edit
+                      else augment_prompt(prompt, augment, pool=self.prompts, vocabulary=self.unknown_vocabulary))
         reference = None if record.reference is None else self._image(record.reference)
         if self.reference is not None:
             reference = self.reference

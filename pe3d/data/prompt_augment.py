@@ -11,13 +11,23 @@ every style shares ("make", "the", "person") are seen to carry nothing. A *no-ed
 makes that explicit: a bag of only such shared words (and unknown ones) is paired with the
 unedited input as its target, so a prompt with no word the editor knows ("make the person look
 like a ghoul") leaves the portrait as it is instead of applying some other style's edit.
+
+Unknown words are random letter strings by default, which the CLIP tokenizer splits into short
+pieces. A real word no training prompt uses ("rough", "illustration", "redo") is one whole-word
+token with a row of its own that training never showed, and an editor taught to ignore letter
+pieces can still be thrown by it ("make this a rough pencil study" loses the pencil edit). With
+``unknown_word_source: vocabulary`` the inserted words are drawn from the tokenizer's whole-word
+vocabulary instead (:func:`vocabulary_words`, minus every word of the training prompts), so the
+editor learns to ignore *any* word it does not know.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import string
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -45,6 +55,9 @@ class PromptAugmentConfig:
             use (:func:`shared_words`), plus unknown words, and the target is the input itself.
             Needs pairs of at least two styles (:class:`~pe3d.data.datamodule.PairDataModule`
             finds the shared words); ignored otherwise.
+        unknown_word_source: what the inserted unknown words are: ``"letters"`` (random letter
+            strings) or ``"vocabulary"`` (real words of the CLIP tokenizer's vocabulary that no
+            training prompt of the pair sets uses; :func:`vocabulary_words`).
     """
 
     probability: float = 0.0
@@ -54,6 +67,7 @@ class PromptAugmentConfig:
     word_bag_size: int = 4
     word_bag_distinct: bool = False
     no_edit: float = 0.0
+    unknown_word_source: str = "letters"
 
     def __post_init__(self) -> None:
         for name in ("probability", "word_dropout", "word_bag", "no_edit"):
@@ -64,9 +78,35 @@ class PromptAugmentConfig:
             raise ValueError(f"prompt_augment.unknown_words must be >= 0, got {self.unknown_words}")
         if self.word_bag_size < 1:
             raise ValueError(f"prompt_augment.word_bag_size must be >= 1, got {self.word_bag_size}")
+        if self.unknown_word_source not in UNKNOWN_WORD_SOURCES:
+            raise ValueError(f"prompt_augment.unknown_word_source must be one of {list(UNKNOWN_WORD_SOURCES)}, "
+                             f"got {self.unknown_word_source!r}")
 
 
-def _random_word(generator: torch.Generator) -> str:
+UNKNOWN_WORD_SOURCES = ("letters", "vocabulary")
+"""Values of :attr:`PromptAugmentConfig.unknown_word_source`."""
+
+_VOCABULARY_WORD = re.compile(r"^([a-z]{3,12})</w>$")
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_words() -> tuple[str, ...]:
+    """Whole-word tokens of open_clip's CLIP BPE vocabulary: 3-12 lower-case letters, sorted."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return tuple(sorted(m.group(1) for token in SimpleTokenizer().encoder if (m := _VOCABULARY_WORD.match(token))))
+
+
+def vocabulary_words(exclude: Iterable[str]) -> list[str]:
+    """Words of the CLIP tokenizer's vocabulary that are single whole-word tokens (3-12 letters),
+    sorted, minus ``exclude`` (compared lower-case): the pool of ``unknown_word_source: vocabulary``."""
+    excluded = {word.lower() for word in exclude}
+    return [word for word in _tokenizer_words() if word not in excluded]
+
+
+def _random_word(generator: torch.Generator, vocabulary: Sequence[str] = ()) -> str:
+    if vocabulary:
+        return vocabulary[int(torch.randint(len(vocabulary), (1,), generator=generator))]
     length = int(torch.randint(3, 10, (1,), generator=generator))
     letters = torch.randint(len(string.ascii_lowercase), (length,), generator=generator).tolist()
     return "".join(string.ascii_lowercase[i] for i in letters)
@@ -95,19 +135,22 @@ def shared_words(prompts_per_style: Sequence[Sequence[str]]) -> list[str]:
     return sorted(word for word, count in counts.items() if count >= need)
 
 
-def no_edit_prompt(words: Sequence[str], cfg: PromptAugmentConfig, generator: torch.Generator | None = None) -> str:
+def no_edit_prompt(words: Sequence[str], cfg: PromptAugmentConfig, generator: torch.Generator | None = None,
+                   vocabulary: Sequence[str] = ()) -> str:
     """A prompt that asks for no particular edit: ``1..cfg.word_bag_size`` of ``words`` (the styles'
-    shared words) in random order with ``0..cfg.unknown_words`` unknown words inserted."""
+    shared words) in random order with ``0..cfg.unknown_words`` unknown words inserted (drawn from
+    ``vocabulary`` when it is given, else random letter strings)."""
     generator = generator if generator is not None else torch.default_generator
-    return " ".join(_insert_unknown(word_bag(words, cfg.word_bag_size, generator), cfg, generator))
+    return " ".join(_insert_unknown(word_bag(words, cfg.word_bag_size, generator), cfg, generator, vocabulary))
 
 
 def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generator | None = None,
-                   pool: Sequence[str] = ()) -> str:
+                   pool: Sequence[str] = (), vocabulary: Sequence[str] = ()) -> str:
     """``text`` with words dropped and unknown words inserted as ``cfg`` says (or unchanged).
 
     ``pool``: the style's training prompts; with ``cfg.word_bag`` an augmented prompt may become
-    a bag of their words instead (:func:`word_bag`). Unknown words are inserted either way.
+    a bag of their words instead (:func:`word_bag`). Unknown words are inserted either way: drawn
+    from ``vocabulary`` when it is given (:func:`vocabulary_words`), else random letter strings.
     """
     generator = generator if generator is not None else torch.default_generator
     if cfg.probability <= 0 or float(torch.rand((), generator=generator)) >= cfg.probability:
@@ -117,17 +160,19 @@ def augment_prompt(text: str, cfg: PromptAugmentConfig, generator: torch.Generat
         return text
     if pool and cfg.word_bag > 0 and float(torch.rand((), generator=generator)) < cfg.word_bag:
         words = word_bag(pool, cfg.word_bag_size, generator, cfg.word_bag_distinct)
-        return " ".join(_insert_unknown(words, cfg, generator))
+        return " ".join(_insert_unknown(words, cfg, generator, vocabulary))
     keep = (torch.rand(len(words), generator=generator) >= cfg.word_dropout).tolist()
     if not any(keep):
         keep[int(torch.randint(len(words), (1,), generator=generator))] = True
     words = [word for word, kept in zip(words, keep) if kept]
-    return " ".join(_insert_unknown(words, cfg, generator))
+    return " ".join(_insert_unknown(words, cfg, generator, vocabulary))
 
 
-def _insert_unknown(words: list[str], cfg: PromptAugmentConfig, generator: torch.Generator) -> list[str]:
-    """``words`` with ``0..cfg.unknown_words`` random letter strings inserted at random places."""
+def _insert_unknown(words: list[str], cfg: PromptAugmentConfig, generator: torch.Generator,
+                    vocabulary: Sequence[str] = ()) -> list[str]:
+    """``words`` with ``0..cfg.unknown_words`` unknown words (from ``vocabulary``, else random letter
+    strings) inserted at random places."""
     words = list(words)
     for _ in range(int(torch.randint(cfg.unknown_words + 1, (1,), generator=generator))):
-        words.insert(int(torch.randint(len(words) + 1, (1,), generator=generator)), _random_word(generator))
+        words.insert(int(torch.randint(len(words) + 1, (1,), generator=generator)), _random_word(generator, vocabulary))
     return words

@@ -38,7 +38,9 @@ SHIPPED: dict[str, str] = {
     # distilled on world pairs on white, then 800 steps at half the learning rate on pairs of which half stand
     # on textured walls (params.background_texture), so a photo's background is not painted with streaks;
     # then 800 more such steps against the refined teacher (system.teacher_refine_steps: the prior's triplane
-    # of each pair's 2D edit fitted 10 steps more to that edit), which sharpens what it distils
+    # of each pair's 2D edit fitted 10 steps more to that edit), which sharpens what it distils; then 800 more
+    # such steps with real vocabulary words as the inserted unknown words (data.prompt_augment.unknown_word_source),
+    # so a word no training prompt uses is ignored instead of moving the edit
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-mini/editor.safetensors"
     " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-bgft"
@@ -46,7 +48,11 @@ SHIPPED: dict[str, str] = {
     " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-bgft/editor.safetensors"
     " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-rteacher"
     " export_dtype=float16 trainer.max_steps=800 system.optim.lr=0.00025 system.teacher_refine_steps=10"
-    " && cp runs/distill-rteacher/editor.safetensors pe3d/weights/editor_mini.safetensors",
+    " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-rteacher/editor.safetensors"
+    " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-vocab"
+    " export_dtype=float16 trainer.max_steps=800 system.optim.lr=0.00025 system.teacher_refine_steps=10"
+    " data.prompt_augment.unknown_word_source=vocabulary"
+    " && cp runs/distill-vocab/editor.safetensors pe3d/weights/editor_mini.safetensors",
 }
 """Shipped weight name -> the command that reproduces it (run from the checkout root)."""
 
