@@ -4,7 +4,7 @@ An editor whose text encoder has no pretrained weights (the embedded mini editor
 knows no language beyond the prompts it was distilled on: a paraphrase built from those words is
 followed, a word it never saw ("make the person look like a ghoul" for the zombie style) carries no
 meaning, and the edit follows the prompt's other words only (README, "Quality of the shipped
-models": 4.6 dB below the teacher for that prompt). This module finds such words, so
+models": 4.0 dB below the teacher for that prompt). This module finds such words, so
 :class:`~pe3d.pipeline.EditPipeline` (``pe3d edit``, the web page) can say so.
 
 The known words are those of the *training* prompts of the styles the editor was distilled on (the
