@@ -57,10 +57,9 @@ class PairDataModule(LightningDataModule):
         resolutions: dict[int, str] = {}
         reference = load_reference_image(cfg.reference_image) if cfg.reference_image else None
         metas = [(folder, read_meta(folder)) for folder in cfg.dirs]
-        shared = (shared_words([meta.get("prompts", {}).get("train") or [] for _, meta in metas])
-                  if cfg.prompt_augment.no_edit > 0 else [])
-        unknown = (vocabulary_words(word for _, meta in metas for prompt in meta.get("prompts", {}).get("train") or []
-                                    for word in prompt_words(prompt))
+        train_prompts = [meta.get("prompts", {}).get("train") or [] for _, meta in metas]
+        shared = shared_words(train_prompts) if cfg.prompt_augment.no_edit > 0 else []
+        unknown = (vocabulary_words(word for prompts in train_prompts for prompt in prompts for word in prompt_words(prompt))
                    if cfg.prompt_augment.unknown_word_source == "vocabulary" else [])
         for folder, meta in metas:
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
