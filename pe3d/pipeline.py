@@ -39,7 +39,7 @@ from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, read_metadata, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
 from pe3d.refinement import RefineConfig, fit_detail_residual
-from pe3d.prompt_vocabulary import nearest_known_words, training_words, unseen_words, warn_unseen_words
+from pe3d.prompt_vocabulary import compound_reading, nearest_known_words, training_words, unseen_words, warn_unseen_words
 
 if TYPE_CHECKING:
     from pe3d.models.prior import PriorModel
@@ -397,12 +397,16 @@ class EditPipeline:
         """Words of the text ``prompt`` that this editor never saw in its training prompts (those of
         :attr:`trained_styles` and of the active adapter's style; :mod:`pe3d.prompt_vocabulary`), when
         its text encoder has no pretrained weights and so no language beyond them. Empty when the
-        encoder is pretrained, there is no text encoder, or the training styles are not known."""
+        encoder is pretrained, there is no text encoder, or the training styles are not known. A word read
+        through a known word it begins with (:func:`~pe3d.prompt_vocabulary.compound_reading`: "sketchbook"
+        as "sketch book") is not reported."""
         encoder = self.editor.text_encoder
         if encoder is None or encoder.cfg.pretrained or not self.trained_styles:
             return []
         known = self._training_words()
-        return [] if known is None else unseen_words(prompt, known)
+        if known is None:
+            return []
+        return [word for word in unseen_words(prompt, known) if compound_reading(word, known) is None]
 
     def _training_words(self) -> frozenset[str] | None:
         """The words of the training prompts of :attr:`trained_styles` and the active adapter's style
@@ -434,6 +438,9 @@ class EditPipeline:
             texts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
             if len(texts) != batch:
                 raise InvalidInput(f"got {len(texts)} prompts for {batch} images")
+            if not self.editor.text_encoder.cfg.pretrained and self.trained_styles:
+                # the words the editor reads compounds against: its styles' and the active adapter's
+                self.editor.known_prompt_words = self._training_words()
         images = None
         if prompt_image is not None:
             images = as_image_batch(prompt_image, "prompt_image").to(self.device).expand(batch, -1, -1, -1)

@@ -29,6 +29,7 @@ FUNCTION_WORDS = frozenset(
 """Words never reported: they carry no edit in any style."""
 
 _WORD = re.compile(r"[a-z]+")
+_WORD_ANY_CASE = re.compile(r"[A-Za-z]+")
 
 
 class UnseenPromptWordsWarning(UserWarning):
@@ -55,6 +56,45 @@ def training_words(styles: Iterable[str]) -> Optional[frozenset[str]]:
         for prompt in spec.prompts.train:
             words.update(prompt_words(prompt))
     return frozenset(words)
+
+
+MIN_STEM_LETTERS = 4
+"""The shortest known word :func:`compound_reading` reads an unseen word through ("pop" is too short:
+"popular" is no pop art)."""
+MIN_REST_LETTERS = 3
+"""What is left after the known stem is kept as a word of its own from this length ("sketchbook" ->
+"sketch book"); a shorter rest is an inflection and dropped ("zombies" -> "zombie")."""
+
+
+def compound_reading(word: str, known: frozenset[str]) -> Optional[str]:
+    """How an editor without language reads an unseen ``word`` that *begins* with a known word: that word
+    (the longest of at least :data:`MIN_STEM_LETTERS` letters) and, as a word of its own, the rest when it has
+    at least :data:`MIN_REST_LETTERS` letters ("sketchbook" -> "sketch book", "zombies" -> "zombie",
+    "bronzed" -> "bronze"). ``None`` when ``word`` is known, a function word, or begins with no known word."""
+    word = word.lower()
+    if word in known or word in FUNCTION_WORDS:
+        return None
+    stems = [k for k in known if len(k) >= MIN_STEM_LETTERS and len(k) < len(word) and word.startswith(k)
+             and k not in FUNCTION_WORDS]
+    if not stems:
+        return None
+    stem = max(stems, key=len)
+    rest = word[len(stem):]
+    return f"{stem} {rest}" if len(rest) >= MIN_REST_LETTERS else stem
+
+
+def read_compounds(text: str, known: frozenset[str]) -> str:
+    """``text`` with every unseen word that begins with a known word replaced by its
+    :func:`compound_reading` (the rest of the text as it was). The mini text tower gives a word no training
+    prompt used a random, never-trained token row, so "a sketchbook portrait" lost the pencil edit that "a
+    sketch book portrait" keeps; an editor built by :func:`~pe3d.models.editor.load_editor` reads its prompts
+    this way at inference (``EditorCore.known_prompt_words``)."""
+
+    def replace(match: re.Match) -> str:
+        reading = compound_reading(match.group(0), known)
+        return match.group(0) if reading is None else reading
+
+    return _WORD_ANY_CASE.sub(replace, text)
 
 
 def unseen_words(text: str, known: frozenset[str]) -> list[str]:

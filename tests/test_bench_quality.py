@@ -24,12 +24,35 @@ def test_ci_quality_benchmark_table_and_pictures(tmp_path):
     assert table.unexplained_nonfinite() == []
     rows = read_csv_rows(tmp_path / "results.csv")
     methods = {(r["style"], r["method"]) for r in rows}
-    for method in ("ours (train prompt)", "ours (test prompt)", "two-stage", "no edit", "ceiling (1 ids)"):
+    for method in ("ours (train prompt)", "ours (test prompt)", "ours (every train prompt)", "ours (every test prompt)",
+                   "two-stage", "no edit", "ceiling (1 ids)"):
         assert ("bronze_statue", method) in methods
     assert ("prior", "prior (reconstruction)") in methods
     for row in rows:
         assert math.isfinite(float(row["psnr_input"])) and 5.0 < float(row["psnr_input"]) < 60.0
     assert (tmp_path / "quality_bronze_statue.png").is_file() and (tmp_path / "quality_prior.png").is_file()
+    every_test = next(r for r in rows if r["method"] == "ours (every test prompt)")
+    assert abs(float(every_test["psnr_input"]) - _mean_input_psnr_over_test_prompts(run.config)) < 0.01
+
+
+def _mean_input_psnr_over_test_prompts(cfg) -> float:
+    """Ours at the input view, averaged over every test prompt of the CI style and every identity,
+    computed here directly from the shared evaluation functions."""
+    from pe3d.bench.quality import world_config
+    from pe3d.evaluation.world import build_world_eval_set, edit_with_prompt, model_inputs, render_views
+    from pe3d.models.editor import load_editor
+
+    editor = load_editor(shipped_path("editor_mini")).eval()
+    data = build_world_eval_set(world_config(cfg, list(cfg.styles)))
+    inputs = model_inputs(data, editor.cfg.prior.encoder.image_size)
+    scores = []
+    with torch.no_grad():
+        for case in data.cases:
+            render = render_views(editor.render, edit_with_prompt(editor, inputs, case.prompt), case.targets.views,
+                                  ["input"], cfg.resolution)["input"]
+            scores.append(psnr(render.image.clamp(0, 1), case.targets.views["input"].image))
+    assert len(scores) == 5  # bronze_statue's five test prompts
+    return float(torch.cat(scores).mean())
 
 
 def test_ceiling_fit_improves_on_the_prior_and_stops_when_converged():

@@ -252,6 +252,10 @@ class QualityBenchmark(BenchmarkBase):
     novel_pitches_deg: list[float] = field(default_factory=lambda: [-15.0, 15.0])
     prompt_index: int = 0
     """Which train prompt and which test prompt of each style (``prompts.train[i]``, ``prompts.test[i]``)."""
+    every_prompt: bool = True
+    """Also score ours over *every* train prompt and every test prompt of each style (rows ``ours (every
+    train prompt)`` / ``ours (every test prompt)``, each image scored once per prompt), so that a style's
+    score does not hang on one paraphrase."""
     ceiling: CeilingConfig = field(default_factory=CeilingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     grid_identities: int = 2

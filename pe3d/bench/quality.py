@@ -6,6 +6,8 @@ ground truth (the style filter applied to the world's render at that camera):
 
 * ``ours (train prompt)`` / ``ours (test prompt)``: the distilled editor with one of the style's
   training prompts and one of its *test* prompts (paraphrases never trained on);
+* ``ours (every train prompt)`` / ``ours (every test prompt)`` (``every_prompt``): the same over all
+  of the style's training / test prompts, each image scored once per prompt;
 * ``two-stage``: the filter on the input, then the prior (the editor's own teacher);
 * ``no edit``: the prior on the unedited input (what not editing at all scores);
 * ``ceiling``: a triplane per identity fitted directly to ground-truth views (the tested views and
@@ -186,6 +188,14 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
         for method in [m for m in methods if m.startswith("ours")]:
             for name in names:
                 scored[method].vs_teacher.append(psnr(renders[method][name].image, renders["two-stage"][name].image.clamp(0, 1)))
+        if case is not None and cfg.every_prompt:
+            every = {"train": style_prompts(load_named_style(style), split="train"),
+                     "test": [c.prompt for c in data.cases if c.style == style]}
+            ours = {m: scored.pop(m) for m in list(scored) if m.startswith("ours")}
+            for split, split_prompts in every.items():
+                ours[f"ours (every {split} prompt)"] = _every_prompt_scores(
+                    editor, inputs, split_prompts, targets, names, cfg.resolution, renders["two-stage"], lpips)
+            scored = {**ours, **scored}
         if cfg.ceiling.enabled:
             k = min(cfg.ceiling.identities, cfg.identities)
             fit_targets = {name: _first(view, k) for name, view in targets.views.items()}
@@ -205,6 +215,19 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             table.add_known(_mean_row(styled, method, names))
     table.notes += _notes(cfg, ceiling_steps, lpips is not None)
     return BenchOutput([table], figures)
+
+
+def _every_prompt_scores(editor, inputs: Tensor, prompts: Sequence[str], targets, names: list[str], resolution: int,
+                         teacher: dict, lpips) -> _Scores:
+    """Ours under each of ``prompts`` in turn, every render scored against the ground truth and against
+    the ``teacher``'s renders (the means run over identities and prompts alike)."""
+    scores = _Scores(names, lpips)
+    for prompt in prompts:
+        renders = render_views(editor.render, edit_with_prompt(editor, inputs, prompt), targets.views, names, resolution)
+        scores.update(renders, targets.views)
+        for name in names:
+            scores.vs_teacher.append(psnr(renders[name].image, teacher[name].image.clamp(0, 1)))
+    return scores
 
 
 def _style_case(data, style: str, index: int):
@@ -259,6 +282,9 @@ def _notes(cfg: QualityBenchmark, steps: list[int], has_lpips: bool) -> list[str
         "ours (train prompt) uses the style's training prompt, ours (test prompt) a paraphrase never trained on; "
         "PSNR vs teacher compares ours' renders with the two-stage teacher's at the same views.",
     ]
+    if cfg.every_prompt:
+        notes.append("ours (every train / test prompt): the same scores over all of the style's training / test "
+                     "prompts (each image once per prompt), so that no single paraphrase decides a style's number.")
     if cfg.ceiling.enabled and steps:
         notes.append(
             f"ceiling: one triplane per identity (the first {min(cfg.ceiling.identities, cfg.identities)}), fitted to "

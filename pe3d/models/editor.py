@@ -97,6 +97,11 @@ class EditorCore(nn.Module):
         self.text_encoder = _build_prompt_encoder(cfg.prompt_encoder.text) if cfg.prompt_encoder.text else None
         self.image_encoder = _build_prompt_encoder(cfg.prompt_encoder.image) if cfg.prompt_encoder.image else None
         self._text_cache: dict[tuple, PromptTokens] = {}
+        self.known_prompt_words: Optional[frozenset[str]] = None
+        """The words of the training prompts this editor was distilled on (:func:`load_editor` reads them
+        for the styles its file records); when set, a text prompt is read at inference (eval mode) with
+        :func:`~pe3d.prompt_vocabulary.read_compounds`: an unseen word that begins with a known one is read as
+        that word ("sketchbook" as "sketch book"). ``None``: prompts are read as written."""
         for name, enc in (("text", self.text_encoder), ("image", self.image_encoder)):
             if enc is not None and enc.out_dim != cfg.cross_attention.prompt_dim:
                 raise ValueError(
@@ -132,7 +137,7 @@ class EditorCore(nn.Module):
                 raise ValueError("this editor has no text prompt encoder (prompt_encoder.text is null)")
             present = [i for i, text in enumerate(prompts.texts) if text is not None]
             if present:
-                out = self._encode_texts([prompts.texts[i] for i in present])
+                out = self._encode_texts([self.read_prompt(prompts.texts[i]) for i in present])
                 text_tokens = out.tokens.new_zeros(batch, *out.tokens.shape[1:])
                 text_mask = out.mask.new_zeros(batch, out.mask.shape[1])
                 text_tokens[present] = out.tokens
@@ -154,6 +159,16 @@ class EditorCore(nn.Module):
             missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"batch items {missing} have neither a text nor an image prompt")
         return torch.cat(tokens, dim=1), mask
+
+    def read_prompt(self, text: str) -> str:
+        """``text`` as this editor reads it: with :attr:`known_prompt_words` set and in eval mode, unseen
+        words that begin with a known word split into it (:func:`~pe3d.prompt_vocabulary.read_compounds`);
+        otherwise ``text`` itself (training reads the prompts as the pairs hold them)."""
+        if self.training or not self.known_prompt_words:
+            return text
+        from pe3d.prompt_vocabulary import read_compounds
+
+        return read_compounds(text, self.known_prompt_words)
 
     def _encode_texts(self, texts: list[str]) -> PromptTokens:
         """``E_p`` on ``texts``. At inference (eval mode, no gradient) the result is remembered per list
@@ -244,7 +259,22 @@ def load_editor(path, map_location: str | torch.device = "cpu") -> EditorCore:
     from pe3d.models.checkpoints import load_model
 
     editor, _ = load_model(path, EDITOR_KIND, EditorConfig, EditorCore)
+    editor.known_prompt_words = recorded_prompt_words(path, editor)
     return inference_memory_layout(editor.to(map_location))
+
+
+def recorded_prompt_words(path, editor: EditorCore) -> Optional[frozenset[str]]:
+    """The training-prompt words of the styles an editor file records (``styles``, written by ``pe3d fit
+    distill``), for an editor whose text encoder has no pretrained language; ``None`` when it has a pretrained
+    (or no) text encoder, records no styles, or one of them cannot be found."""
+    from pe3d.io import read_metadata
+    from pe3d.prompt_vocabulary import training_words
+
+    encoder = editor.text_encoder
+    if encoder is None or encoder.cfg.pretrained:
+        return None
+    styles = [name for name in read_metadata(path).get("styles", "").split(",") if name]
+    return training_words(styles) if styles else None
 
 
 MODEL_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer", "cross_attention", "prompt_encoder")
