@@ -39,7 +39,14 @@ from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, read_metadata, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
 from pe3d.refinement import RefineConfig, fit_detail_residual
-from pe3d.prompt_vocabulary import compound_reading, nearest_known_words, training_words, unseen_words, warn_unseen_words
+from pe3d.prompt_vocabulary import (
+    compound_reading,
+    nearest_known_words,
+    training_words,
+    unseen_words,
+    warn_prompt_reading,
+    warn_unseen_words,
+)
 
 if TYPE_CHECKING:
     from pe3d.models.prior import PriorModel
@@ -328,6 +335,7 @@ class EditPipeline:
             if text is not None:
                 unseen = self.unseen_prompt_words(text)
                 warn_unseen_words(text, unseen, self.unseen_word_readings(unseen))
+                warn_prompt_reading(text, self.editor.read_prompt(text))
         edited = self.editor(image, prompts)
         if strength < 1.0:
             edited = torch.lerp(self.unedited_triplane(image), edited, strength)

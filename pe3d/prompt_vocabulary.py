@@ -36,6 +36,11 @@ class UnseenPromptWordsWarning(UserWarning):
     """A text prompt holds words the editor never saw in its training prompts (see :func:`warn_unseen_words`)."""
 
 
+class PromptReadingWarning(UserWarning):
+    """The editor reads a text prompt otherwise than written: words in no training prompt that begin with a
+    training word are read through it (:func:`read_compounds`; see :func:`warn_prompt_reading`)."""
+
+
 def prompt_words(text: str) -> list[str]:
     """The lower-case words (runs of letters) of ``text``, in order."""
     return _WORD.findall(text.lower())
@@ -160,6 +165,20 @@ def unseen_words_note(words: Sequence[str], readings: Mapping[str, str] | None =
         read = ", ".join(f"{w!r} as {readings[w]!r}" for w in words)
         return f"never trained on {', '.join(repr(w) for w in words)}: read through WordNet ({read}); the edit may be weaker"
     return f"never trained on {', '.join(repr(w) for w in words)}: the edit may be weak or unrelated (use a style's training wording)"
+
+
+def prompt_reading_note(prompt: str, read: str) -> str:
+    """A one-line note that ``prompt`` is read as ``read`` (``""`` when they are the same)."""
+    return "" if read == prompt else f"read as {read!r}"
+
+
+def warn_prompt_reading(prompt: str, read: str) -> None:
+    """Emit a :class:`PromptReadingWarning` when the editor reads ``prompt`` as ``read`` (nothing when equal)."""
+    if read != prompt:
+        warnings.warn(
+            f"prompt {prompt!r} is read as {read!r}: a word in no training prompt that begins with a training word is "
+            "read through that word (`pe3d styles --prompts` lists the training prompts).",
+            PromptReadingWarning, stacklevel=3)
 
 
 def warn_unseen_words(prompt: str, words: Sequence[str], readings: Mapping[str, str] | None = None) -> None:

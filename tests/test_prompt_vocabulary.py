@@ -168,6 +168,19 @@ def test_shipped_editor_reads_compounds_at_inference_only(shipped):
     assert shipped.unseen_prompt_words(SKETCHBOOK) == []  # read through "sketch": not reported
 
 
+def test_pipeline_says_how_it_reads_a_prompt(shipped):
+    import torch
+
+    from pe3d.prompt_vocabulary import PromptReadingWarning
+
+    image = torch.full((1, 3, 64, 64), 0.5)
+    with pytest.warns(PromptReadingWarning, match="read as 'a sketch book portrait of the person'"):
+        shipped.edit_triplane(image, prompt=SKETCHBOOK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PromptReadingWarning)
+        shipped.edit_triplane(image, prompt="turn the portrait into a pencil sketch")
+
+
 def test_compound_reading_restores_the_sketchbook_edit():
     """The shipped editor on 4 held-out identities at the input view: read as "sketch book" the sketchbook
     prompt gains more than 1.5 dB over the prompt read as written and comes within 1 dB of the style's first

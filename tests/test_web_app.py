@@ -99,7 +99,9 @@ def test_edit_status_names_prompt_words_the_editor_never_saw(handlers, portraits
     status, *_ = handlers.run_edit(before[0], "(none)", "make the person look like a ghoul", None, 1.0, 0, 0, False)
     assert "edited" in status and "never trained on 'ghoul'" in status
     status, *_ = handlers.run_edit(before[0], "(none)", "turn the person into a zombie", None, 1.0, 0, 0, False)
-    assert "edited" in status and "never trained on" not in status
+    assert "edited" in status and "never trained on" not in status and "read as" not in status
+    status, *_ = handlers.run_edit(before[0], "(none)", "a sketchbook portrait of the person", None, 1.0, 0, 0, False)
+    assert "read as 'a sketch book portrait of the person'" in status and "never trained on" not in status
 
 
 def test_unticking_align_takes_a_world_render_as_framed(handlers, tmp_path):

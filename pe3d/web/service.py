@@ -18,7 +18,7 @@ from torch import Tensor
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square
 from pe3d.pipeline import EditPipeline
-from pe3d.prompt_vocabulary import unseen_words_note
+from pe3d.prompt_vocabulary import prompt_reading_note, unseen_words_note
 from pe3d.refinement import RefineConfig
 from pe3d.turntable import depth_to_gray, to_uint8
 from pe3d.web.limits import UploadRejected, check_prompt, display_name, load_uploaded_image
@@ -156,6 +156,7 @@ class EditService:
             adapter = self.pipe.active_adapter
             words = self.pipe.unseen_prompt_words(text) if text else []
             unseen = unseen_words_note(words, self.pipe.unseen_word_readings(words))
+            read_as = prompt_reading_note(text, self.pipe.editor.read_prompt(text)) if text else ""
         views = result.views[0]
         gallery = [(to_uint8(views[i + 1]), f"yaw {yaw:+.0f}°") for i, yaw in enumerate(self.settings.view_yaws_deg)]
         return EditOutput(
@@ -163,6 +164,6 @@ class EditService:
             view=to_uint8(views[0]),
             depth=to_uint8(depth_to_gray(result.depths[0, 0])),
             gallery=gallery,
-            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor", unseen, prepared.note])),
+            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor", read_as, unseen, prepared.note])),
         )
 
