@@ -146,7 +146,7 @@ def test_compound_reading_rules():
     assert compound_reading("sketchedly", known) == "sketched"  # the longest known stem wins
     assert compound_reading("popular", known) is None  # "pop" is shorter than MIN_STEM_LETTERS
     assert compound_reading("sketch", known) is None and compound_reading("ghoul", known) is None
-    assert compound_reading("theory", known) is None  # function words are no stems
+    assert compound_reading("without", known | {"with"}) is None  # function words are no stems
     assert read_compounds("A Sketchbook, two zombies and a ghoul!", known) == "A sketch book, two zombie and a ghoul!"
 
 
@@ -209,3 +209,17 @@ def test_compound_reading_restores_the_sketchbook_edit():
     as_written = score(SKETCHBOOK)
     assert read > as_written + 1.5, (read, as_written)  # measured: 17.80 against 15.96
     assert read > train - 1.0, (read, train)  # measured: 0.61 below the training prompt (18.41)
+
+
+def test_an_applied_adapter_adds_its_style_words(shipped, tmp_path):
+    from pe3d.adapters import load_adapter_into
+    from pe3d.models.editor import load_editor
+    from pe3d.weights import shipped_path
+
+    editor = load_editor(shipped_path("editor_mini")).eval()
+    path = save_adapter(tmp_path / "golden.safetensors", editor, adapter_parameter_names(editor, editor.adaptation_parameters()),
+                        "golden_statue", shipped.base_hash)
+    assert "golden" not in editor.known_prompt_words
+    load_adapter_into(editor, path)
+    assert training_words(["golden_statue"]) <= editor.known_prompt_words
+    assert training_words(DISTILLED) <= editor.known_prompt_words
