@@ -223,3 +223,17 @@ def test_an_applied_adapter_adds_its_style_words(shipped, tmp_path):
     load_adapter_into(editor, path)
     assert training_words(["golden_statue"]) <= editor.known_prompt_words
     assert training_words(DISTILLED) <= editor.known_prompt_words
+
+
+def test_an_editor_in_training_reads_prompts_as_written():
+    from pe3d.losses import EditLossConfig, ImageLossConfig
+    from pe3d.models.editor import load_editor
+    from pe3d.models.prior import load_prior
+    from pe3d.systems.editing import DistillSystem, EditSystemConfig
+    from pe3d.weights import shipped_path
+
+    editor = load_editor(shipped_path("editor_mini")).eval()
+    assert editor.known_prompt_words  # the exported editor reads compounds
+    cfg = EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="none")))
+    DistillSystem(editor, load_prior(shipped_path("prior_mini")), cfg)
+    assert editor.known_prompt_words is None and editor.eval().read_prompt(SKETCHBOOK) == SKETCHBOOK
