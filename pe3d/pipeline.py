@@ -36,8 +36,8 @@ from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_
 from pe3d.devices import inference_memory_layout
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
-from pe3d.io import atomic_write_text, read_metadata, save_tensors
-from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, save_editor
+from pe3d.io import atomic_write_text, save_tensors
+from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, recorded_styles, save_editor
 from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.prompt_vocabulary import (
     compound_reading,
@@ -176,8 +176,8 @@ class EditPipeline:
             path = shipped_path("editor_mini")
         folder = Path(path)
         if not folder.is_dir():
-            return cls(load_editor(folder), device, _trained_styles(folder))
-        pipe = cls(load_editor(folder / EDITOR_FILE), device, _trained_styles(folder / EDITOR_FILE))
+            return cls(load_editor(folder), device, recorded_styles(folder))
+        pipe = cls(load_editor(folder / EDITOR_FILE), device, recorded_styles(folder / EDITOR_FILE))
         record = folder / PIPELINE_FILE
         if record.is_file():
             try:
@@ -455,11 +455,6 @@ class EditPipeline:
         if texts is None and images is None:
             raise InvalidInput("give a text prompt, a prompt image, or both")
         return Prompts(texts=texts, images=images)
-
-
-def _trained_styles(path: Path) -> list[str]:
-    """The ``styles`` an editor file records (``pe3d fit distill`` writes them); empty when it records none."""
-    return [name for name in read_metadata(path).get("styles", "").split(",") if name]
 
 
 def _adapter_file_name(name: str) -> str:

@@ -189,8 +189,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             for name in names:
                 scored[method].vs_teacher.append(psnr(renders[method][name].image, renders["two-stage"][name].image.clamp(0, 1)))
         if case is not None and cfg.every_prompt:
-            every = {"train": style_prompts(load_named_style(style), split="train"),
-                     "test": [c.prompt for c in data.cases if c.style == style]}
+            every = {"train": train, "test": [c.prompt for c in _style_cases(data, style)]}
             ours = {m: scored.pop(m) for m in list(scored) if m.startswith("ours")}
             for split, split_prompts in every.items():
                 ours[f"ours (every {split} prompt)"] = _every_prompt_scores(
@@ -230,9 +229,14 @@ def _every_prompt_scores(editor, inputs: Tensor, prompts: Sequence[str], targets
     return scores
 
 
+def _style_cases(data, style: str) -> list:
+    """The cases of ``style``, one per test prompt, in the style's order."""
+    return [c for c in data.cases if c.style == style]
+
+
 def _style_case(data, style: str, index: int):
     """The ``index``-th test prompt's case of ``style`` (cycling when the style has fewer)."""
-    cases = [c for c in data.cases if c.style == style]
+    cases = _style_cases(data, style)
     return cases[index % len(cases)]
 
 

@@ -267,14 +267,20 @@ def recorded_prompt_words(path, editor: EditorCore) -> Optional[frozenset[str]]:
     """The training-prompt words of the styles an editor file records (``styles``, written by ``pe3d fit
     distill``), for an editor whose text encoder has no pretrained language; ``None`` when it has a pretrained
     (or no) text encoder, records no styles, or one of them cannot be found."""
-    from pe3d.io import read_metadata
     from pe3d.prompt_vocabulary import training_words
 
     encoder = editor.text_encoder
     if encoder is None or encoder.cfg.pretrained:
         return None
-    styles = [name for name in read_metadata(path).get("styles", "").split(",") if name]
+    styles = recorded_styles(path)
     return training_words(styles) if styles else None
+
+
+def recorded_styles(path) -> list[str]:
+    """The ``styles`` an editor file records (``pe3d fit distill`` writes them); empty when it records none."""
+    from pe3d.io import read_metadata
+
+    return [name for name in read_metadata(path).get("styles", "").split(",") if name]
 
 
 MODEL_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer", "cross_attention", "prompt_encoder")
