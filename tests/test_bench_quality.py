@@ -62,13 +62,57 @@ def test_ceiling_fit_improves_on_the_prior_and_stops_when_converged():
     with torch.no_grad():
         start = prior(torch.nn.functional.interpolate(targets.views["input"].source, size=64, mode="bilinear"))
     cfg = CeilingConfig(views_per_step=3, ray_stride=2, max_steps=60, patience=10, tolerance=0.5, lr=0.03)
-    planes, steps = fit_ceiling(prior.renderer, start, targets.views, cfg, torch.Generator().manual_seed(0))
+    planes, steps = fit_ceiling(prior.renderer, start, targets.views, cfg, torch.Generator().manual_seed(0))[:2]
     assert steps < 60  # a 50 % tolerance stops it early
     with torch.no_grad():
         for name, view in targets.views.items():
             before = psnr(prior.render(start, view.labels, resolution=32).image, view.image)
             after = psnr(prior.render(planes, view.labels, resolution=32).image, view.image)
             assert after > before, (name, before, after)
+
+
+def _small_fit_case():
+    prior = load_prior(shipped_path("prior_mini")).eval()
+    views = {"input": (0.0, 0.0), "yaw+30": (30.0, 0.0), "fit0": (-20.0, 5.0)}
+    targets = build_world_targets(None, 1, 32, 0, views)
+    with torch.no_grad():
+        start = prior(torch.nn.functional.interpolate(targets.views["input"].source, size=64, mode="bilinear"))
+    return prior, targets.views, start
+
+
+def test_ceiling_convergence_checks_stop_on_a_small_gain_and_report_it():
+    """With check_every, the fit is judged on eval renders of every fitted view: the history starts at the
+    initial planes' PSNR, each check is the mean PSNR an independent scoring gives, and the fit stops
+    at the first window whose gain is below min_gain_db (here: any gain below 100 dB)."""
+    from pe3d.bench.quality import fitted_views_psnr
+
+    prior, views, start = _small_fit_case()
+    cfg = CeilingConfig(views_per_step=3, ray_stride=2, max_steps=60, lr=0.03, check_every=10, check_window=2,
+                        min_gain_db=100.0)
+    fit = fit_ceiling(prior.renderer, start, views, cfg, torch.Generator().manual_seed(0))
+    assert fit.steps == 20 and [s for s, _ in fit.history] == [0, 10, 20]
+    with torch.no_grad():
+        independent = float(torch.cat([psnr(prior.render(fit.planes, v.labels, resolution=32).image, v.image)
+                                       for v in views.values()]).mean())
+    assert fit.history[-1][1] == pytest.approx(independent, abs=1e-4)
+    assert fit.history[0][1] == pytest.approx(fitted_views_psnr(prior.renderer, start, views), abs=1e-6)
+    assert fit.last_gain_db == pytest.approx(fit.history[-1][1] - fit.history[0][1])
+    assert fit.last_gain_db > 0.5  # 20 steps from the prior's triplane gain far more than this
+
+
+def test_ceiling_without_a_converged_window_runs_to_max_steps():
+    prior, views, start = _small_fit_case()
+    cfg = CeilingConfig(views_per_step=3, ray_stride=2, max_steps=30, lr=0.03, check_every=10, min_gain_db=-1e9)
+    fit = fit_ceiling(prior.renderer, start, views, cfg, torch.Generator().manual_seed(0))
+    assert fit.steps == 30 and [s for s, _ in fit.history] == [0, 10, 20, 30]
+    assert not prior.renderer.training
+
+
+def test_ceiling_check_settings_are_validated():
+    with pytest.raises(ValueError, match="check_every"):
+        CeilingConfig(check_every=-1)
+    with pytest.raises(ValueError, match="check_window"):
+        CeilingConfig(check_window=0)
 
 
 def test_full_adaptation_benchmark_settings_hold_for_every_pair_count(tmp_path):

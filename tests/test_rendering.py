@@ -301,6 +301,68 @@ def test_empty_ray_shortcut_matches_the_full_render_with_fewer_field_queries() -
     torch.testing.assert_close(empty[1].rgb, empty[0].rgb)
 
 
+def _counting_field(shape_fn, queried: list[int]):
+    """A field that is solid where ``shape_fn(coords)`` is true, counting the points it is asked about."""
+
+    def field(coords: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        queried.append(coords.shape[0] * coords.shape[1])
+        inside = shape_fn(coords).unsqueeze(-1).to(coords.dtype)
+        return torch.sigmoid(3.0 * coords), inside * 1000.0 - 10.0 * (1.0 - inside)
+
+    return field
+
+
+def _probe_vs_full(field, origins, directions, size, queried):
+    options = RayMarchOptions(depth_resolution=12, depth_resolution_importance=12, perturb=False)
+    background = torch.rand(origins.shape[0], size * size, 3, generator=torch.Generator().manual_seed(0))
+    renders, counts = {}, {}
+    with torch.no_grad():
+        for image_size in (None, size):  # None: the rays are not known to form an image, no probes
+            queried.clear()
+            renders[image_size] = render_rays(field, origins, directions, options,
+                                              background_fn=lambda o, d: background, image_size=image_size)
+            counts[image_size] = sum(queried)
+    return renders[None], renders[size], counts[None], counts[size]
+
+
+@pytest.mark.parametrize("size", [24, 25])
+def test_empty_ray_probes_match_the_full_render_with_fewer_field_queries(size: int) -> None:
+    """Rendering an image, the coarse pass probes every 2nd ray of every 2nd row first and skips rays with no busy
+    probe near them: the image, opacity and depth come out as without probes, in fewer field queries."""
+    origins, directions = sample_rays(label_from_yaw_pitch([0.0, 0.4], [0.0, 0.1]), size)
+    queried: list[int] = []
+    field = _counting_field(lambda c: c.norm(dim=-1) < 0.12, queried)
+    full, probed, full_count, probed_count = _probe_vs_full(field, origins, directions, size, queried)
+    assert probed_count < 0.8 * full_count
+    torch.testing.assert_close(probed.rgb, full.rgb, atol=3e-3, rtol=0)
+    torch.testing.assert_close(probed.weights_sum, full.weights_sum, atol=3e-3, rtol=0)
+    solid = full.weights_sum > 0.01
+    assert solid.sum() > 20
+    torch.testing.assert_close(probed.depth[solid], full.depth[solid])
+    with pytest.raises(ValueError, match="empty_ray_probe_stride"):
+        RayMarchOptions(empty_ray_probe_stride=-1)
+
+
+def test_empty_ray_probes_do_not_miss_a_body_that_enters_at_the_last_image_row() -> None:
+    """A solid that only the image's last row sees (a shirt cut by the frame) lies past the last probe row: it
+    must still be rendered (it was not, before the border rows were queried unconditionally)."""
+    size = 16
+    origins, directions = sample_rays(label_from_yaw_pitch([0.0], [0.0]), size)
+    centre_column = (origins + 2.7 * directions).reshape(size, size, 3)[:, size // 2, 1]  # world y of each row
+    last, before = float(centre_column[-1]), float(centre_column[-2])
+    edge = before + 0.75 * (last - before)  # beyond this y only the last row's rays pass
+
+    def shape(c: torch.Tensor) -> torch.Tensor:
+        return ((c[..., 1] - edge) * math.copysign(1.0, last - before) > 0) & (c[..., 2].abs() < 0.2)
+
+    queried: list[int] = []
+    full, probed, _, _ = _probe_vs_full(_counting_field(shape, queried), origins, directions, size, queried)
+    rows = full.weights_sum.reshape(size, size)
+    assert rows[-1].min() > 0.5 and rows[:-1].max() < 1e-4  # only the last row is solid
+    torch.testing.assert_close(probed.rgb, full.rgb, atol=3e-3, rtol=0)
+    torch.testing.assert_close(probed.weights_sum, full.weights_sum, atol=3e-3, rtol=0)
+
+
 # ----------------------------------------------------------------------------- renderer
 
 

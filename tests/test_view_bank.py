@@ -35,7 +35,12 @@ def test_per_view_offsets_render_the_pixels_of_the_full_view():
     for i, (oy, ox) in enumerate(offsets.tolist()):
         for field in ("image", "depth", "weights"):
             expected = getattr(full, field)[i, :, oy::4, ox::4]
-            assert torch.allclose(getattr(patches, field)[i], expected, atol=1e-3), (i, field)
+            got = getattr(patches, field)[i]
+            if field == "depth":  # the depth of a (nearly) transparent ray has no meaning; the full render's
+                solid = full.weights[i, :, oy::4, ox::4] > 0.01  # empty-ray probes leave it at the far bound
+                assert solid.sum() > 4
+                expected, got = expected[solid], got[solid]
+            assert torch.allclose(got, expected, atol=1e-3), (i, field)
     with pytest.raises(ValueError, match="one offset per view"):
         DilatedRays(16, 4, offsets=offsets).crop(batch["edited_image"])
     with pytest.raises(ValueError, match="3 ray offsets for 2 views"):

@@ -104,7 +104,7 @@ def main() -> None:
         if name == "3x longer fit":
             fit = replace(fit, max_steps=3 * fit.max_steps, patience=3 * fit.max_steps)  # the early stop needs 2 x patience steps
         torch.manual_seed(1)  # the renderer's sample jitter while fitting draws from the global generator
-        fitted, steps = fit_ceiling(renderer, planes, targets, fit, torch.Generator().manual_seed(1), extra)
+        fitted, steps = fit_ceiling(renderer, planes, targets, fit, torch.Generator().manual_seed(1), extra)[:2]
         with torch.no_grad():
             scores = PerViewScores(names)
             render = lambda p, labels, resolution=None, renderer=renderer: renderer(p, labels, resolution=resolution)  # noqa: E731

@@ -217,8 +217,12 @@ class CeilingConfig:
 
     Fits ``fit_views`` random cameras plus every tested view, ``views_per_step`` of them a step,
     each on a dilated patch (every ``ray_stride``-th ray); Adam with a cosine decay over at most
-    ``max_steps`` steps, stopped early when the loss of the last ``patience`` steps fell by less
-    than ``tolerance`` (relative) against the ``patience`` steps before.
+    ``max_steps`` steps. With ``check_every > 0`` the fit is stopped by a deterministic convergence
+    check: every ``check_every`` steps all fitted views are rendered in eval mode (no jitter) and the
+    mean PSNR is compared with the check ``check_window`` checks before; the fit stops when it rose by
+    less than ``min_gain_db``. With ``check_every == 0`` it stops when the (noisy) training loss of the
+    last ``patience`` steps fell by less than ``tolerance`` (relative) against the ``patience`` steps
+    before, which ends fits early (docs/results/quality/ceiling_convergence.md).
     """
 
     enabled: bool = True
@@ -231,6 +235,17 @@ class CeilingConfig:
     lr: float = 0.03
     patience: int = 50
     tolerance: float = 0.005
+    check_every: int = 0
+    """Steps between convergence checks (eval renders of every fitted view); 0 = the loss-based stop."""
+    check_window: int = 2
+    """A check compares the mean PSNR with the one this many checks before."""
+    min_gain_db: float = 0.1
+    """The fit stops when the mean PSNR over the fitted views rose by less than this over the window."""
+
+    def __post_init__(self) -> None:
+        if self.check_every < 0 or self.check_window < 1:
+            raise ValueError(f"ceiling: check_every must be >= 0 and check_window >= 1, got {self.check_every}, "
+                             f"{self.check_window}")
 
 
 @dataclass

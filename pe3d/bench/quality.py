@@ -21,7 +21,7 @@ ours against the teacher's renders (PSNR), and a picture grid per style.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -98,11 +98,45 @@ class _Scores(PerViewScores):
         return out
 
 
+class CeilingFit(NamedTuple):
+    """What :func:`fit_ceiling` returns.
+
+    Attributes:
+        planes: ``[N, 3, C, R, R]`` fitted triplanes (detached).
+        steps: optimisation steps run.
+        last_gain_db: with convergence checks (``check_every > 0``), how much the mean PSNR over the
+            fitted views rose over the last check window (dB; below ``min_gain_db`` when the fit stopped
+            converged, larger when ``max_steps`` ended it); ``None`` for the loss-based stop.
+        history: ``(step, mean PSNR over the fitted views)`` of every check (empty without checks).
+    """
+
+    planes: Tensor
+    steps: int
+    last_gain_db: float | None
+    history: list[tuple[int, float]]
+
+
+def fitted_views_psnr(renderer, planes: Tensor, targets: dict) -> float:
+    """Mean PSNR (dB) of ``planes`` rendered deterministically (eval mode) at every view of ``targets``."""
+    was_training = renderer.training
+    renderer.eval()
+    values = []
+    with torch.no_grad():
+        for view in targets.values():
+            image = renderer(planes, view.labels, resolution=view.image.shape[-1]).image
+            values.append(psnr(image, view.image))
+    renderer.train(was_training)
+    return float(torch.cat(values).mean())
+
+
 def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, generator: torch.Generator,
-                extra_parameters: Sequence[torch.nn.Parameter] = (), extra_lr: float = 1e-3) -> tuple[Tensor, int]:
+                extra_parameters: Sequence[torch.nn.Parameter] = (), extra_lr: float = 1e-3,
+                on_check: Callable[[int, Tensor], None] | None = None) -> CeilingFit:
     """Fit triplanes ``init [N,3,C,R,R]`` to ``targets`` (view name -> :class:`~pe3d.metrics.ViewTarget`
-    with ``N`` rows); returns the fitted planes and the number of steps run. ``extra_parameters`` (e.g.
-    the renderer's decoder, for ``tools/ceiling_study.py``) are fitted with the planes, at ``extra_lr``."""
+    with ``N`` rows) until converged (see :class:`~pe3d.bench.config.CeilingConfig`) or ``max_steps``.
+    ``extra_parameters`` (e.g. the renderer's decoder, for ``tools/ceiling_study.py``) are fitted with the
+    planes, at ``extra_lr``. ``on_check(step, planes)`` is called at every convergence check (step 0
+    included), e.g. to score other views along the way (``tools/ceiling_convergence.py``)."""
     from pe3d.losses import ImageLoss, ImageLossConfig
     from pe3d.refinement import cosine_lr_schedule
     from pe3d.systems.common import DilatedRays
@@ -115,6 +149,21 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
     schedule = cosine_lr_schedule(optimiser, cfg.max_steps)
     loss_fn = ImageLoss(ImageLossConfig(l2=1.0, l1=0.5, perceptual="none", perceptual_weight=0.0))
     losses: list[float] = []
+    history: list[tuple[int, float]] = []
+
+    def check(step: int) -> bool:
+        """Record a convergence check (renderer in eval mode); whether the fit has converged."""
+        history.append((step, fitted_views_psnr(renderer, planes, targets)))
+        if on_check is not None:
+            was_training = renderer.training
+            renderer.eval()
+            with torch.no_grad():
+                on_check(step, planes.detach())
+            renderer.train(was_training)
+        return _converged(history, cfg)
+
+    if cfg.check_every:
+        check(0)
     renderer.train()  # jittered samples while fitting, as in training
     step = 0
     for step in range(1, cfg.max_steps + 1):
@@ -130,6 +179,11 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
             loss.backward()
         optimiser.step()
         schedule.step()
+        if cfg.check_every:
+            if step % cfg.check_every == 0 or step == cfg.max_steps:
+                if check(step):
+                    break
+            continue
         losses.append(float(loss.detach()))
         p = cfg.patience
         if len(losses) >= 2 * p and step >= cfg.max_steps // 4:
@@ -137,7 +191,17 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
             if before - recent < cfg.tolerance * before:
                 break
     renderer.eval()
-    return planes.detach(), step
+    gain = None
+    if len(history) > 1:
+        gain = history[-1][1] - history[max(0, len(history) - 1 - cfg.check_window)][1]
+    return CeilingFit(planes.detach(), step, gain, history)
+
+
+def _converged(history: list[tuple[int, float]], cfg: CeilingConfig) -> bool:
+    """Whether the mean PSNR rose by less than ``min_gain_db`` over the last ``check_window`` checks."""
+    if len(history) <= cfg.check_window:
+        return False
+    return history[-1][1] - history[-1 - cfg.check_window][1] < cfg.min_gain_db
 
 
 @torch.no_grad()
@@ -161,7 +225,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     fit_cams = _fit_cameras(cfg, generator)
     table = ResultTable(cfg.title or "Quality per style and view", _columns(names))
     figures: list[Path] = []
-    ceiling_steps: list[int] = []
+    ceiling_fits: list[CeilingFit] = []
     rows_by_method: dict[str, list[dict]] = {}
     data = build_world_eval_set(world_config(cfg, list(cfg.styles)), extra_cameras=fit_cams)
     inputs = model_inputs(data, prior.cfg.encoder.image_size)
@@ -198,8 +262,9 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
         if cfg.ceiling.enabled:
             k = min(cfg.ceiling.identities, cfg.identities)
             fit_targets = {name: _first(view, k) for name, view in targets.views.items()}
-            planes, steps = fit_ceiling(prior.renderer, teacher_planes[:k], fit_targets, cfg.ceiling, generator)
-            ceiling_steps.append(steps)
+            fit = fit_ceiling(prior.renderer, teacher_planes[:k], fit_targets, cfg.ceiling, generator)
+            planes = fit.planes
+            ceiling_fits.append(fit)
             renders["ceiling"] = render_views(prior.render, planes, fit_targets, names, cfg.resolution)
             scored[f"ceiling ({k} ids)"] = _Scores(names, lpips)
             scored[f"ceiling ({k} ids)"].update(renders["ceiling"], fit_targets)
@@ -212,7 +277,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
         styled = [r for r in rows if r["style"] != PRIOR_ROW]
         if len(styled) > 1:
             table.add_known(_mean_row(styled, method, names))
-    table.notes += _notes(cfg, ceiling_steps, lpips is not None)
+    table.notes += _notes(cfg, ceiling_fits, lpips is not None)
     return BenchOutput([table], figures)
 
 
@@ -277,7 +342,7 @@ def _style_grid(style: str, prompts, targets, names: list[str], renders: dict, c
     return image_grid(rows, names, out / f"quality_{style}.png", cell=80, title=title)
 
 
-def _notes(cfg: QualityBenchmark, steps: list[int], has_lpips: bool) -> list[str]:
+def _notes(cfg: QualityBenchmark, fits: list[CeilingFit], has_lpips: bool) -> list[str]:
     views = ", ".join(_views(cfg))
     notes = [
         f"{cfg.identities} held-out world identities (index >= 1,000,000), frontal input, {cfg.resolution}² renders; "
@@ -289,17 +354,26 @@ def _notes(cfg: QualityBenchmark, steps: list[int], has_lpips: bool) -> list[str
     if cfg.every_prompt:
         notes.append("ours (every train / test prompt): the same scores over all of the style's training / test "
                      "prompts (each image once per prompt), so that no single paraphrase decides a style's number.")
-    if cfg.ceiling.enabled and steps:
+    if cfg.ceiling.enabled and fits:
+        steps = [f.steps for f in fits]
+        if cfg.ceiling.check_every:
+            gains = [f.last_gain_db for f in fits if f.last_gain_db is not None]
+            stop = (f"stopped when the mean PSNR over the fitted views (eval renders every {cfg.ceiling.check_every} "
+                    f"steps) rose by < {cfg.ceiling.min_gain_db:g} dB over {cfg.ceiling.check_window} checks "
+                    f"(steps run: {min(steps)}–{max(steps)} of at most {cfg.ceiling.max_steps}; gain over the last "
+                    f"window: {min(gains):.2f}–{max(gains):.2f} dB)")
+        else:
+            stop = (f"stopped when the loss of the last {cfg.ceiling.patience} steps fell by < {cfg.ceiling.tolerance:.1%} "
+                    f"(steps run: {min(steps)}–{max(steps)} of at most {cfg.ceiling.max_steps})")
         notes.append(
             f"ceiling: one triplane per identity (the first {min(cfg.ceiling.identities, cfg.identities)}), fitted to "
             f"the {len(_views(cfg))} tested views and {cfg.ceiling.fit_views} random ones with the decoder and renderer "
-            f"frozen, from the two-stage triplane; Adam lr {cfg.ceiling.lr} with cosine decay, stopped when the loss of "
-            f"the last {cfg.ceiling.patience} steps fell by < {cfg.ceiling.tolerance:.1%} (steps run: "
-            f"{min(steps)}–{max(steps)} of at most {cfg.ceiling.max_steps})."
+            f"frozen, from the two-stage triplane; Adam lr {cfg.ceiling.lr} with cosine decay over "
+            f"{cfg.ceiling.max_steps} steps, {stop}."
         )
     if not has_lpips:
         notes.append("LPIPS: n/a (no local backbone weights); SSIM is the structural score.")
     return notes
 
 
-__all__ = ["CeilingConfig", "PRIOR_ROW", "QualityBenchmark", "fit_ceiling", "run_quality"]
+__all__ = ["CeilingConfig", "CeilingFit", "PRIOR_ROW", "QualityBenchmark", "fit_ceiling", "fitted_views_psnr", "run_quality"]

@@ -197,7 +197,8 @@ class TriplaneRenderer(nn.Module):
 
         background_fn = field_background if self.config.background_source == "field" else None
 
-        result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn)
+        result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn,
+                             image_size=resolution if ray_indices is None else None)
         if ray_indices is not None:
             return _subset_output(result)
         output = _image_output(result, resolution)

@@ -64,6 +64,15 @@ class RayMarchOptions:
             does, and so do renders on a GPU (not measured there; the ray count it selects varies
             from image to image, which torch.compile would have to recompile or break the graph
             for); 0 disables the shortcut.
+        empty_ray_probe_stride: with the shortcut above, and rays that form a row-major image
+            (:func:`render_rays`' ``image_size``), the coarse pass itself is first run on every
+            ``stride``-th ray of every ``stride``-th row only (the probes); a ray whose 3 x 3
+            neighbourhood of probes holds no busy probe is taken as empty without being queried: it
+            shows the background, with zero opacity. Busy rays are found as before among the others.
+            On the shipped mini models' portraits (8 held-out identities, 8 cameras, 64² and 128²) this
+            is 17-18 % fewer field queries; images moved by at most 0.001, the opacity of nearly
+            transparent rays by up to 0.045 (their depth, as above, has no meaning). The rays past the
+            last probe row and column are always queried. 1 or 0 disables the probes.
     """
 
     ray_start: float = 2.25
@@ -76,6 +85,7 @@ class RayMarchOptions:
     background: float | None = None
     perturb: bool = True
     empty_ray_opacity: float = 1e-4
+    empty_ray_probe_stride: int = 2
 
     def __post_init__(self) -> None:
         if not self.ray_start < self.ray_end:
@@ -88,6 +98,8 @@ class RayMarchOptions:
             raise ValueError("box_warp must be > 0 and density_noise >= 0")
         if not 0.0 <= self.empty_ray_opacity < 1.0:
             raise ValueError(f"empty_ray_opacity must be in [0, 1), got {self.empty_ray_opacity}")
+        if self.empty_ray_probe_stride < 0:
+            raise ValueError(f"empty_ray_probe_stride must be >= 0, got {self.empty_ray_probe_stride}")
 
 
 class MarchResult(NamedTuple):
@@ -428,6 +440,7 @@ def render_rays(
     options: RayMarchOptions,
     generator: torch.Generator | None = None,
     background_fn: BackgroundFn | None = None,
+    image_size: int | None = None,
 ) -> RayRenderResult:
     """Two-pass volume rendering of a field (EG3D ``ImportanceRenderer.forward``).
 
@@ -447,6 +460,9 @@ def render_rays(
             the volume instead of ``options.background`` (a background that is part of the scene,
             e.g. read from the triplane at the far end of the ray). Opacity and depth stay those
             of the volume in front of it.
+        image_size: when the ``N`` rays are the pixels of a row-major ``image_size`` x ``image_size``
+            image, deterministic CPU renders may probe for empty rays on a coarser grid first
+            (``options.empty_ray_probe_stride``); ``None`` (any ray set) never does.
 
     Returns:
         :class:`RayRenderResult` ``(rgb [B, N, C], depth [B, N, 1], weights_sum [B, N, 1])``.
@@ -455,12 +471,18 @@ def render_rays(
     depths = sample_stratified(
         origins, directions, options.ray_start, options.ray_end, options.depth_resolution, options.perturb, generator
     )
-    colors, densities = query_field(field_fn, origins, directions, depths, options.density_noise, generator)
+    shortcut = options.empty_ray_opacity > 0 and not options.perturb and origins.device.type == "cpu"
+    probe = options.empty_ray_probe_stride
+    if (shortcut and probe > 1 and image_size is not None and image_size >= 2 * probe and options.density_noise == 0
+            and not torch.is_grad_enabled()):
+        colors, densities = _probed_coarse_pass(field_fn, origins, directions, depths, options, image_size)
+    else:
+        colors, densities = query_field(field_fn, origins, directions, depths, options.density_noise, generator)
     if options.depth_resolution_importance == 0:
         return _march_coarse(colors, densities, depths, options, background)
     with torch.no_grad():
         coarse_weights = compositing_weights(densities, depths, options.density_activation)
-    if options.empty_ray_opacity > 0 and not options.perturb and densities.device.type == "cpu":
+    if shortcut:
         busy = coarse_weights.sum(dim=-2).squeeze(-1) > options.empty_ray_opacity  # [B, N]
         if not bool(busy.any()):
             return _march_coarse(colors, densities, depths, options, background)
@@ -469,6 +491,51 @@ def render_rays(
                                      (colors, densities, depths, coarse_weights), busy)
     return _fine_pass(field_fn, origins, directions, options, generator, background,
                       (colors, densities, depths, coarse_weights))
+
+
+EMPTY_RAW_DENSITY = {"softplus_shift": -1e4, "identity": 0.0}
+"""Raw density given to the samples of rays the probes found empty, per density activation (activated: 0)."""
+
+
+def _probed_coarse_pass(field_fn: FieldFn, origins: Tensor, directions: Tensor, depths: Tensor,
+                        options: RayMarchOptions, image_size: int) -> tuple[Tensor, Tensor]:
+    """The coarse pass of :func:`render_rays` with ``options.empty_ray_probe_stride`` probes.
+
+    The probe rays (every ``stride``-th ray of every ``stride``-th image row) are queried first; a ray is
+    queried too when a probe within one probe spacing of it (its 3 x 3 probe neighbourhood) is busy
+    (coarse opacity above ``empty_ray_opacity``), and so are the rays past the last probe row and column
+    (the image border, where a body cut by the frame enters). The samples of the rays left out get colour 0 and the raw
+    density of :data:`EMPTY_RAW_DENSITY`, so they march to zero opacity in front of their background.
+
+    Returns ``(colors [B, N, S, C], raw densities [B, N, S, 1])`` as :func:`query_field` does.
+    """
+    batch, num_rays, num_samples, _ = depths.shape
+    stride, size = options.empty_ray_probe_stride, image_size
+    rows = torch.arange(0, size, stride, device=origins.device)
+    probe_index = (rows[:, None] * size + rows[None, :]).reshape(-1)  # [P], the same rays in every image
+    probe_colors, probe_densities = query_field(field_fn, origins[:, probe_index], directions[:, probe_index],
+                                                depths[:, probe_index])
+    probe_weights = compositing_weights(probe_densities, depths[:, probe_index], options.density_activation)
+    busy = (probe_weights.sum(dim=(-2, -1)) > options.empty_ray_opacity).to(depths.dtype)  # [B, P]
+    grid = F.max_pool2d(busy.reshape(batch, 1, len(rows), len(rows)), 3, stride=1, padding=1)
+    near = F.interpolate(grid, scale_factor=stride, mode="nearest")[:, 0, :size, :size] > 0
+    last = int(rows[-1])
+    near[:, last + 1 :, :] = True  # rows and columns past the last probe have no probe beyond them
+    near[:, :, last + 1 :] = True
+    near = near.reshape(batch, -1)
+    near[:, probe_index] = False  # probes are queried already
+    colors = origins.new_zeros(batch, num_rays, num_samples, probe_colors.shape[-1])
+    densities = origins.new_full((batch, num_rays, num_samples, 1), EMPTY_RAW_DENSITY[options.density_activation])
+    colors[:, probe_index], densities[:, probe_index] = probe_colors, probe_densities
+    count = int(near.sum(dim=1).max())
+    if count:
+        order = torch.argsort((~near).to(torch.uint8), dim=1, stable=True)[:, :count]  # [B, K]: queried rays first
+        pick3 = order[..., None].expand(-1, -1, 3)
+        more_colors, more_densities = query_field(field_fn, origins.gather(1, pick3), directions.gather(1, pick3),
+                                                  depths.gather(1, order[..., None, None].expand(-1, -1, num_samples, 1)))
+        colors.scatter_(1, order[..., None, None].expand_as(more_colors), more_colors)
+        densities.scatter_(1, order[..., None, None].expand_as(more_densities), more_densities)
+    return colors, densities
 
 
 Coarse = tuple[Tensor, Tensor, Tensor, Tensor]
