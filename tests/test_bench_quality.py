@@ -55,22 +55,6 @@ def _mean_input_psnr_over_test_prompts(cfg) -> float:
     return float(torch.cat(scores).mean())
 
 
-def test_ceiling_fit_improves_on_the_prior_and_stops_when_converged():
-    prior = load_prior(shipped_path("prior_mini")).eval()
-    views = {"input": (0.0, 0.0), "yaw+30": (30.0, 0.0), "fit0": (-20.0, 5.0)}
-    targets = build_world_targets(None, 1, 32, 0, views)
-    with torch.no_grad():
-        start = prior(torch.nn.functional.interpolate(targets.views["input"].source, size=64, mode="bilinear"))
-    cfg = CeilingConfig(views_per_step=3, ray_stride=2, max_steps=60, patience=10, tolerance=0.5, lr=0.03)
-    planes, steps = fit_ceiling(prior.renderer, start, targets.views, cfg, torch.Generator().manual_seed(0))[:2]
-    assert steps < 60  # a 50 % tolerance stops it early
-    with torch.no_grad():
-        for name, view in targets.views.items():
-            before = psnr(prior.render(start, view.labels, resolution=32).image, view.image)
-            after = psnr(prior.render(planes, view.labels, resolution=32).image, view.image)
-            assert after > before, (name, before, after)
-
-
 def _small_fit_case():
     prior = load_prior(shipped_path("prior_mini")).eval()
     views = {"input": (0.0, 0.0), "yaw+30": (30.0, 0.0), "fit0": (-20.0, 5.0)}
@@ -78,6 +62,18 @@ def _small_fit_case():
     with torch.no_grad():
         start = prior(torch.nn.functional.interpolate(targets.views["input"].source, size=64, mode="bilinear"))
     return prior, targets.views, start
+
+
+def test_ceiling_fit_improves_on_the_prior_and_stops_when_converged():
+    prior, views, start = _small_fit_case()
+    cfg = CeilingConfig(views_per_step=3, ray_stride=2, max_steps=60, patience=10, tolerance=0.5, lr=0.03)
+    planes, steps = fit_ceiling(prior.renderer, start, views, cfg, torch.Generator().manual_seed(0))[:2]
+    assert steps < 60  # a 50 % tolerance stops it early
+    with torch.no_grad():
+        for name, view in views.items():
+            before = psnr(prior.render(start, view.labels, resolution=32).image, view.image)
+            after = psnr(prior.render(planes, view.labels, resolution=32).image, view.image)
+            assert after > before, (name, before, after)
 
 
 def test_ceiling_convergence_checks_stop_on_a_small_gain_and_report_it():
