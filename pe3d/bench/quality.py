@@ -136,7 +136,8 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
     with ``N`` rows) until converged (see :class:`~pe3d.bench.config.CeilingConfig`) or ``max_steps``.
     ``extra_parameters`` (e.g. the renderer's decoder, for ``tools/ceiling_study.py``) are fitted with the
     planes, at ``extra_lr``. ``on_check(step, planes)`` is called at every convergence check (step 0
-    included), e.g. to score other views along the way (``tools/ceiling_convergence.py``)."""
+    included; the renderer in eval mode, no autograd), e.g. to score other views along the way
+    (``tools/ceiling_convergence.py``)."""
     from pe3d.losses import ImageLoss, ImageLossConfig
     from pe3d.refinement import cosine_lr_schedule
     from pe3d.systems.common import DilatedRays
