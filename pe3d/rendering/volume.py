@@ -527,15 +527,26 @@ def _probed_coarse_pass(field_fn: FieldFn, origins: Tensor, directions: Tensor, 
     colors = origins.new_zeros(batch, num_rays, num_samples, probe_colors.shape[-1])
     densities = origins.new_full((batch, num_rays, num_samples, 1), EMPTY_RAW_DENSITY[options.density_activation])
     colors[:, probe_index], densities[:, probe_index] = probe_colors, probe_densities
-    count = int(near.sum(dim=1).max())
-    if count:
-        order = torch.argsort((~near).to(torch.uint8), dim=1, stable=True)[:, :count]  # [B, K]: queried rays first
-        pick3 = order[..., None].expand(-1, -1, 3)
-        more_colors, more_densities = query_field(field_fn, origins.gather(1, pick3), directions.gather(1, pick3),
-                                                  depths.gather(1, order[..., None, None].expand(-1, -1, num_samples, 1)))
+    if bool(near.any()):
+        order = _selected_rays_first(near)
+        more_colors, more_densities = query_field(field_fn, _gather_rays(origins, order), _gather_rays(directions, order),
+                                                  _gather_rays(depths, order))
         colors.scatter_(1, order[..., None, None].expand_as(more_colors), more_colors)
         densities.scatter_(1, order[..., None, None].expand_as(more_densities), more_densities)
     return colors, densities
+
+
+def _selected_rays_first(selected: Tensor) -> Tensor:
+    """``[B, K]`` ray indices of each image's ``selected [B, N]`` rays first, ``K`` the most any image selects
+    (an image with fewer is padded with some of its other rays)."""
+    order = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)
+    return order[:, : int(selected.sum(dim=1).max())]
+
+
+def _gather_rays(value: Tensor, index: Tensor) -> Tensor:
+    """``value [B, N, ...]`` at the rays ``index [B, K]`` -> ``[B, K, ...]``."""
+    expanded = index.reshape(*index.shape, *([1] * (value.dim() - 2))).expand(-1, -1, *value.shape[2:])
+    return value.gather(1, expanded)
 
 
 Coarse = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -570,12 +581,10 @@ def _render_busy_rays(field_fn: FieldFn, origins: Tensor, directions: Tensor, op
     most busy rays of any image in the batch) get the full two-pass render, the others are marched
     on their coarse samples alone, and the results are written back to their ray positions.
     """
-    order = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)  # busy rays first
-    index = order[:, : int(busy.sum(dim=1).max())]  # [B, K]
+    index = _selected_rays_first(busy)
 
-    def pick(value: Tensor) -> Tensor:  # [B, N, ...] -> [B, K, ...]
-        expanded = index.reshape(*index.shape, *([1] * (value.dim() - 2))).expand(-1, -1, *value.shape[2:])
-        return value.gather(1, expanded)
+    def pick(value: Tensor) -> Tensor:
+        return _gather_rays(value, index)
 
     per_ray_background = isinstance(background, Tensor) and background.dim() == 3
     fine = _fine_pass(field_fn, pick(origins), pick(directions), options, generator,
