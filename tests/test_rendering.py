@@ -19,10 +19,13 @@ from pe3d.rendering import (
     TriplaneRenderer,
     march_rays,
     march_union,
+    plane_gather_table,
     project_onto_planes,
     render_rays,
     sample_from_planes,
     sample_importance,
+    sample_mean_from_planes,
+    sample_mean_from_table,
     sample_pdf,
     sample_stratified,
 )
@@ -69,6 +72,35 @@ def test_sample_from_planes_zero_outside_box() -> None:
     planes = torch.ones(1, 3, 4, 8, 8)
     far = torch.tensor([[[5.0, 5.0, 5.0]]])
     assert sample_from_planes(planes, far).abs().max() == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 16, 16), (1, 3, 4, 10, 14)])
+def test_gather_table_sampling_equals_grid_sample(shape: tuple[int, ...]) -> None:
+    """The inference path's weighted gather reads what ``grid_sample`` reads: inside the box, across its
+    faces (corners on the zero padding) and far outside; batched and non-square planes."""
+    generator = torch.Generator().manual_seed(0)
+    planes = torch.randn(*shape, generator=generator)
+    box_warp = 0.8
+    table = plane_gather_table(planes)
+    for reach in (0.45, 0.55, 3.0):  # inside, straddling the faces, far outside (in units of box_warp)
+        coords = (torch.rand(shape[0], 400, 3, generator=generator) * 2 - 1) * reach * box_warp
+        expected = sample_from_planes(planes, coords, box_warp=box_warp).mean(dim=1)
+        torch.testing.assert_close(sample_mean_from_table(table, coords, box_warp), expected, atol=2e-6, rtol=1e-5)
+        torch.testing.assert_close(sample_mean_from_planes(planes, coords, box_warp), expected, atol=2e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="coords must have shape"):
+        sample_mean_from_table(table, torch.zeros(shape[0] + 1, 5, 3), box_warp)
+
+
+def test_renderer_field_query_without_autograd_equals_the_autograd_path() -> None:
+    torch.manual_seed(0)
+    renderer = _tiny_renderer()
+    planes = torch.randn(2, 3, 8, 16, 16)
+    coords = torch.rand(2, 20_000, 3) * 1.4 - 0.7  # more than one inference chunk, some outside the box
+    trained = renderer.query_field(planes, coords)
+    with torch.no_grad():
+        inferred = renderer.query_field(planes, coords)
+    torch.testing.assert_close(inferred.features, trained.features.detach(), atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(inferred.sigma, trained.sigma.detach(), atol=2e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- decoder

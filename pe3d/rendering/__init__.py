@@ -1,7 +1,15 @@
 """Triplane volume rendering (EG3D): plane sampling, decoder MLP, ray marching, optional SR."""
 
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
-from pe3d.rendering.planes import plane_axes, project_onto_planes, sample_from_planes, sample_mean_from_planes
+from pe3d.rendering.planes import (
+    PlaneGatherTable,
+    plane_axes,
+    plane_gather_table,
+    project_onto_planes,
+    sample_from_planes,
+    sample_mean_from_planes,
+    sample_mean_from_table,
+)
 from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer, background_wall_points
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import (
@@ -26,6 +34,7 @@ __all__ = [
     "DENSITY_ACTIVATIONS",
     "DecoderOutput",
     "MarchResult",
+    "PlaneGatherTable",
     "RayMarchOptions",
     "RayRenderResult",
     "RenderOutput",
@@ -42,11 +51,13 @@ __all__ = [
     "march_rays",
     "march_union",
     "plane_axes",
+    "plane_gather_table",
     "project_onto_planes",
     "query_field",
     "render_rays",
     "sample_from_planes",
     "sample_mean_from_planes",
+    "sample_mean_from_table",
     "sample_importance",
     "sample_pdf",
     "sample_stratified",

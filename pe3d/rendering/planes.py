@@ -15,6 +15,8 @@ prior) are only decoded correctly with the same projection.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -107,3 +109,83 @@ def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.
     sampled = F.grid_sample(planes.reshape(batch * n_planes, channels, height, width), grid, mode=mode,
                             padding_mode="zeros", align_corners=False)  # [B*3, C, 1, N]
     return sampled.reshape(batch, n_planes, channels, num_points).mean(dim=1).transpose(1, 2).contiguous()
+
+
+_PLANE_U_AXES = torch.tensor([0, 0, 2])
+"""The world axis each plane reads as its width coordinate (EG3D's bases, :func:`project_onto_planes`:
+``(x, y)``, ``(x, z)``, ``(z, x)``)."""
+_PLANE_V_AXES = torch.tensor([1, 2, 0])
+"""The world axis each plane reads as its height coordinate."""
+
+
+class PlaneGatherTable(NamedTuple):
+    """A triplane laid out for :func:`sample_mean_from_table` (build it with :func:`plane_gather_table`).
+
+    Attributes:
+        rows: ``[B * 3 * (H + 3) * (W + 3), C]``: every plane cell's features divided by 3 (the mean over
+            the planes is then a plain sum), each plane padded with zeros (one cell before, two after, so
+            that both bilinear corners of any clamped coordinate are inside the padded plane).
+        batch, height, width: the triplane's ``B``, ``H``, ``W``.
+    """
+
+    rows: Tensor
+    batch: int
+    height: int
+    width: int
+
+
+def plane_gather_table(planes: Tensor) -> PlaneGatherTable:
+    """Lay out ``planes [B, 3, C, H, W]`` for :func:`sample_mean_from_table` (one copy of the triplane)."""
+    if planes.ndim != 5 or planes.shape[1] != 3:
+        raise ValueError(f"planes must have shape [B, 3, C, H, W], got {tuple(planes.shape)}")
+    batch, n_planes, channels, height, width = planes.shape
+    padded = F.pad(planes.permute(0, 1, 3, 4, 2) * (1.0 / n_planes), (0, 0, 1, 2, 1, 2))  # [B, 3, H+3, W+3, C]
+    return PlaneGatherTable(padded.reshape(-1, channels).contiguous(), batch, height, width)
+
+
+def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: float = 1.0) -> Tensor:
+    """:func:`sample_mean_from_planes` (bilinear) computed as one weighted gather (``embedding_bag``).
+
+    Each point reads 4 cells of each of the 3 planes; the 12 rows and their bilinear weights go to
+    :func:`torch.nn.functional.embedding_bag` in ``sum`` mode, which adds them in one pass. Same
+    values as ``grid_sample(align_corners=False, padding_mode='zeros')`` to float rounding (corners
+    outside a plane read its zero padding; coordinates far outside are clamped onto that padding).
+    Without autograd it is about 2x faster than the ``grid_sample`` path on a CPU (no projection
+    matmul, no per-channel gathers, no transpose); the gradient path keeps ``grid_sample``.
+
+    Args:
+        table: :func:`plane_gather_table` of the triplane.
+        coords: ``[B, N, 3]`` world points (a non-finite coordinate reads zeros from the planes that use it, where grid_sample gives NaN).
+        box_warp: side length of the cube covered by the planes.
+
+    Returns:
+        ``[B, N, C]`` contiguous features.
+    """
+    if coords.ndim != 3 or coords.shape[0] != table.batch or coords.shape[-1] != 3:
+        raise ValueError(f"coords must have shape [{table.batch}, N, 3], got {tuple(coords.shape)}")
+    batch, num_points = coords.shape[0], coords.shape[1]
+    height, width = table.height, table.width
+    row_stride = width + 3
+    device, dtype = coords.device, table.rows.dtype
+
+    def pixel(axes: Tensor, size: int) -> tuple[Tensor, Tensor]:
+        """Whole and fractional pixel coordinates ``[B, N, 3]`` as grid_sample computes them
+        (align_corners=False), clamped onto the padding."""
+        value = coords.index_select(-1, axes.to(device)).to(dtype).mul_(size / box_warp).add_(size / 2 - 0.5)
+        value = value.nan_to_num_(nan=-1.0).clamp_(-1.0, float(size))
+        whole = value.floor()
+        return whole, value.sub_(whole)
+
+    u0, fu = pixel(_PLANE_U_AXES, width)
+    v0, fv = pixel(_PLANE_V_AXES, height)
+    plane_start = torch.arange(row_stride + 1, row_stride + 1 + batch * 3 * (height + 3) * row_stride,
+                               (height + 3) * row_stride, dtype=torch.int32, device=device).view(batch, 1, 3)
+    first = v0.mul_(row_stride).add_(u0).to(torch.int32).add_(plane_start)  # [B, N, 3]: top-left corners
+    corners = torch.empty(batch, num_points, 3, 4, dtype=torch.int32, device=device)
+    weights = torch.empty(batch, num_points, 3, 4, dtype=dtype, device=device)
+    gu, gv = 1.0 - fu, 1.0 - fv
+    for k, (step, weight_v, weight_u) in enumerate(((0, gv, gu), (1, gv, fu), (row_stride, fv, gu), (row_stride + 1, fv, fu))):
+        torch.add(first, step, out=corners[..., k])
+        torch.mul(weight_v, weight_u, out=weights[..., k])
+    sampled = F.embedding_bag(corners.view(-1, 12), table.rows, per_sample_weights=weights.view(-1, 12), mode="sum")
+    return sampled.view(batch, num_points, -1)

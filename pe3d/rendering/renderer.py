@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
-from pe3d.rendering.planes import sample_mean_from_planes
+from pe3d.rendering.planes import plane_gather_table, sample_mean_from_planes, sample_mean_from_table
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
 
@@ -140,12 +141,37 @@ class TriplaneRenderer(nn.Module):
         Returns:
             :class:`~pe3d.rendering.decoder.DecoderOutput` ``(features [B, M, F], sigma [B, M, 1])`` with raw sigma.
         """
-        chunk = INFERENCE_CHUNK_POINTS
-        if torch.is_grad_enabled() or coords.shape[1] <= chunk:
-            return self.decoder(sample_mean_from_planes(planes, coords, self.config.ray_march.box_warp), directions)
-        parts = [self.query_field(planes, coords[:, i : i + chunk], None if directions is None else directions[:, i : i + chunk])
-                 for i in range(0, coords.shape[1], chunk)]
-        return DecoderOutput(torch.cat([p.features for p in parts], dim=1), torch.cat([p.sigma for p in parts], dim=1))
+        return self._field_query(planes)(coords, directions)
+
+    def _field_query(self, planes: Tensor) -> Callable[[Tensor, Tensor | None], DecoderOutput]:
+        """``(coords, directions) -> DecoderOutput`` for one triplane, prepared once per render.
+
+        Without autograd on a CPU the planes are laid out once as a gather table
+        (:func:`~pe3d.rendering.planes.plane_gather_table`: one weighted gather per point instead of
+        ``grid_sample``'s per-channel reads) and points are decoded in chunks of
+        :data:`INFERENCE_CHUNK_POINTS`; otherwise every query samples the planes with ``grid_sample``.
+        """
+        box_warp = self.config.ray_march.box_warp
+        if torch.is_grad_enabled():
+            return lambda coords, directions: self.decoder(sample_mean_from_planes(planes, coords, box_warp), directions)
+        if planes.device.type == "cpu" and planes.dtype in (torch.float32, torch.float64):
+            table = plane_gather_table(planes)
+
+            def sample(coords: Tensor) -> Tensor:
+                return sample_mean_from_table(table, coords, box_warp)
+        else:
+            def sample(coords: Tensor) -> Tensor:
+                return sample_mean_from_planes(planes, coords, box_warp)
+
+        def query(coords: Tensor, directions: Tensor | None) -> DecoderOutput:
+            chunk = INFERENCE_CHUNK_POINTS
+            parts = [self.decoder(sample(coords[:, i : i + chunk]), None if directions is None else directions[:, i : i + chunk])
+                     for i in range(0, coords.shape[1], chunk)]
+            if len(parts) == 1:
+                return parts[0]
+            return DecoderOutput(torch.cat([p.features for p in parts], dim=1), torch.cat([p.sigma for p in parts], dim=1))
+
+        return query
 
     def query_background(self, planes: Tensor, origins: Tensor, directions: Tensor) -> Tensor:
         """Background features ``[B, N, F]`` of rays ``origins, directions [B, N, 3]``.
@@ -154,9 +180,16 @@ class TriplaneRenderer(nn.Module):
         into the triplane's box when it lies outside, so the back of the box acts as a wall
         whose colour the triplane holds (used when ``background_source == "field"``).
         """
+        return self._background_query(self._field_query(planes))(origins, directions)
+
+    def _background_query(self, field: Callable[[Tensor, Tensor | None], DecoderOutput]) -> Callable[[Tensor, Tensor], Tensor]:
+        """:meth:`query_background` through a prepared :meth:`_field_query`."""
         options = self.config.ray_march
-        points = background_wall_points(origins, directions, options.box_warp, options.ray_end)
-        return self.query_field(planes, points, directions).features
+
+        def background(origins: Tensor, directions: Tensor) -> Tensor:
+            return field(background_wall_points(origins, directions, options.box_warp, options.ray_end), directions).features
+
+        return background
 
     def forward(
         self,
@@ -189,13 +222,8 @@ class TriplaneRenderer(nn.Module):
         if ray_indices is not None:
             origins, directions = _gather_rays(origins, ray_indices), _gather_rays(directions, ray_indices)
 
-        def field_fn(coords: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-            return self.query_field(planes, coords, dirs)
-
-        def field_background(ray_origins: Tensor, ray_directions: Tensor) -> Tensor:
-            return self.query_background(planes, ray_origins, ray_directions)
-
-        background_fn = field_background if self.config.background_source == "field" else None
+        field_fn = self._field_query(planes)
+        background_fn = self._background_query(field_fn) if self.config.background_source == "field" else None
 
         result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn,
                              image_size=resolution if ray_indices is None else None)
