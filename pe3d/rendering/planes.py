@@ -150,8 +150,10 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
     :func:`torch.nn.functional.embedding_bag` in ``sum`` mode, which adds them in one pass. Same
     values as ``grid_sample(align_corners=False, padding_mode='zeros')`` to float rounding (corners
     outside a plane read its zero padding; coordinates far outside are clamped onto that padding).
-    Without autograd it is about 2x faster than the ``grid_sample`` path on a CPU (no projection
-    matmul, no per-channel gathers, no transpose); the gradient path keeps ``grid_sample``.
+    Without autograd it is about 2x faster than :func:`sample_mean_from_planes` on a CPU (no projection
+    matmul, no per-channel gathers, no transpose). It is differentiable with respect to the planes, but its
+    backward measured 1.7x slower than ``grid_sample``'s (8 x 6,000 points, 2 CPU threads), so renders
+    with autograd keep ``grid_sample``.
 
     Args:
         table: :func:`plane_gather_table` of the triplane.

@@ -1,7 +1,8 @@
 """Render triplanes from EG3D cameras: rays -> triplane field -> volume rendering -> (SR).
 
 :class:`TriplaneRenderer` ties together :func:`pe3d.geometry.rays.sample_rays`,
-:func:`~pe3d.rendering.planes.sample_from_planes`, the
+:func:`~pe3d.rendering.planes.sample_from_planes` (without autograd on a CPU: its gather-table form,
+:func:`~pe3d.rendering.planes.sample_mean_from_table`), the
 :class:`~pe3d.rendering.decoder.TriplaneDecoder` and
 :func:`~pe3d.rendering.volume.render_rays`. Images are in ``[0, 1]``.
 """
