@@ -124,6 +124,22 @@ def test_tiny_generator_is_deterministic_and_truncates_to_w_avg():
     assert first.image_raw.min() >= -1 and first.image_raw.max() <= 1
 
 
+def test_tiny_generator_renders_the_same_with_and_without_autograd():
+    """Without autograd on a CPU the planes are read through a gather table instead of grid_sample: same render."""
+    torch.manual_seed(0)
+    g = TriPlaneGenerator(load_eg3d_config("tiny")).eval()
+    z, label = torch.randn(2, 32), label_from_yaw_pitch([0.2, -0.3], [0.0, 0.1])
+    torch.manual_seed(1)
+    with torch.enable_grad():
+        traced = g(z, label, noise_mode="const")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        untraced = g(z, label, noise_mode="const")
+    assert traced.image_raw.requires_grad and not untraced.image_raw.requires_grad
+    for name in ("image_raw", "image_depth", "image"):
+        torch.testing.assert_close(getattr(untraced, name), getattr(traced, name).detach(), atol=2e-5, rtol=1e-4)
+
+
 def test_eg3d_ray_marcher_matches_constant_density_analytically():
     depths = torch.linspace(2.0, 3.0, 33).reshape(1, 1, 33, 1)
     raw = torch.full_like(depths, 1.7)

@@ -2,7 +2,7 @@
 
 Shared with :mod:`pe3d.rendering` (identical maths): ray generation
 (:func:`pe3d.geometry.rays.sample_rays`), plane projection and sampling
-(:func:`pe3d.rendering.planes.sample_from_planes`), jittered stratified depths
+(:func:`pe3d.rendering.planes.plane_sampler`: ``grid_sample``, or without autograd on a CPU the same values from a gather table), jittered stratified depths
 (:func:`pe3d.rendering.volume.sample_stratified`), field queries with density noise
 (:func:`pe3d.rendering.volume.query_field`) and inverse-CDF sampling
 (:func:`pe3d.rendering.volume.sample_pdf`).
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from pe3d.eg3d.config import EG3DRenderingConfig
 from pe3d.eg3d.stylegan2 import FullyConnectedLayer
 from pe3d.rendering.decoder import RGB_PADDING, DecoderOutput
-from pe3d.rendering.planes import sample_from_planes
+from pe3d.rendering.planes import plane_sampler
 from pe3d.rendering.volume import query_field, sample_pdf, sample_stratified
 
 
@@ -50,8 +50,10 @@ class OSGDecoder(nn.Module):
         )
 
     def forward(self, sampled_features: Tensor, directions: Tensor | None = None) -> DecoderOutput:
-        """``[B, 3, M, C]`` plane samples -> ``features [B, M, output_dim]`` (sigmoid, padded) and raw ``sigma [B, M, 1]``."""
-        x = self.net(sampled_features.mean(dim=1))
+        """``[B, 3, M, C]`` plane samples, or their mean over the planes ``[B, M, C]``
+        (:func:`~pe3d.rendering.planes.plane_sampler`) -> ``features [B, M, output_dim]`` (sigmoid, padded) and raw
+        ``sigma [B, M, 1]``."""
+        x = self.net(sampled_features if sampled_features.dim() == 3 else sampled_features.mean(dim=1))
         features = torch.sigmoid(x[..., 1:]) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
         return DecoderOutput(features=features, sigma=x[..., :1])
 
@@ -128,8 +130,10 @@ def importance_render(planes: Tensor, decoder: OSGDecoder, origins: Tensor, dire
         options: ray range, sample counts, ``box_warp``, ``density_noise``, ``white_back``.
     """
 
+    sample = plane_sampler(planes, options.box_warp)
+
     def field_fn(coords: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-        return decoder(sample_from_planes(planes, coords, options.box_warp), dirs)
+        return decoder(sample(coords), dirs)
 
     depths = sample_stratified(origins, directions, options.ray_start, options.ray_end, options.depth_resolution, perturb=True)
     colors, densities = query_field(field_fn, origins, directions, depths, options.density_noise)

@@ -27,7 +27,7 @@ from pe3d.eg3d.generator import EG3DOutput, render_eg3d_planes
 from pe3d.eg3d.renderer import OSGDecoder
 from pe3d.eg3d.superres import SuperresolutionHybrid8XDC
 from pe3d.rendering.decoder import DecoderOutput
-from pe3d.rendering.planes import sample_from_planes
+from pe3d.rendering.planes import plane_sampler
 from pe3d.rendering.renderer import RenderOutput
 from pe3d.rendering.volume import RayMarchOptions
 
@@ -110,7 +110,7 @@ class EG3DTriplaneRenderer(nn.Module):
 
     def query_field(self, planes: Tensor, coords: Tensor, directions: Tensor | None = None) -> DecoderOutput:
         """Decoder output at world points ``coords [B, M, 3]`` (features in EG3D's sigmoid range, raw sigma)."""
-        return self.decoder(sample_from_planes(planes, coords, self.config.rendering.box_warp), directions)
+        return self.decoder(plane_sampler(planes, self.config.rendering.box_warp)(coords), directions)
 
     def render_eg3d(self, planes: Tensor, label: Tensor, resolution: int | None = None,
                     super_resolve: bool = True) -> EG3DOutput:

@@ -15,6 +15,7 @@ prior) are only decoded correctly with the same projection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -191,3 +192,17 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
         torch.mul(weight_v, weight_u, out=weights[..., k])
     sampled = F.embedding_bag(corners.view(-1, 12), table.rows, per_sample_weights=weights.view(-1, 12), mode="sum")
     return sampled.view(batch, num_points, -1)
+
+
+def plane_sampler(planes: Tensor, box_warp: float = 1.0) -> Callable[[Tensor], Tensor]:
+    """``coords [B, N, 3] -> [B, N, C]``: the mean over the planes of the bilinear samples of ``planes``.
+
+    Prepared once per triplane and render: without autograd on a CPU (float32 / float64 planes) it reads
+    a :func:`plane_gather_table` built here (:func:`sample_mean_from_table`, 2-4x faster: 2.2x at the
+    mini model's 64^2 x 16-channel planes, ~4x at EG3D's 256^2 x 32); otherwise
+    :func:`sample_mean_from_planes` (``grid_sample``, differentiable, and the GPU path).
+    """
+    if not torch.is_grad_enabled() and planes.device.type == "cpu" and planes.dtype in (torch.float32, torch.float64):
+        table = plane_gather_table(planes)
+        return lambda coords: sample_mean_from_table(table, coords, box_warp)
+    return lambda coords: sample_mean_from_planes(planes, coords, box_warp)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
-from pe3d.rendering.planes import plane_gather_table, sample_mean_from_planes, sample_mean_from_table
+from pe3d.rendering.planes import plane_sampler
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
 
@@ -147,22 +147,13 @@ class TriplaneRenderer(nn.Module):
     def _field_query(self, planes: Tensor) -> Callable[[Tensor, Tensor | None], DecoderOutput]:
         """``(coords, directions) -> DecoderOutput`` for one triplane, prepared once per render.
 
-        Without autograd on a CPU the planes are laid out once as a gather table
-        (:func:`~pe3d.rendering.planes.plane_gather_table`: one weighted gather per point instead of
-        ``grid_sample``'s per-channel reads) and points are decoded in chunks of
-        :data:`INFERENCE_CHUNK_POINTS`; otherwise every query samples the planes with ``grid_sample``.
+        The planes are sampled by :func:`~pe3d.rendering.planes.plane_sampler` (without autograd on a CPU:
+        a gather table laid out once here); without autograd points are decoded in chunks of
+        :data:`INFERENCE_CHUNK_POINTS`.
         """
-        box_warp = self.config.ray_march.box_warp
+        sample = plane_sampler(planes, self.config.ray_march.box_warp)
         if torch.is_grad_enabled():
-            return lambda coords, directions: self.decoder(sample_mean_from_planes(planes, coords, box_warp), directions)
-        if planes.device.type == "cpu" and planes.dtype in (torch.float32, torch.float64):
-            table = plane_gather_table(planes)
-
-            def sample(coords: Tensor) -> Tensor:
-                return sample_mean_from_table(table, coords, box_warp)
-        else:
-            def sample(coords: Tensor) -> Tensor:
-                return sample_mean_from_planes(planes, coords, box_warp)
+            return lambda coords, directions: self.decoder(sample(coords), directions)
 
         def query(coords: Tensor, directions: Tensor | None) -> DecoderOutput:
             chunk = INFERENCE_CHUNK_POINTS
