@@ -87,6 +87,7 @@ def test_gather_table_sampling_equals_grid_sample(shape: tuple[int, ...]) -> Non
         expected = sample_from_planes(planes, coords, box_warp=box_warp).mean(dim=1)
         torch.testing.assert_close(sample_mean_from_table(table, coords, box_warp), expected, atol=2e-6, rtol=1e-5)
         torch.testing.assert_close(sample_mean_from_planes(planes, coords, box_warp), expected, atol=2e-6, rtol=1e-5)
+    assert sample_mean_from_table(table, torch.zeros(shape[0], 0, 3), box_warp).shape == (shape[0], 0, shape[2])
     with pytest.raises(ValueError, match="coords must have shape"):
         sample_mean_from_table(table, torch.zeros(shape[0] + 1, 5, 3), box_warp)
 

@@ -191,7 +191,7 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
         torch.add(first, step, out=corners[..., k])
         torch.mul(weight_v, weight_u, out=weights[..., k])
     sampled = F.embedding_bag(corners.view(-1, 12), table.rows, per_sample_weights=weights.view(-1, 12), mode="sum")
-    return sampled.view(batch, num_points, -1)
+    return sampled.view(batch, num_points, table.rows.shape[1])
 
 
 def plane_sampler(planes: Tensor, box_warp: float = 1.0) -> Callable[[Tensor], Tensor]:
