@@ -65,3 +65,21 @@ def test_dataset_recolours_every_view_of_an_item_alike() -> None:
     assert torch.allclose(plain["target_image"][:, :, 3, 3], torch.full((3, 3), 150 / 255))
     with pytest.raises(ValueError, match="recolour_probability"):
         WorldViewDataset(bank, recolour_probability=-0.1)
+
+
+def test_dataset_takes_the_frontal_view_as_input_with_its_probability() -> None:
+    views, size = 6, 4
+    labels = torch.arange(views, dtype=torch.float32)[:, None].expand(views, 25)[None]  # label k marks view k
+    bank = {"rgb": torch.zeros(1, views, 3, size, size, dtype=torch.uint8),
+            "depth": torch.ones(1, views, 1, size, size, dtype=torch.float16),
+            "parts": torch.zeros(1, views, size, size, dtype=torch.uint8), "labels": labels, "index": torch.tensor([0])}
+    torch.manual_seed(0)
+    always = WorldViewDataset(bank, num_targets=3, frontal_input_probability=1.0)
+    for _ in range(20):
+        item = always[0]
+        chosen = item["target_label"][:, 0].long().tolist()
+        assert item["input_label"][0] == 0 and chosen[0] == 0 and len(set(chosen)) == 3  # input first, targets distinct
+    never = WorldViewDataset(bank, num_targets=3)
+    assert any(int(never[0]["input_label"][0]) != 0 for _ in range(20))
+    with pytest.raises(ValueError, match="frontal_input_probability"):
+        WorldViewDataset(bank, frontal_input_probability=1.5)

@@ -165,6 +165,8 @@ class WorldViewDataset(Dataset):
     needs the model's ``wall`` geometry (the triplane box and the ray end read as background).
     With ``recolour_probability > 0`` that share of items has random parts (skin, hair, clothes,
     ...) recoloured with random colours, the same in every view (:mod:`pe3d.world.appearance`).
+    With ``frontal_input_probability > 0`` that share of items takes the bank's near-frontal view 0 as
+    the input (the other targets still drawn at random), as held-out evaluation and most photos do.
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class WorldViewDataset(Dataset):
         background_texture: float = 0.0,
         wall: WallGeometry | None = None,
         recolour_probability: float = 0.0,
+        frontal_input_probability: float = 0.0,
     ) -> None:
         self.bank = bank
         self.views = bank["rgb"].shape[1]
@@ -188,6 +191,8 @@ class WorldViewDataset(Dataset):
             raise ValueError(f"background_texture must be in [0, 1], got {background_texture}")
         if not 0.0 <= recolour_probability <= 1.0:
             raise ValueError(f"recolour_probability must be in [0, 1], got {recolour_probability}")
+        if not 0.0 <= frontal_input_probability <= 1.0:
+            raise ValueError(f"frontal_input_probability must be in [0, 1], got {frontal_input_probability}")
         if background_texture > 0 and wall is None:
             raise ValueError("background_texture > 0 needs the wall geometry (box_warp, ray_end) of the model")
         self.num_targets = num_targets
@@ -197,6 +202,7 @@ class WorldViewDataset(Dataset):
         self.background_texture = background_texture
         self.wall = wall
         self.recolour_probability = recolour_probability
+        self.frontal_input_probability = frontal_input_probability
 
     def __len__(self) -> int:
         return self.bank["rgb"].shape[0]
@@ -204,6 +210,8 @@ class WorldViewDataset(Dataset):
     def _choose_views(self, item: int) -> list[int]:
         if not self.random_views:
             return list(range(self.num_targets))
+        if self.frontal_input_probability > 0 and float(torch.rand(())) < self.frontal_input_probability:
+            return [0] + (torch.randperm(self.views - 1) + 1)[: self.num_targets - 1].tolist()
         return torch.randperm(self.views)[: self.num_targets].tolist()
 
     def _background(self, labels: Tensor, resolution: int) -> Tensor:

@@ -60,6 +60,9 @@ class PriorFitConfig:
     """Share of training items whose parts get random colours, the same in every view
     (:mod:`pe3d.world.appearance`): teaches the prior to reconstruct colours the world's people
     never have (a green face, blue hair), which the two-stage teacher needs for edited inputs."""
+    frontal_input_probability: float = 0.0
+    """Share of training items whose input is the bank's near-frontal view 0 (the others' input is any
+    of the identity's views); the supervised targets stay random (:class:`~pe3d.data.world_views.WorldViewDataset`)."""
     batch_size: int = 8
     system: PriorSystemConfig = field(
         default_factory=lambda: PriorSystemConfig(
@@ -98,7 +101,8 @@ def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoa
     train_set = WorldViewDataset(load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers), cfg.num_targets, cfg.target_resolution,
                                  background_probability=cfg.background_probability,
                                  background_texture=cfg.background_texture, wall=wall,
-                                 recolour_probability=cfg.recolour_probability)
+                                 recolour_probability=cfg.recolour_probability,
+                                 frontal_input_probability=cfg.frontal_input_probability)
     val_set = WorldViewDataset(load_or_render_bank(cfg.val_data), cfg.num_targets, cfg.target_resolution, random_views=False)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.trainer.num_workers)
     return (DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs),
