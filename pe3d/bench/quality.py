@@ -20,8 +20,9 @@ ours against the teacher's renders (PSNR), and a picture grid per style.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -116,16 +117,23 @@ class CeilingFit(NamedTuple):
     history: list[tuple[int, float]]
 
 
-def fitted_views_psnr(renderer, planes: Tensor, targets: dict) -> float:
-    """Mean PSNR (dB) of ``planes`` rendered deterministically (eval mode) at every view of ``targets``."""
+@contextmanager
+def _deterministic(renderer) -> Iterator[None]:
+    """``renderer`` in eval mode (no sample jitter) without autograd for the block; its mode restored after."""
     was_training = renderer.training
     renderer.eval()
-    values = []
-    with torch.no_grad():
-        for view in targets.values():
-            image = renderer(planes, view.labels, resolution=view.image.shape[-1]).image
-            values.append(psnr(image, view.image))
-    renderer.train(was_training)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        renderer.train(was_training)
+
+
+def fitted_views_psnr(renderer, planes: Tensor, targets: dict) -> float:
+    """Mean PSNR (dB) of ``planes`` rendered deterministically (eval mode) at every view of ``targets``."""
+    with _deterministic(renderer):
+        values = [psnr(renderer(planes, view.labels, resolution=view.image.shape[-1]).image, view.image)
+                  for view in targets.values()]
     return float(torch.cat(values).mean())
 
 
@@ -156,11 +164,8 @@ def fit_ceiling(renderer, init: Tensor, targets: dict, cfg: CeilingConfig, gener
         """Record a convergence check (renderer in eval mode); whether the fit has converged."""
         history.append((step, fitted_views_psnr(renderer, planes, targets)))
         if on_check is not None:
-            was_training = renderer.training
-            renderer.eval()
-            with torch.no_grad():
+            with _deterministic(renderer):
                 on_check(step, planes.detach())
-            renderer.train(was_training)
         return _converged(history, cfg)
 
     if cfg.check_every:

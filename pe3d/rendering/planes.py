@@ -112,11 +112,9 @@ def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.
     return sampled.reshape(batch, n_planes, channels, num_points).mean(dim=1).transpose(1, 2).contiguous()
 
 
-_PLANE_U_AXES = torch.tensor([0, 0, 2])
-"""The world axis each plane reads as its width coordinate (EG3D's bases, :func:`project_onto_planes`:
-``(x, y)``, ``(x, z)``, ``(z, x)``)."""
-_PLANE_V_AXES = torch.tensor([1, 2, 0])
-"""The world axis each plane reads as its height coordinate."""
+_PLANE_UV_AXES = torch.linalg.inv(plane_axes())[..., :2].argmax(dim=1)
+"""``[3, 2]``: the world axis each plane reads as its width (column 0) and height (column 1) coordinate,
+from EG3D's bases as :func:`project_onto_planes` uses them (``(x, y)``, ``(x, z)``, ``(z, x)``)."""
 
 
 class PlaneGatherTable(NamedTuple):
@@ -179,8 +177,8 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
         whole = value.floor()
         return whole, value.sub_(whole)
 
-    u0, fu = pixel(_PLANE_U_AXES, width)
-    v0, fv = pixel(_PLANE_V_AXES, height)
+    u0, fu = pixel(_PLANE_UV_AXES[:, 0], width)
+    v0, fv = pixel(_PLANE_UV_AXES[:, 1], height)
     plane_start = torch.arange(row_stride + 1, row_stride + 1 + batch * 3 * (height + 3) * row_stride,
                                (height + 3) * row_stride, dtype=torch.int32, device=device).view(batch, 1, 3)
     first = v0.mul_(row_stride).add_(u0).to(torch.int32).add_(plane_start)  # [B, N, 3]: top-left corners
