@@ -107,5 +107,9 @@ def test_fit_distill_init_continues_from_an_editor_with_no_edit_pairs(prior_path
     assert continued.cfg == start.cfg  # the init file's own model, not a new one from the prior
     changed = [name for name, value in continued.state_dict().items() if not torch.equal(value, start.state_dict()[name])]
     assert changed, "fine-tuning did not change the editor"
-    with pytest.raises(ConfigError, match="keeps its own config"):
-        fit_distill(load_structured(DistillFitConfig, [], [*args, "model_overrides=[cross_attention.num_heads=2]"]))
+    # init keeps its own weights: an override that would change them is refused ...
+    with pytest.raises(ConfigError, match="change the weights"):
+        fit_distill(load_structured(DistillFitConfig, [], [*args, "model_overrides=[encoder.triplane_channels=4]"]))
+    # ... one that changes none applies (a plane border), and the teacher check then sees its wider planes
+    with pytest.raises(ConfigError, match="triplanes"):
+        fit_distill(load_structured(DistillFitConfig, [], [*args, "model_overrides=[encoder.plane_border=2]"]))

@@ -85,7 +85,8 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
     monkeypatch.setattr("pe3d.recipes.demo.turntable_cameras", lambda: _frontal().repeat(2, 1))
     demo = run_demo(tmp_path / "demo", style=STYLE, eval_count=IDENTITIES)
 
-    cli_prior = _cli_json(["eval", "prior", "--weights", str(prior_path), "--count", str(IDENTITIES)], tmp_path / "ep", "prior_quality.json")
+    cli_prior = _cli_json(["eval", "prior", "--weights", str(prior_path), "--count", str(IDENTITIES), "--visibility"],
+                          tmp_path / "ep", "prior_quality.json")
     cli_editor = _cli_json(["eval", "editor", "--weights", str(editor_path), "--style", STYLE, "--count", str(IDENTITIES)],
                            tmp_path / "ee", "editor_quality.json")
     quality = _quality_rows(tmp_path / "quality", 64, [STYLE])
@@ -101,6 +102,11 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
         _close(scores["depth_error"], cli_prior[view]["depth_error"], f"prior depth {view}: demo vs eval")
         _close(scores["baseline_psnr"], cli_prior[view]["baseline_psnr"], f"baseline {view}: demo vs eval")
     _close(demo["prior"]["input"]["ssim"], prior_row["ssim_input"], "prior SSIM: demo vs bench quality")
+    # --visibility adds the split without moving the scores: nothing is hidden at the input view, the torso
+    # below the input frame is at pitch +15 (pe3d.metrics.visibility)
+    assert cli_prior["input"]["hidden_share"] == 0.0 and cli_prior["pitch+15"]["hidden_share"] > 0.05
+    assert 0.0 < cli_prior["pitch+15"]["hidden_error_share"] < 1.0
+    assert cli_prior["pitch+15"]["hidden_psnr"] < cli_prior["pitch+15"]["seen_psnr"]
 
     before, after = demo["editor_before_adapt"], demo["editor_after_adapt"]
     ours_test = quality[(STYLE, "ours (test prompt)")]

@@ -273,6 +273,14 @@ class ViewScores:
     baseline_psnr: float
     baseline_depth_error: float
     ssim: float = math.nan
+    seen_psnr: float = math.nan
+    """With ``visibility``: the prior's PSNR on the foreground the input view shows (:mod:`pe3d.metrics.visibility`)."""
+    hidden_psnr: float = math.nan
+    """... on the foreground the input view hides (NaN at the input view: nothing is hidden there)."""
+    hidden_share: float = math.nan
+    """... the share of the view's pixels that are hidden foreground."""
+    hidden_error_share: float = math.nan
+    """... the share of the view's squared error on those pixels."""
 
 
 @torch.no_grad()
@@ -283,9 +291,11 @@ def reconstruct(prior: nn.Module, data: WorldEvalSet) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_prior(prior: nn.Module, data: WorldEvalSet) -> dict[str, ViewScores]:
+def evaluate_prior(prior: nn.Module, data: WorldEvalSet, visibility: bool = False) -> dict[str, ViewScores]:
     """Scores per view (``input`` and the novel views) of the prior's reconstruction of each input,
-    next to a baseline that cannot do 3D (the input image and its depth map at every view)."""
+    next to a baseline that cannot do 3D (the input image and its depth map at every view). With
+    ``visibility``, also the split of each view into the foreground the input shows and the part it hides
+    (:func:`pe3d.metrics.visibility.split_psnr`)."""
     names = data.plan.scored
     views = data.truth.views
     renders = render_views(prior.render, reconstruct(prior, data), views, names, data.resolution)
@@ -294,8 +304,16 @@ def evaluate_prior(prior: nn.Module, data: WorldEvalSet) -> dict[str, ViewScores
     source = views["input"]
     baseline.update({name: _Shown(source.source, source.depth) for name in names}, views)
     a, b = ours.compute(), baseline.compute()
-    return {name: ViewScores(a[name]["psnr"], a[name]["depth_error"], b[name]["psnr"], b[name]["depth_error"], a[name]["ssim"])
-            for name in names}
+    scores = {name: ViewScores(a[name]["psnr"], a[name]["depth_error"], b[name]["psnr"], b[name]["depth_error"], a[name]["ssim"])
+              for name in names}
+    if visibility:
+        from pe3d.metrics.visibility import split_psnr
+
+        for name in names:
+            split = split_psnr(renders[name].image, views[name], source)
+            scores[name] = replace(scores[name], seen_psnr=split.seen_psnr, hidden_psnr=split.hidden_psnr,
+                                   hidden_share=split.hidden_share, hidden_error_share=split.hidden_error_share)
+    return scores
 
 
 @dataclass
@@ -344,12 +362,17 @@ def evaluate_editor(editor: nn.Module, data: WorldEvalSet, style: Optional[str] 
 
 def format_prior_table(scores: Mapping[str, ViewScores]) -> str:
     """Markdown table of :func:`evaluate_prior` results."""
+    split = any(not math.isnan(s.seen_psnr) for s in scores.values())
+    extra = " PSNR seen fg | PSNR hidden fg | hidden share | hidden share of sq. error |" if split else ""
     lines = [
-        "| view | PSNR prior (dB) | PSNR baseline (dB) | depth err prior | depth err baseline |",
-        "|---|---|---|---|---|",
+        "| view | PSNR prior (dB) | PSNR baseline (dB) | depth err prior | depth err baseline |" + extra,
+        "|---|---|---|---|---|" + "---|" * (4 if split else 0),
     ]
     for name, s in scores.items():
-        lines.append(f"| {name} | {s.psnr:.2f} | {s.baseline_psnr:.2f} | {s.depth_error:.4f} | {s.baseline_depth_error:.4f} |")
+        row = f"| {name} | {s.psnr:.2f} | {s.baseline_psnr:.2f} | {s.depth_error:.4f} | {s.baseline_depth_error:.4f} |"
+        if split:
+            row += f" {s.seen_psnr:.2f} | {s.hidden_psnr:.2f} | {s.hidden_share:.3f} | {s.hidden_error_share:.2f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 

@@ -7,6 +7,8 @@
 * :class:`ViewConsistency` -- "3D": identity similarity across views of one head (EG3D's protocol).
 * :class:`GroundTruthViews` + :func:`build_world_targets` -- PSNR / SSIM / depth error / LPIPS
   against the exact edit at yaw +-30 deg and pitch +-15 deg on the embedded world.
+* :func:`split_psnr` / :func:`seen_from` -- a novel view split into the foreground the input view shows,
+  the part it hides and the background (what a single-image model can and cannot know).
 * :class:`TimePerImage` -- milliseconds per image, with CUDA synchronisation.
 
 Networks are never downloaded; a missing one raises :class:`MetricWeightsMissing`.
@@ -27,6 +29,7 @@ from pe3d.metrics.ground_truth import (
 )
 from pe3d.metrics.identity import IdentitySimilarity
 from pe3d.metrics.timing import TimePerImage, timed
+from pe3d.metrics.visibility import VisibilitySplit, seen_from, split_psnr
 from pe3d.metrics.weights import MetricWeightsMissing
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "TimePerImage",
     "ViewConsistency",
     "ViewTarget",
+    "VisibilitySplit",
     "WorldTargets",
     "arcface_input",
     "build_face_embedder",
@@ -49,5 +53,7 @@ __all__ = [
     "load_clip_model",
     "masked_abs_error",
     "psnr",
+    "seen_from",
+    "split_psnr",
     "timed",
 ]

@@ -74,6 +74,30 @@ def short_list(items: list[str], n: int = 8) -> str:
     return f"{items[:n]}{' ...' if len(items) > n else ''} ({len(items)})"
 
 
+def with_config_overrides(model: M, overrides: list[str], rebuild: Callable[[list[str]], M], allow_new: bool = False) -> M:
+    """``model`` rebuilt by ``rebuild(overrides)`` (its config with ``key=value`` changes) holding the same weights.
+
+    A change that alters a weight's shape, or drops one, raises :class:`~pe3d.config.ConfigError` naming the
+    overrides; so does one that adds tensors unless ``allow_new`` (they keep their fresh initialisation).
+    """
+    from pe3d.config import ConfigError
+
+    if not overrides:
+        return model
+    changed = rebuild(list(overrides))
+    state, target = model.state_dict(), changed.state_dict()
+    dropped = sorted(set(state) - set(target))
+    reshaped = sorted(f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in state.items()
+                      if k in target and v.shape != target[k].shape)
+    new = sorted(set(target) - set(state))
+    problems = [f"{name} {short_list(items)}" for name, items in
+                (("drop", dropped), ("reshape", reshaped), ("add", [] if allow_new else new)) if items]
+    if problems:
+        raise ConfigError(f"model overrides {list(overrides)} change the weights: {'; '.join(problems)}")
+    changed.load_state_dict(state, strict=False)
+    return changed
+
+
 def load_strict(model: nn.Module, tensors: dict, source: str, error: type[Exception], what: str) -> None:
     """Load ``tensors`` into ``model`` key for key (cast to the model's dtypes).
 

@@ -310,5 +310,25 @@ def editor_config_from_yaml(path, overrides: list[str] | tuple[str, ...] = ()) -
         "prior": {key: data[key] for key in PRIOR_YAML_SECTIONS if key in data},
         **{key: data[key] for key in ("cross_attention", "prompt_encoder") if key in data},
     }
-    remapped = [f"prior.{o}" if o.split("=", 1)[0].split(".")[0] in PRIOR_YAML_SECTIONS else o for o in overrides]
-    return load_structured(EditorConfig, [shaped], remapped)
+    return load_structured(EditorConfig, [shaped], _editor_override_paths(overrides))
+
+
+def _editor_override_paths(overrides) -> list[str]:
+    """Model-YAML override paths (``encoder.x=...``) as :class:`EditorConfig` paths (``prior.encoder.x=...``)."""
+    return [f"prior.{o}" if o.split("=", 1)[0].split(".")[0] in PRIOR_YAML_SECTIONS else o for o in overrides]
+
+
+def with_editor_overrides(editor: EditorCore, overrides: list[str] | tuple[str, ...]) -> EditorCore:
+    """``editor`` with ``key=value`` changes to its config in model-YAML paths (e.g. ``encoder.plane_border=10``)
+    and the same weights; a change that adds, drops or reshapes a weight is refused (:class:`~pe3d.config.ConfigError`)."""
+    from dataclasses import asdict
+
+    from pe3d.config import load_structured
+    from pe3d.models.checkpoints import with_config_overrides
+
+    changed = with_config_overrides(
+        editor, list(overrides),
+        lambda o: EditorCore(load_structured(EditorConfig, [asdict(editor.cfg)], _editor_override_paths(o))))
+    if changed is not editor:
+        changed.known_prompt_words = editor.known_prompt_words
+    return changed

@@ -7,7 +7,7 @@ resolved model config, so a file is all that is needed to rebuild the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -44,7 +44,7 @@ class PriorModel(nn.Module):
         self.cfg = cfg
         self.encoder = PriorEncoder(cfg.encoder)
         self.renderer: nn.Module = (EG3DTriplaneRenderer(cfg.eg3d_renderer) if cfg.eg3d_renderer is not None
-                                    else TriplaneRenderer(cfg.renderer))
+                                    else TriplaneRenderer(renderer_config(cfg)))
 
     def forward(self, image: Tensor) -> Tensor:
         """Triplane of ``image`` ``[B,3,H,W]`` -> ``[B,3,C,R,R]``."""
@@ -53,6 +53,23 @@ class PriorModel(nn.Module):
     def render(self, planes: Tensor, labels: Tensor, resolution: int | None = None, **kwargs) -> RenderOutput:
         """Render ``planes [B,3,C,R,R]`` at cameras ``labels [B,25]``."""
         return self.renderer(planes, labels, resolution=resolution, **kwargs)
+
+
+def renderer_config(cfg: PriorModelConfig) -> RendererConfig:
+    """The renderer's settings for ``cfg``'s planes: ``cfg.renderer`` with the triplane box widened by the
+    encoder's ``plane_border`` cells on each side (``box_warp`` scaled by ``plane_resolution / triplane_resolution``),
+    so a plane cell keeps its size and the border reaches beyond the input frame.
+
+    Raises:
+        ValueError: a border with EG3D's renderer (its planes are the generator's: no border).
+    """
+    enc = cfg.encoder
+    if not enc.plane_border:
+        return cfg.renderer
+    if cfg.eg3d_renderer is not None:
+        raise ValueError(f"encoder.plane_border={enc.plane_border} needs pe3d's renderer; EG3D's renderer (eg3d_renderer) takes no border")
+    ray_march = replace(cfg.renderer.ray_march, box_warp=cfg.renderer.ray_march.box_warp * enc.plane_resolution / enc.triplane_resolution)
+    return replace(cfg.renderer, ray_march=ray_march)
 
 
 def model_config_from_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PriorModelConfig:

@@ -142,6 +142,13 @@ class PriorEncoderConfig:
     is laid out like the input image and turned into EG3D's plane axes by fixed flips and transposes
     (the xy plane's rows flipped so image rows follow world -y, the zx plane transposed so its
     columns follow world x like the other two), so convolutions need not learn a global flip."""
+    plane_border: int = 0
+    """Cells added on each side of every output plane by repeating its edge cells (replicate padding):
+    the planes become ``triplane_resolution + 2 * plane_border`` wide and the renderer's triplane box
+    grows with them (:func:`pe3d.models.prior.renderer_config`; ``renderer.ray_march.box_warp`` stays the
+    side that the ``triplane_resolution`` cells span). A box that matches the input frame (the mini
+    models') cannot hold what a novel view shows beyond it: at pitch +15 deg 22 % of the head's
+    foreground, the torso below the frame (docs/results/quality/visibility.md). 0: none (the paper)."""
     mix_ffn: bool = True
     """Depthwise 3x3 conv inside the transformer MLPs (SegFormer Mix-FFN; gives position)."""
 
@@ -170,6 +177,11 @@ class PriorEncoderConfig:
     def low_feature_resolution(self) -> int:
         """Side of E_low's residual-stage output (input of its ASPP and ViT)."""
         return self.image_size // self.low_stride
+
+    @property
+    def plane_resolution(self) -> int:
+        """Side of the output planes: ``triplane_resolution`` plus ``plane_border`` cells on each side."""
+        return self.triplane_resolution + 2 * self.plane_border
 
     @property
     def low_stride(self) -> int:
@@ -215,6 +227,7 @@ class PriorEncoderConfig:
         l_tokens = self.low_feature_resolution // self.low_vit_stride
         need(l_tokens % self.low_vit_sr_ratio == 0, f"E_low token grid {l_tokens} not divisible by low_vit_sr_ratio")
         need(self.triplane_resolution >= 1 and self.triplane_channels >= 1, "triplane sizes must be positive")
+        need(self.plane_border >= 0, f"plane_border must be >= 0, got {self.plane_border}")
         need(self.triplane_layout in TRIPLANE_LAYOUTS, f"triplane_layout={self.triplane_layout!r} not in {TRIPLANE_LAYOUTS}")
 
 
@@ -307,6 +320,7 @@ class TriplaneViTDecoder(nn.Module):
         widths = list(cfg.t_head_widths)
         self.input_skip = cfg.t_input_skip
         self.layout = cfg.triplane_layout
+        self.border = cfg.plane_border
         self.head_first = ConvAct(head_in, widths[0], 3, activation=cfg.activation, norm_groups=groups)
         rest_in = widths[0] + INPUT_CHANNELS * self.input_skip
         self.head_rest = _conv_stack(rest_in, widths[1:], cfg.activation, last_activation=True, norm_groups=groups)
@@ -334,6 +348,8 @@ class TriplaneViTDecoder(nn.Module):
                 raise ValueError("this E_t has t_input_skip=true: pass the prepared input image x")
             y = torch.cat([y, _resize(x, self.resolution, antialias=True)], dim=1)
         planes = self.out(self.refine(self.head_rest(y)))
+        if self.border:
+            planes = F.pad(planes, (self.border,) * 4, mode="replicate")
         b, _, r, _ = planes.shape
         planes = planes.view(b, 3, self.triplane_channels, r, r)
         return image_layout_to_eg3d(planes) if self.layout == "image" else planes

@@ -23,7 +23,7 @@ from pe3d.config import ConfigError, builtin_root, save_resolved
 from pe3d.data.pairs import PairDataConfig, pair_set_complete, write_pairs
 from pe3d.losses import DEPTH_SOURCES, EditLossConfig, ImageLossConfig
 from pe3d.models.checkpoints import model_hash
-from pe3d.models.editor import EditorCore, editor_config_from_yaml, input_framing, load_editor, save_editor
+from pe3d.models.editor import EditorCore, editor_config_from_yaml, input_framing, load_editor, save_editor, with_editor_overrides
 from pe3d.models.prior import PriorModel, load_prior
 from pe3d.recipes.prior import model_yaml_path
 from pe3d.adapters import adapter_parameter_names, save_adapter
@@ -207,9 +207,8 @@ def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSys
     """The editor (``cfg.model`` + ``cfg.model_overrides``, started from ``prior``; or the editor file
     ``cfg.init``, checked against the prior) in a :class:`DistillSystem`."""
     if cfg.init:
-        if cfg.model_overrides:
-            raise ConfigError(f"model_overrides={list(cfg.model_overrides)}: the editor of init={cfg.init} keeps its own config")
-        editor = load_editor(resolve_weights(cfg.init, "editor_mini"))
+        # overrides that leave every weight as it is (e.g. encoder.plane_border) apply; others are refused
+        editor = with_editor_overrides(load_editor(resolve_weights(cfg.init, "editor_mini")), cfg.model_overrides)
         check_teacher(prior, editor, str(cfg.prior or "the shipped mini prior"), cfg.init)
         return DistillSystem(editor, prior, cfg.system)
     model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides)
@@ -338,7 +337,7 @@ def pairs_for_editor(spec: StyleSpec, editor: EditorCore, overrides: Sequence[st
 
 def _triplane_shape(cfg) -> tuple:
     enc = cfg.encoder
-    return (enc.image_size, enc.triplane_channels, enc.triplane_resolution, getattr(cfg, "eg3d_renderer", None) is not None)
+    return (enc.image_size, enc.triplane_channels, enc.plane_resolution, getattr(cfg, "eg3d_renderer", None) is not None)
 
 
 def check_teacher(teacher: PriorModel, editor: EditorCore, prior: str, base: str) -> None:

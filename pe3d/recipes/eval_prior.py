@@ -32,7 +32,8 @@ def prior_eval_config(count: int = 16, resolution: int = 64, seed: int = 0) -> W
                            novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[-15.0, 15.0])
 
 
-def evaluate_prior(model: PriorModel, count: int = 16, resolution: int = 64, seed: int = 0) -> dict[str, ViewScores]:
+def evaluate_prior(model: PriorModel, count: int = 16, resolution: int = 64, seed: int = 0,
+                   visibility: bool = False) -> dict[str, ViewScores]:
     """Scores per view name of :data:`EVAL_VIEWS` on ``count`` held-out identities
-    (:func:`pe3d.evaluation.evaluate_prior` on :func:`prior_eval_config`)."""
-    return _evaluate_prior(model, build_world_eval_set(prior_eval_config(count, resolution, seed)))
+    (:func:`pe3d.evaluation.evaluate_prior` on :func:`prior_eval_config`; ``visibility`` adds the seen / hidden split)."""
+    return _evaluate_prior(model, build_world_eval_set(prior_eval_config(count, resolution, seed)), visibility)

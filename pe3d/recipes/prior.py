@@ -96,7 +96,7 @@ def build_prior_model(cfg: PriorFitConfig) -> PriorModel:
 def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoader, DataLoader]:
     """Training and validation loaders over cached world renders (``data`` / ``val_data``);
     textured backgrounds are painted on ``model``'s background wall."""
-    ray_march = model.cfg.renderer.ray_march
+    ray_march = model.renderer.config.ray_march  # the box the planes span (grown by encoder.plane_border)
     wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
     train_set = WorldViewDataset(load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers), cfg.num_targets, cfg.target_resolution,
                                  background_probability=cfg.background_probability,
@@ -120,7 +120,7 @@ def build_eg3d_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoad
     teacher_cfg = cfg.teacher
     generator = load_teacher(teacher_cfg.checkpoint)
     encoder = model.cfg.encoder
-    student_shape = (3, encoder.triplane_channels, encoder.triplane_resolution, encoder.triplane_resolution)
+    student_shape = (3, encoder.triplane_channels, encoder.plane_resolution, encoder.plane_resolution)
     teacher_shape = (3, generator.cfg.triplane_channels, generator.cfg.triplane_resolution, generator.cfg.triplane_resolution)
     include_planes = teacher_cfg.triplane_loss != "off" and student_shape == teacher_shape
     if teacher_cfg.triplane_loss != "off" and student_shape != teacher_shape:
@@ -177,23 +177,13 @@ def with_model_overrides(model: PriorModel, overrides: List[str], allow_new: boo
     same weights. A change that alters a weight's shape, or drops one, is refused naming the overrides.
     ``allow_new`` lets the changed model have tensors ``model`` lacks (e.g. ``encoder.t_refine_blocks``,
     whose blocks start as the identity); they keep their fresh initialisation and are logged."""
-    if not overrides:
-        return model
     from pe3d.config import load_structured
-    from pe3d.models.checkpoints import short_list
+    from pe3d.models.checkpoints import short_list, with_config_overrides
     from pe3d.models.prior import PriorModelConfig
 
-    changed = PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], overrides))
-    state, target = model.state_dict(), changed.state_dict()
-    dropped = sorted(set(state) - set(target))
-    reshaped = sorted(f"{k}: {tuple(v.shape)} -> {tuple(target[k].shape)}" for k, v in state.items()
-                      if k in target and v.shape != target[k].shape)
-    new = sorted(set(target) - set(state))
-    problems = [f"{name} {short_list(items)}" for name, items in
-                (("drop", dropped), ("reshape", reshaped), ("add", [] if allow_new else new)) if items]
-    if problems:
-        raise ConfigError(f"model overrides {list(overrides)} change the weights: {'; '.join(problems)}")
-    changed.load_state_dict(state, strict=False)
+    changed = with_config_overrides(model, overrides, lambda o: PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], o)),
+                                    allow_new)
+    new = sorted(set(changed.state_dict()) - set(model.state_dict()))
     if new:
         logger.info("model overrides %s add %d tensors that start fresh: %s", list(overrides), len(new), short_list(new))
     return changed
