@@ -76,7 +76,9 @@ class DistillFitConfig:
     paper's 32 on 8 GPUs is 4 each; a different ``data.batch_size`` is replaced, with a logged warning).
     ``data.dirs`` is filled from the styles' pair folders (giving it is refused). ``init``: an
     editor file to continue from (fine-tuning, e.g. with a new ``data.prompt_augment``) instead of
-    a new editor built from the prior; its triplanes must match the prior's.
+    a new editor built from the prior; its triplanes must match the prior's. With ``init``,
+    ``model_overrides`` may change only settings that no weight depends on (e.g.
+    ``encoder.plane_border``); one that adds, drops or reshapes a weight is refused.
     """
 
     prior: str = ""
