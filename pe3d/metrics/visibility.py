@@ -109,14 +109,23 @@ def seen_in_input(view, source, tolerance: float = DEFAULT_TOLERANCE, radius: in
     return seen_from(view.labels, view.depth, view.mask, source.labels, source.depth, source.mask, tolerance, radius)
 
 
+def _pixel_error(pred: Tensor, target: Tensor) -> Tensor:
+    """``[B, 1, H, W]`` squared error per pixel (mean over channels) of ``pred`` clamped to [0, 1]."""
+    return ((pred.clamp(0, 1) - target) ** 2).mean(1, keepdim=True)
+
+
+def _psnr_over(error: Tensor, mask: Tensor) -> Tensor:
+    """Per-image PSNR (dB) of a per-pixel squared ``error`` over ``mask``; NaN where the mask is empty."""
+    weight = mask.to(error.dtype)
+    count = weight.flatten(1).sum(1)
+    mse = (error * weight).flatten(1).sum(1) / count.clamp_min(1)
+    return torch.where(count > 0, -10.0 * torch.log10(mse.clamp_min(1e-10)), torch.full_like(mse, math.nan))
+
+
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Per-image PSNR (dB) of ``pred`` (clamped to [0, 1]) against ``target`` ``[B, 3, H, W]`` over the
     pixels of ``mask [B, 1, H, W]`` -> ``[B]``; NaN for an image whose mask is empty."""
-    weight = mask.to(target.dtype)
-    count = weight.flatten(1).sum(1)
-    se = ((pred.clamp(0, 1) - target) ** 2).mean(1, keepdim=True) * weight
-    mse = se.flatten(1).sum(1) / count.clamp_min(1)
-    return torch.where(count > 0, -10.0 * torch.log10(mse.clamp_min(1e-10)), torch.full_like(mse, math.nan))
+    return _psnr_over(_pixel_error(pred, target), mask)
 
 
 @dataclass
@@ -145,12 +154,12 @@ def split_psnr(image: Tensor, view, source, tolerance: float = DEFAULT_TOLERANCE
     seen = seen_in_input(view, source, tolerance, radius)
     hidden = view.mask & ~seen
     background = ~view.mask
-    error = ((image.clamp(0, 1) - view.image) ** 2).mean(1, keepdim=True)
+    error = _pixel_error(image, view.image)
     total = float(error.sum())
     return VisibilitySplit(
-        seen_psnr=float(torch.nanmean(masked_psnr(image, view.image, seen))),
-        hidden_psnr=float(torch.nanmean(masked_psnr(image, view.image, hidden))),
-        background_psnr=float(torch.nanmean(masked_psnr(image, view.image, background))),
+        seen_psnr=float(torch.nanmean(_psnr_over(error, seen))),
+        hidden_psnr=float(torch.nanmean(_psnr_over(error, hidden))),
+        background_psnr=float(torch.nanmean(_psnr_over(error, background))),
         seen_share=float(seen.float().mean()),
         hidden_share=float(hidden.float().mean()),
         hidden_error_share=float((error * hidden).sum()) / total if total > 0 else math.nan,

@@ -5,6 +5,7 @@ A file is all that is needed to rebuild a model; loading checks the key set stri
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,6 +20,7 @@ from pe3d.io import load_tensors, save_tensors, state_dict_hash
 from pe3d.errors import InvalidInput
 
 M = TypeVar("M", bound=nn.Module)
+logger = logging.getLogger(__name__)
 
 
 def model_hash(model: nn.Module) -> str:
@@ -78,7 +80,8 @@ def with_config_overrides(model: M, overrides: list[str], rebuild: Callable[[lis
     """``model`` rebuilt by ``rebuild(overrides)`` (its config with ``key=value`` changes) holding the same weights.
 
     A change that alters a weight's shape, or drops one, raises :class:`~pe3d.config.ConfigError` naming the
-    overrides; so does one that adds tensors unless ``allow_new`` (they keep their fresh initialisation).
+    overrides; so does one that adds tensors unless ``allow_new`` (they keep their fresh initialisation and
+    are logged).
     """
     from pe3d.config import ConfigError
 
@@ -95,6 +98,8 @@ def with_config_overrides(model: M, overrides: list[str], rebuild: Callable[[lis
     if problems:
         raise ConfigError(f"model overrides {list(overrides)} change the weights: {'; '.join(problems)}")
     changed.load_state_dict(state, strict=False)
+    if new:
+        logger.info("model overrides %s add %d tensors that start fresh: %s", list(overrides), len(new), short_list(new))
     return changed
 
 

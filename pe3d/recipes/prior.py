@@ -178,12 +178,8 @@ def with_model_overrides(model: PriorModel, overrides: List[str], allow_new: boo
     ``allow_new`` lets the changed model have tensors ``model`` lacks (e.g. ``encoder.t_refine_blocks``,
     whose blocks start as the identity); they keep their fresh initialisation and are logged."""
     from pe3d.config import load_structured
-    from pe3d.models.checkpoints import short_list, with_config_overrides
+    from pe3d.models.checkpoints import with_config_overrides
     from pe3d.models.prior import PriorModelConfig
 
-    changed = with_config_overrides(model, overrides, lambda o: PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], o)),
-                                    allow_new)
-    new = sorted(set(changed.state_dict()) - set(model.state_dict()))
-    if new:
-        logger.info("model overrides %s add %d tensors that start fresh: %s", list(overrides), len(new), short_list(new))
-    return changed
+    return with_config_overrides(model, overrides, lambda o: PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], o)),
+                                 allow_new)
