@@ -77,7 +77,7 @@ def test_a_reused_key_with_other_images_is_recomputed():
     assert system.frozen_cache.misses == 4 * 2 + 4  # the teacher's planes of the new edits were recomputed
 
 
-def test_cache_budget_and_keys():
+def test_cache_budget_and_keys(caplog):
     cache = FrozenOutputCache(max_mb=1 / 1024)  # 1 KiB: room for one 64-float entry per name
     x = torch.arange(8 * 64, dtype=torch.float32).reshape(8, 64)
     calls = []
@@ -86,13 +86,19 @@ def test_cache_budget_and_keys():
         calls.append(idx.tolist())
         return (x[idx] * 2,)
 
+    cache.get("double", list(range(4)), x[:4], compute)
+    assert not cache.full and not caplog.records  # 4 of 256 bytes fit: no warning yet
     out = cache.get("double", list(range(8)), x, compute)[0]
     assert torch.equal(out, x * 2)
     assert cache.bytes <= 1024 and len(cache) == 4  # 4 of 256 bytes fit
+    # the first item that does not fit is said once, naming the knob
+    full = [r.getMessage() for r in caplog.records if "cache full" in r.getMessage()]
+    assert cache.full and len(full) == 1 and "system.frozen_cache_mb" in full[0] and "(4 pairs kept)" in full[0], full
     out = cache.get("double", list(range(8)), x, compute)[0]
     assert torch.equal(out, x * 2) and calls[-1] == [4, 5, 6, 7]
+    assert len([r for r in caplog.records if "cache full" in r.getMessage()]) == 1
     assert torch.equal(cache.get("double", None, x, compute)[0], x * 2) and calls[-1] == list(range(8))
-    assert cache.summary() == "frozen outputs of 4 pairs kept (0.0 MB), 25% of lookups reused"  # 4 hits of 16
+    assert cache.summary() == "frozen outputs of 4 pairs kept (0.0 MB), 40% of lookups reused"  # 8 hits of 20
     assert FrozenOutputCache(1).summary() == ""
     with pytest.raises(ValueError, match="max_mb"):
         FrozenOutputCache(-1)

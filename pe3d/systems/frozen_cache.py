@@ -13,11 +13,14 @@ may be cached (no batch normalisation, no active dropout: :func:`batch_independe
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
 
 Outputs = tuple[Tensor, ...]
 """What a cached computation returns for a batch: one or more tensors, batch first."""
@@ -57,6 +60,8 @@ class FrozenOutputCache:
 
     Attributes:
         hits / misses: items served from memory / computed, over the cache's life.
+        full: an item did not fit (said once, as a warning: the items beyond the budget are recomputed
+            at every step, which can make later epochs several times slower).
     """
 
     def __init__(self, max_mb: float) -> None:
@@ -66,6 +71,7 @@ class FrozenOutputCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.full = False
         self._entries: dict[Hashable, _Entry] = {}
 
     def __len__(self) -> int:
@@ -122,6 +128,12 @@ class FrozenOutputCache:
         size = sum(out.numel() * out.element_size() for out in outputs)
         freed = 0 if old is None else sum(out.numel() * out.element_size() for out in old.outputs)
         if self.bytes - freed + size > self.max_bytes:
+            if not self.full:
+                self.full = True
+                pairs = len({stored for _, stored in self._entries})
+                logger.warning("frozen-output cache full at %.1f MB (%d pairs kept): the outputs of later pairs are "
+                               "recomputed at every step; raise system.frozen_cache_mb to keep them (this item: %.2f MB)",
+                               self.bytes / 2**20, pairs, size / 2**20)
             return
         # a copy, so the entry does not keep the whole computed batch alive
         self._entries[key] = _Entry(fingerprint.clone(), tuple(out.clone() for out in outputs))
