@@ -83,9 +83,12 @@ class FrozenOutputCache:
         lookups = self.hits + self.misses
         if not lookups:
             return ""
-        pairs = len({key for _, key in self._entries})
-        return (f"frozen outputs of {pairs} pairs kept ({self.bytes / 2**20:.1f} MB), "
+        return (f"frozen outputs of {self._pairs_kept()} pairs kept ({self.bytes / 2**20:.1f} MB), "
                 f"{100 * self.hits / lookups:.0f}% of lookups reused")
+
+    def _pairs_kept(self) -> int:
+        """Pairs with at least one stored computation (entries are keyed ``(name, pair key)``)."""
+        return len({key for _, key in self._entries})
 
     def get(self, name: str, keys: Sequence[Hashable] | None, images: Tensor,
             compute: Callable[[Tensor], Outputs]) -> Outputs:
@@ -130,10 +133,9 @@ class FrozenOutputCache:
         if self.bytes - freed + size > self.max_bytes:
             if not self.full:
                 self.full = True
-                pairs = len({stored for _, stored in self._entries})
                 logger.warning("frozen-output cache full at %.1f MB (%d pairs kept): the outputs of later pairs are "
                                "recomputed at every step; raise system.frozen_cache_mb to keep them (this item: %.2f MB)",
-                               self.bytes / 2**20, pairs, size / 2**20)
+                               self.bytes / 2**20, self._pairs_kept(), size / 2**20)
             return
         # a copy, so the entry does not keep the whole computed batch alive
         self._entries[key] = _Entry(fingerprint.clone(), tuple(out.clone() for out in outputs))
