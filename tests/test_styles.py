@@ -386,3 +386,15 @@ def test_mini_wall_matches_the_mini_model_config():
 
     ray_march = model_config_from_yaml(Path(__file__).resolve().parents[1] / "configs" / "model" / "mini.yaml").renderer.ray_march
     assert (MINI_WALL.box_warp, MINI_WALL.ray_end) == (ray_march.box_warp, ray_march.ray_end)
+
+
+def test_distillation_anchor_style_keeps_the_input():
+    """configs/distill/anchor_styles/keep (the reconstruction anchor that distillation can mix in, found through
+    ``style_dirs``): its pairs' edited image is the input itself, and it is not one of the styles users see."""
+    from pe3d.recipes.editing import style_search_dirs
+
+    spec = load_named_style("keep", style_search_dirs(["configs/distill/anchor_styles"]))
+    pairs = build_generator(spec).generate([0, 1])
+    for pair in pairs:
+        assert torch.equal(pair.edited, pair.input) and pair.prompt in spec.prompts.train
+    assert "keep" not in discovery.discover_styles()

@@ -190,7 +190,14 @@ MASK_PARTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(STYLE_FILTERS))
+def test_keep_filter_returns_the_input_unchanged(frontal):
+    rgb, parts = frontal.rgb, frontal.parts
+    out = apply_style_filter("keep", rgb, parts)
+    assert torch.equal(out, rgb) and out.data_ptr() != rgb.data_ptr()
+    assert torch.equal(apply_style_filter("keep", rgb, None), rgb)
+
+
+@pytest.mark.parametrize("name", sorted(set(STYLE_FILTERS) - {"keep"}))
 def test_filter_changes_image_and_keeps_range(name, frontal):
     rgb, parts = frontal.rgb, frontal.parts
     out = apply_style_filter(name, rgb, parts)

@@ -4,7 +4,9 @@
 
 STYLE is one of the styles of ``tests/test_adaptation_quality.py``: the fixtures ``green_mono`` and
 ``green_mono_bg`` (``tests/fixtures/styles``, found through ``PE3D_STYLE_PATH``, which this tool sets)
-or the shipped ``golden_statue``. OVERRIDEs are :class:`~pe3d.recipes.editing.AdaptFitConfig` keys,
+or the shipped ``golden_statue``; also ``keep`` (``configs/distill/anchor_styles``: the "edit" is the input
+itself, so the teacher is the prior's reconstruction and the gap is how far the adapted editor's own
+reconstruction stays below the prior's). OVERRIDEs are :class:`~pe3d.recipes.editing.AdaptFitConfig` keys,
 e.g. ``lr=0.012``, ``trainer.max_steps=160``, ``num_pairs=20``, ``base=runs/distill/editor.safetensors``. Each run
 adapts the (shipped) base editor with the style's defaults plus the overrides (without the style's
 wall-clock guard, ``trainer.max_minutes=0``, so a busy machine cuts no run short), then scores the base
@@ -36,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ["PE3D_STYLE_PATH"] = str(ROOT / "tests" / "fixtures" / "styles")
+os.environ["PE3D_STYLE_PATH"] = os.pathsep.join(str(ROOT / d) for d in ("tests/fixtures/styles", "configs/distill/anchor_styles"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_adaptation_quality import adapt_and_score  # noqa: E402  (the test's run and scoring, not a copy)
@@ -103,7 +105,7 @@ def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("style", help="green_mono, green_mono_bg or golden_statue")
+    parser.add_argument("style", help="green_mono, green_mono_bg, golden_statue or keep")
     parser.add_argument("--trainable", choices=TRAINABLE, default="norms",
                         help="what adapts: E_t's norms (the framework's default), all of E_t, or the whole editor")
     parser.add_argument("--identities", type=int, default=8, help="identities scored (the test's 8)")

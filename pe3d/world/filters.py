@@ -246,6 +246,11 @@ def _anime_eyes(rgb: Tensor, parts: Tensor | None) -> Tensor:
     return out.clamp(0.0, 1.0)
 
 
+def _keep(rgb: Tensor, parts: Tensor | None) -> Tensor:
+    """The input unchanged (a copy)."""
+    return rgb.clone()
+
+
 STYLE_FILTERS: dict[str, StyleFilter] = {
     f.name: f
     for f in (
@@ -263,6 +268,8 @@ STYLE_FILTERS: dict[str, StyleFilter] = {
                     "green skin, purple lips, yellow eyes; RGB skin rule without parts"),
         StyleFilter("blue_hair", "give the person blue hair", _blue_hair, True,
                     "hair, brows and beard vivid blue; dark/grey non-skin pixels without parts"),
+        StyleFilter("keep", "keep the portrait as it is", _keep, False,
+                    "no edit: the input itself (the reconstruction anchor of distillation, configs/distill/anchor_styles)"),
         StyleFilter("anime_eyes", "give the person big anime eyes", _anime_eyes, True,
                     "eyes grown by 2 px, violet irises, outlines; eye-white-like pixels without parts"),
     )
