@@ -1,6 +1,6 @@
 """``pe3d fit adapt`` on the adaptation test's styles with recipe overrides or a wider trainable set.
 
-    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor] [--identities N] [--seen] [--per-view] [OVERRIDE ...]
+    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor] [--identities N] [--seen] [--per-view] [--picture PNG] [OVERRIDE ...]
 
 STYLE is one of the styles of ``tests/test_adaptation_quality.py``: the fixtures ``green_mono`` and
 ``green_mono_bg`` (``tests/fixtures/styles``, found through ``PE3D_STYLE_PATH``, which this tool sets)
@@ -17,6 +17,7 @@ ground truth, background included), and prints one line:
     green_mono [defaults]: base 13.79 adapted 21.42 teacher 21.79 gap 0.37 dB, 0.41 min
 
 ``--identities N`` scores N identities instead of the test's 8 (``--identities 24``: gap 0.41 dB);
+``--picture PNG`` saves the first 4 held-out heads' targets, teacher renders and adapted renders side by side;
 ``--seen`` scores the identities the style's pairs were made from (training indices ``0 .. N-1``, the
 fixtures' ``pairs.identity_offset``; frontal inputs, where the pairs have random cameras) instead of
 held-out ones, to separate fitting from generalisation; ``--per-view`` adds one line per view.
@@ -88,11 +89,47 @@ def scored_identities(seen: bool):
         WorldSplit.heldout_indices = original
 
 
-def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen: bool = False, per_view: bool = False) -> str:
-    """One adaptation and its scores, as printable lines."""
+def save_picture(style: str, overrides: list[str], adapter: Path, out: Path, heads: int = 4) -> None:
+    """``out``: for ``heads`` held-out identities (rows), at the input and yaw -+30 views, the style's target, the
+    two-stage teacher and the adapted editor side by side (the scoring's inputs, renders and prompt)."""
+    import torch
+    from test_adaptation_quality import _edit_fn
+    from torchvision.utils import save_image
+
+    from pe3d.adapters import load_adapter_into
+    from pe3d.evaluation import (WorldEvalConfig, build_world_eval_set, edit_with_prompt, edited_targets, model_inputs,
+                                 render_views, resize_images)
+    from pe3d.models.editor import load_editor
+    from pe3d.models.prior import load_prior
+    from pe3d.styles.discovery import load_named_style
+    from pe3d.weights import shipped_path
+
+    given = dict(o.split("=", 1) for o in overrides if o.startswith(("base=", "prior=")))
+    editor = load_editor(given.get("base") or shipped_path("editor_mini")).eval()
+    prior = load_prior(given.get("prior") or shipped_path("prior_mini")).eval()
+    load_adapter_into(editor, adapter)
+    recolour = _edit_fn(style)
+    data = build_world_eval_set(WorldEvalConfig(identities=heads, styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
+    targets = edited_targets(data.truth, recolour, style)
+    names = data.plan.scored
+    with torch.no_grad():
+        planes = edit_with_prompt(editor, model_inputs(data, editor.cfg.prior.encoder.image_size), load_named_style(style).prompts.test[0])
+        ours = render_views(editor.render, planes, targets.views, names, data.resolution)
+        planes = prior(resize_images(recolour(data.rgb, data.parts), prior.cfg.encoder.image_size))
+        teacher = render_views(prior.render, planes, targets.views, names, data.resolution)
+    tiles = [t for i in range(heads) for n in names
+             for t in (targets.views[n].image[i], teacher[n].image[i].clamp(0, 1), ours[n].image[i].clamp(0, 1))]
+    save_image(torch.stack(tiles), str(out), nrow=3 * len(names), padding=1)
+
+
+def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen: bool = False, per_view: bool = False,
+        picture: str = "") -> str:
+    """One adaptation and its scores, as printable lines (and, with ``picture``, :func:`save_picture` there)."""
     work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
     with trainable(scope), scored_identities(seen):
         before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides], identities)
+        if picture:
+            save_picture(style, overrides, work / "adapter.safetensors", Path(picture))
     label = " ".join([*([f"trainable={scope}"] if scope != "norms" else []), *([f"identities={identities}"] if identities != 8 else []),
                       *(["seen"] if seen else []), *overrides])
     lines = [f"{style} [{label or 'defaults'}]: base {before['ours']:.2f} adapted {after['ours']:.2f} teacher {after['teacher']:.2f} "
@@ -111,9 +148,10 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=8, help="identities scored (the test's 8)")
     parser.add_argument("--seen", action="store_true", help="score the pairs' own (training) identities, not held-out ones")
     parser.add_argument("--per-view", action="store_true", help="one line per view")
+    parser.add_argument("--picture", default="", help="also save target | teacher | adapted at the input and yaw -+30 views of 4 held-out heads (PNG)")
     parser.add_argument("overrides", nargs="*", help="AdaptFitConfig overrides, e.g. lr=0.012 trainer.max_steps=160")
     args = parser.parse_intermixed_args()
-    print(run(args.style, args.trainable, args.overrides, args.identities, args.seen, args.per_view), flush=True)
+    print(run(args.style, args.trainable, args.overrides, args.identities, args.seen, args.per_view, args.picture), flush=True)
 
 
 if __name__ == "__main__":
