@@ -52,22 +52,31 @@ def _edit_fn(style: str):
 
 
 @torch.no_grad()
-def _scores(style: str, editor, prior, identities: int = IDENTITIES) -> dict:
-    """PSNR over ``identities`` held-out identities at the input and yaw +-30 views of the adapted editor
-    (``ours``) and of the teacher (prior on the recoloured input) against the recoloured ground truth,
-    background included: the mean over the views, and per view under ``views`` (name -> ``{"ours",
-    "teacher"}``). :mod:`pe3d.evaluation`'s held-out set, inputs, renders and scores (those of
-    ``evaluate_editor``), with the style's edit (:func:`_edit_fn`) and its first test prompt."""
+def renders(style: str, editor, prior, identities: int = IDENTITIES):
+    """``(targets, names, ours, teacher)``: :mod:`pe3d.evaluation`'s held-out set of ``identities`` with the style's
+    edit (:func:`_edit_fn`) of its ground truth at the input and yaw +-30 views (``targets``, view ``names``), and
+    the renders there (name -> ``RenderOutput``) of ``editor`` under the style's first test prompt (``ours``) and
+    of the teacher, ``prior`` on the recoloured input (``teacher``). Also used by ``tools/adaptation_sweep.py``."""
     spec = load_named_style(style)
     recolour = _edit_fn(style)
     data = build_world_eval_set(WorldEvalConfig(identities=identities, styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
     targets = edited_targets(data.truth, recolour, style)
     names = data.plan.scored
-    ours, teacher = PerViewScores(names), PerViewScores(names)
     planes = edit_with_prompt(editor.eval(), model_inputs(data, editor.cfg.prior.encoder.image_size), spec.prompts.test[0])
-    ours.update(render_views(editor.render, planes, targets.views, names, data.resolution), targets.views)
+    ours = render_views(editor.render, planes, targets.views, names, data.resolution)
     planes = prior(resize_images(recolour(data.rgb, data.parts), prior.cfg.encoder.image_size))
-    teacher.update(render_views(prior.render, planes, targets.views, names, data.resolution), targets.views)
+    return targets, names, ours, render_views(prior.render, planes, targets.views, names, data.resolution)
+
+
+def _scores(style: str, editor, prior, identities: int = IDENTITIES) -> dict:
+    """PSNR over ``identities`` held-out identities at the input and yaw +-30 views of the adapted editor
+    (``ours``) and of the teacher (prior on the recoloured input) against the recoloured ground truth,
+    background included: the mean over the views, and per view under ``views`` (name -> ``{"ours",
+    "teacher"}``). :func:`renders`, scored as ``evaluate_editor`` scores."""
+    targets, names, our_renders, teacher_renders = renders(style, editor, prior, identities)
+    ours, teacher = PerViewScores(names), PerViewScores(names)
+    ours.update(our_renders, targets.views)
+    teacher.update(teacher_renders, targets.views)
     views = {name: {"ours": o["psnr"], "teacher": t["psnr"]} for (name, o), t in zip(ours.compute().items(), teacher.compute().values())}
     return {"ours": sum(v["ours"] for v in views.values()) / len(names),
             "teacher": sum(v["teacher"] for v in views.values()) / len(names), "views": views}

@@ -90,33 +90,22 @@ def scored_identities(seen: bool):
 
 
 def save_picture(style: str, overrides: list[str], adapter: Path, out: Path, heads: int = 4) -> None:
-    """``out``: for ``heads`` held-out identities (rows), at the input and yaw -+30 views, the style's target, the
-    two-stage teacher and the adapted editor side by side (the scoring's inputs, renders and prompt)."""
+    """``out``: for the first ``heads`` scored identities (rows), at the input and yaw -+30 views, the style's
+    target, the two-stage teacher and the adapted editor side by side (the test's renders)."""
     import torch
-    from test_adaptation_quality import _edit_fn
+    from test_adaptation_quality import renders
     from torchvision.utils import save_image
 
     from pe3d.adapters import load_adapter_into
-    from pe3d.evaluation import (WorldEvalConfig, build_world_eval_set, edit_with_prompt, edited_targets, model_inputs,
-                                 render_views, resize_images)
     from pe3d.models.editor import load_editor
     from pe3d.models.prior import load_prior
-    from pe3d.styles.discovery import load_named_style
     from pe3d.weights import shipped_path
 
     given = dict(o.split("=", 1) for o in overrides if o.startswith(("base=", "prior=")))
     editor = load_editor(given.get("base") or shipped_path("editor_mini")).eval()
     prior = load_prior(given.get("prior") or shipped_path("prior_mini")).eval()
     load_adapter_into(editor, adapter)
-    recolour = _edit_fn(style)
-    data = build_world_eval_set(WorldEvalConfig(identities=heads, styles=[], novel_yaws_deg=[-30.0, 30.0], novel_pitches_deg=[]))
-    targets = edited_targets(data.truth, recolour, style)
-    names = data.plan.scored
-    with torch.no_grad():
-        planes = edit_with_prompt(editor, model_inputs(data, editor.cfg.prior.encoder.image_size), load_named_style(style).prompts.test[0])
-        ours = render_views(editor.render, planes, targets.views, names, data.resolution)
-        planes = prior(resize_images(recolour(data.rgb, data.parts), prior.cfg.encoder.image_size))
-        teacher = render_views(prior.render, planes, targets.views, names, data.resolution)
+    targets, names, ours, teacher = renders(style, editor, prior, heads)
     tiles = [t for i in range(heads) for n in names
              for t in (targets.views[n].image[i], teacher[n].image[i].clamp(0, 1), ours[n].image[i].clamp(0, 1))]
     save_image(torch.stack(tiles), str(out), nrow=3 * len(names), padding=1)
