@@ -113,3 +113,26 @@ def test_fit_distill_init_continues_from_an_editor_with_no_edit_pairs(prior_path
     # ... one that changes none applies (a plane border), and the teacher check then sees its wider planes
     with pytest.raises(ConfigError, match="triplanes"):
         fit_distill(load_structured(DistillFitConfig, [], [*args, "model_overrides=[encoder.plane_border=2]"]))
+
+
+def test_fit_distill_init_takes_the_priors_frozen_parts(prior_path, editor_path, tmp_path):
+    """With ``init``, the editor's E_low, E_high and renderer become the (here: continued) prior's, which
+    distillation keeps frozen; ``init_takes_prior_parts=false`` keeps the init file's own."""
+    from pe3d.recipes.editing import build_distill_system
+
+    prior = load_prior(prior_path)
+    with torch.no_grad():
+        next(prior.encoder.low.parameters()).add_(0.5)
+        next(prior.renderer.parameters()).add_(0.5)
+    start = load_editor(editor_path)
+    args = [f"prior={prior_path}", f"init={editor_path}", f"out={tmp_path}", "styles=[bronze_statue]"]
+    taken = build_distill_system(load_structured(DistillFitConfig, [], args), prior).editor
+    kept = build_distill_system(load_structured(DistillFitConfig, [], [*args, "init_takes_prior_parts=false"]), prior).editor
+    for part in ("encoder.low", "encoder.high", "renderer"):
+        ours, theirs = taken.get_submodule(part).state_dict(), prior.get_submodule(part).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), part
+        assert all(torch.equal(v, start.get_submodule(part).state_dict()[k]) for k, v in kept.get_submodule(part).state_dict().items())
+    assert not torch.equal(next(taken.encoder.low.parameters()), next(start.encoder.low.parameters()))
+    assert taken.take_prior_parts(prior) == []  # nothing differs any more
+    trained = dict(taken.encoder.decoder.state_dict())
+    assert all(torch.equal(v, start.encoder.decoder.state_dict()[k]) for k, v in trained.items())  # E_t is the init's

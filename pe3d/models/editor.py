@@ -128,6 +128,24 @@ class EditorCore(nn.Module):
         editor.renderer.load_state_dict(prior.renderer.state_dict())
         return editor
 
+    def take_prior_parts(self, prior: PriorModel) -> list[str]:
+        """Load ``prior``'s E_low, E_high and renderer into this editor (the parts :meth:`from_prior` copies and
+        distillation keeps frozen); returns the names of the tensors that changed (empty: they were the prior's).
+
+        Raises:
+            ValueError: when those parts of ``prior`` do not have this editor's keys and shapes.
+        """
+        changed = []
+        for name, ours, theirs in (("encoder.low", self.encoder.low, prior.encoder.low),
+                                   ("encoder.high", self.encoder.high, prior.encoder.high),
+                                   ("renderer", self.renderer, prior.renderer)):
+            mine, new = ours.state_dict(), theirs.state_dict()
+            if mine.keys() != new.keys() or any(mine[k].shape != new[k].shape for k in new):
+                raise ValueError(f"the prior's {name} does not fit this editor's (other keys or shapes)")
+            changed += [f"{name}.{k}" for k in new if not torch.equal(mine[k], new[k].to(mine[k].dtype))]
+            ours.load_state_dict(new)
+        return changed
+
     def encode_prompts(self, prompts: Prompts) -> tuple[Tensor, Tensor]:
         """Prompt tokens ``[B, L, D]`` and validity mask ``[B, L]`` (text tokens, then image tokens)."""
         batch = prompts.batch_size()

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from pe3d.config import ConfigError, builtin_root, save_resolved
 from pe3d.data.pairs import PairDataConfig, pair_set_complete, write_pairs
 from pe3d.losses import DEPTH_SOURCES, EditLossConfig, ImageLossConfig
-from pe3d.models.checkpoints import model_hash
+from pe3d.models.checkpoints import model_hash, short_list
 from pe3d.models.editor import EditorCore, editor_config_from_yaml, input_framing, load_editor, save_editor, with_editor_overrides
 from pe3d.models.prior import PriorModel, load_prior
 from pe3d.recipes.prior import model_yaml_path
@@ -83,6 +83,11 @@ class DistillFitConfig:
 
     prior: str = ""
     init: str = ""
+    init_takes_prior_parts: bool = True
+    """With ``init``: the editor's E_low, E_high and renderer (the parts a new editor copies from its prior and
+    distillation keeps frozen) become ``prior``'s first (logged when they differ), so a stage against a
+    continued prior starts from its encoders and renderer, not from those of the prior the init editor was built
+    from; ``false`` keeps the init file's."""
     model: str = "mini"
     styles: list[str] = field(default_factory=lambda: ["bronze_statue", "pencil_sketch", "zombie", "blue_hair"])
     pairs_per_style: int = 256
@@ -212,6 +217,15 @@ def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSys
         # overrides that leave every weight as it is (e.g. encoder.plane_border) apply; others are refused
         editor = with_editor_overrides(load_editor(resolve_weights(cfg.init, "editor_mini")), cfg.model_overrides)
         check_teacher(prior, editor, str(cfg.prior or "the shipped mini prior"), cfg.init)
+        if cfg.init_takes_prior_parts:
+            try:
+                changed = editor.take_prior_parts(prior)
+            except ValueError as err:
+                raise ConfigError(f"init={cfg.init}: {err} (prior {cfg.prior or 'the shipped mini prior'}); "
+                                  "init_takes_prior_parts=false keeps the editor's own") from err
+            if changed:
+                logger.warning("init=%s: E_low, E_high and the renderer taken from the prior (differed: %s)",
+                               cfg.init, short_list(changed, 3))
         return DistillSystem(editor, prior, cfg.system)
     model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides)
     editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder)
