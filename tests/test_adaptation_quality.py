@@ -86,11 +86,11 @@ def _recolour(fn, background, rgb, parts):
     return fn(rgb, parts, background)
 
 
-def adapt_and_score(style: str, work: Path, overrides=(), identities: int = IDENTITIES) -> tuple[dict, dict, float]:
+def adapt_and_score(style: str, work: Path, overrides=(), identities: int = IDENTITIES, inspect=None) -> tuple[dict, dict, float]:
     """``pe3d fit adapt`` of ``style`` with its defaults plus ``overrides`` (AdaptFitConfig keys), writing
     under ``work``; returns :func:`_scores` (on ``identities`` held-out identities) of the base editor and
     of the adapted one, and the minutes ``fit_adapt`` took (pair generation and export included). Also
-    used by ``tools/adaptation_sweep.py``."""
+    used by ``tools/adaptation_sweep.py``, which passes ``inspect(adapted_editor, prior)`` to look further."""
     cfg = load_structured(AdaptFitConfig, [], [
         f"style={style}", f"pairs_dir={work / 'pairs'}", f"out={work / 'run'}",
         f"export={work / 'adapter.safetensors'}", "trainer.progress=false", "trainer.logger=none", *overrides,
@@ -102,7 +102,10 @@ def adapt_and_score(style: str, work: Path, overrides=(), identities: int = IDEN
     prior = load_prior(cfg.prior or shipped_path("prior_mini")).eval()
     before = _scores(style, editor, prior, identities)
     load_adapter_into(editor, adapter)
-    return before, _scores(style, editor, prior, identities), minutes
+    after = _scores(style, editor, prior, identities)
+    if inspect is not None:
+        inspect(editor, prior)
+    return before, after, minutes
 
 
 @pytest.mark.slow

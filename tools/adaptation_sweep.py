@@ -89,22 +89,13 @@ def scored_identities(seen: bool):
         WorldSplit.heldout_indices = original
 
 
-def save_picture(style: str, overrides: list[str], adapter: Path, out: Path, heads: int = 4) -> None:
+def save_picture(style: str, editor, prior, out: Path, heads: int = 4) -> None:
     """``out``: for the first ``heads`` scored identities (rows), at the input and yaw -+30 views, the style's
-    target, the two-stage teacher and the adapted editor side by side (the test's renders)."""
+    target, the two-stage teacher (``prior``) and the adapted ``editor`` side by side (the test's renders)."""
     import torch
     from test_adaptation_quality import renders
     from torchvision.utils import save_image
 
-    from pe3d.adapters import load_adapter_into
-    from pe3d.models.editor import load_editor
-    from pe3d.models.prior import load_prior
-    from pe3d.weights import shipped_path
-
-    given = dict(o.split("=", 1) for o in overrides if o.startswith(("base=", "prior=")))
-    editor = load_editor(given.get("base") or shipped_path("editor_mini")).eval()
-    prior = load_prior(given.get("prior") or shipped_path("prior_mini")).eval()
-    load_adapter_into(editor, adapter)
     targets, names, ours, teacher = renders(style, editor, prior, heads)
     tiles = [t for i in range(heads) for n in names
              for t in (targets.views[n].image[i], teacher[n].image[i].clamp(0, 1), ours[n].image[i].clamp(0, 1))]
@@ -115,10 +106,9 @@ def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen:
         picture: str = "") -> str:
     """One adaptation and its scores, as printable lines (and, with ``picture``, :func:`save_picture` there)."""
     work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
+    inspect = (lambda editor, prior: save_picture(style, editor, prior, Path(picture))) if picture else None
     with trainable(scope), scored_identities(seen):
-        before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides], identities)
-        if picture:
-            save_picture(style, overrides, work / "adapter.safetensors", Path(picture))
+        before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides], identities, inspect)
     label = " ".join([*([f"trainable={scope}"] if scope != "norms" else []), *([f"identities={identities}"] if identities != 8 else []),
                       *(["seen"] if seen else []), *overrides])
     lines = [f"{style} [{label or 'defaults'}]: base {before['ours']:.2f} adapted {after['ours']:.2f} teacher {after['teacher']:.2f} "

@@ -133,17 +133,18 @@ class EditorCore(nn.Module):
         distillation keeps frozen); returns the names of the tensors that changed (empty: they were the prior's).
 
         Raises:
-            ValueError: when those parts of ``prior`` do not have this editor's keys and shapes.
+            ValueError: when those parts of ``prior`` do not have this editor's keys and shapes
+                (:func:`~pe3d.models.checkpoints.load_strict`'s message).
         """
+        from pe3d.models.checkpoints import load_strict
+
         changed = []
-        for name, ours, theirs in (("encoder.low", self.encoder.low, prior.encoder.low),
-                                   ("encoder.high", self.encoder.high, prior.encoder.high),
-                                   ("renderer", self.renderer, prior.renderer)):
-            mine, new = ours.state_dict(), theirs.state_dict()
-            if mine.keys() != new.keys() or any(mine[k].shape != new[k].shape for k in new):
-                raise ValueError(f"the prior's {name} does not fit this editor's (other keys or shapes)")
-            changed += [f"{name}.{k}" for k in new if not torch.equal(mine[k], new[k].to(mine[k].dtype))]
-            ours.load_state_dict(new)
+        for name in ("encoder.low", "encoder.high", "renderer"):
+            ours, new = self.get_submodule(name), prior.get_submodule(name).state_dict()
+            mine = ours.state_dict()
+            changed += [f"{name}.{k}" for k, v in new.items()
+                        if k not in mine or mine[k].shape != v.shape or not torch.equal(mine[k], v.to(mine[k].dtype))]
+            load_strict(ours, new, f"the prior's {name}", ValueError, f"this editor's {name}")
         return changed
 
     def encode_prompts(self, prompts: Prompts) -> tuple[Tensor, Tensor]:

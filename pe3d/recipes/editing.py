@@ -216,12 +216,13 @@ def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSys
     if cfg.init:
         # overrides that leave every weight as it is (e.g. encoder.plane_border) apply; others are refused
         editor = with_editor_overrides(load_editor(resolve_weights(cfg.init, "editor_mini")), cfg.model_overrides)
-        check_teacher(prior, editor, str(cfg.prior or "the shipped mini prior"), cfg.init)
+        prior_name = cfg.prior or "the shipped mini prior"
+        check_teacher(prior, editor, prior_name, cfg.init)
         if cfg.init_takes_prior_parts:
             try:
                 changed = editor.take_prior_parts(prior)
             except ValueError as err:
-                raise ConfigError(f"init={cfg.init}: {err} (prior {cfg.prior or 'the shipped mini prior'}); "
+                raise ConfigError(f"init={cfg.init}: {err} (prior {prior_name}); "
                                   "init_takes_prior_parts=false keeps the editor's own") from err
             if changed:
                 logger.warning("init=%s: E_low, E_high and the renderer taken from the prior (differed: %s)",
