@@ -166,3 +166,80 @@ def test_editor_from_a_wider_prior_takes_its_feature_channels():
         assert torch.allclose(planes, prior.encoder(data["input_image"]), atol=1e-5)
     with pytest.raises(ValueError, match="feature_channels=32 but the encoder's E_high gives 64"):
         EditorCore(dataclasses.replace(editor.cfg, cross_attention=cfg.cross_attention))
+
+
+def _perturbed(module, scale=0.05, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
+def test_residual_editor_starts_as_the_prior_and_trains_only_its_edit():
+    """A residual editor (prior's E_t frozen as the base + an E_t edit with a zero output layer) renders the
+    prior for every prompt until trained; distillation trains the edit branch and never the base."""
+    prior, plain = build()
+    _perturbed(plain.cross_attention)
+    _perturbed(plain.encoder.decoder)  # a "trained" editor whose own reconstruction differs from its prior's
+    data = batch()
+    prompts = Prompts(texts=data["prompt"])
+    with torch.no_grad():
+        expected = prior(data["input_image"])
+        assert not torch.allclose(plain(data["input_image"], prompts), expected, atol=1e-3)
+        editor = plain.as_residual(prior).eval()
+        assert editor.cfg.residual and torch.allclose(editor(data["input_image"], prompts), expected, atol=1e-6)
+        assert torch.allclose(editor.reconstruct(data["input_image"]), expected, atol=1e-6)
+    # the edit branch keeps what the plain editor learned, except its zeroed output layer
+    kept = {k: v for k, v in plain.encoder.decoder.state_dict().items() if not k.startswith("out.")}
+    assert all(torch.equal(v, editor.encoder.decoder.state_dict()[k]) for k, v in kept.items())
+    # adaptation trains the edit's output layer too (norms alone span only the distilled edits); the plain editor's
+    # norm-only set stays as it was
+    out_layer = {id(p) for p in editor.encoder.decoder.out.parameters()}
+    assert out_layer <= {id(p) for p in editor.adaptation_parameters()}
+    assert not out_layer & {id(p) for p in editor.base_decoder.parameters()}
+    assert not {id(p) for p in plain.encoder.decoder.out.parameters()} & {id(p) for p in plain.adaptation_parameters()}
+    with pytest.raises(ValueError, match="residual already"):
+        editor.as_residual(prior)
+    with pytest.raises(ValueError, match="not residual"):
+        plain.base_planes(None, None, data["input_image"])
+
+    system = DistillSystem(editor.train(), prior, _system_config())
+    trainable = {id(p) for p in system.trainable_parameters()}
+    assert not any(id(p) in trainable or p.requires_grad for p in editor.base_decoder.parameters())
+    base_before = copy.deepcopy(editor.base_decoder.state_dict())
+    out_before = editor.encoder.decoder.out.weight.clone()
+    optim = torch.optim.Adam([p for p in editor.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):
+        loss = system.compute_losses(data)[0]["loss"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert all(torch.equal(v, editor.base_decoder.state_dict()[k]) for k, v in base_before.items())
+    assert not torch.equal(editor.encoder.decoder.out.weight, out_before)  # the edit branch learns
+    with torch.no_grad():
+        assert not torch.allclose(editor.eval()(data["input_image"], prompts), expected, atol=1e-4)
+
+
+def test_residual_editor_from_the_model_yaml_saves_and_loads(tmp_path):
+    cfg = editor_config_from_yaml(configs_dir() / "model" / "mini.yaml", [*TINY, "residual=true"])
+    assert cfg.residual
+    torch.manual_seed(0)
+    prior = PriorModel(cfg.prior).eval()
+    editor = EditorCore.from_prior(prior, cfg.cross_attention, cfg.prompt_encoder, residual=True).eval()
+    _perturbed(editor.encoder.decoder)
+    data = batch()
+    path = save_editor(editor, tmp_path / "residual.safetensors")
+    loaded = load_editor(path).eval()
+    assert loaded.cfg.residual and loaded.base_decoder is not None
+    with torch.no_grad():
+        prompts = Prompts(texts=data["prompt"])
+        assert torch.allclose(loaded(data["input_image"], prompts), editor(data["input_image"], prompts), atol=1e-5)
+        # the base is the prior's E_t (not the perturbed edit branch): the reconstruction is the prior's
+        assert torch.allclose(loaded.reconstruct(data["input_image"]), prior(data["input_image"]), atol=1e-5)
+    # a continued prior's E_t becomes the base with the other frozen parts
+    _perturbed(prior.encoder.decoder, seed=5)
+    changed = loaded.take_prior_parts(prior)
+    assert any(name.startswith("base_decoder.") for name in changed)
+    assert not any(name.startswith("encoder.decoder.") for name in changed)
+    with torch.no_grad():
+        assert torch.allclose(loaded.reconstruct(data["input_image"]), prior(data["input_image"]), atol=1e-5)

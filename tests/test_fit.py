@@ -136,3 +136,31 @@ def test_fit_distill_init_takes_the_priors_frozen_parts(prior_path, editor_path,
     assert taken.take_prior_parts(prior) == []  # nothing differs any more
     trained = dict(taken.encoder.decoder.state_dict())
     assert all(torch.equal(v, start.encoder.decoder.state_dict()[k]) for k, v in trained.items())  # E_t is the init's
+
+
+def test_fit_distill_init_residual_turns_the_editor_residual(prior_path, editor_path, tmp_path):
+    """``residual=true`` with ``init``: the exported editor is residual, its frozen base is the prior's E_t and
+    its edit branch (trained from the init's E_t with a zeroed output layer) has moved off zero."""
+    args = [f"prior={prior_path}", f"init={editor_path}", f"out={tmp_path / 'res'}", f"pairs_dir={editor_path.parent / 'pairs'}",
+            "styles=[bronze_statue,blue_hair]", "pairs_per_style=6", "residual=true",
+            "data.batch_size=4", "system.render_resolution=8", "system.num_views=1",
+            "system.image_log_every=0", "trainer.max_steps=2", *SMALL_RENDERS, *TRAINER]
+    path = fit_distill(load_structured(DistillFitConfig, [], args))
+    editor = load_editor(path)
+    prior = load_prior(prior_path)
+    assert editor.cfg.residual
+    theirs = prior.encoder.decoder.state_dict()
+    assert all(torch.allclose(v, theirs[k].to(v.dtype)) for k, v in editor.base_decoder.state_dict().items())
+    assert editor.encoder.decoder.out.weight.abs().max() > 0
+    assert editor.take_prior_parts(prior) == []
+    # adapting it writes an adapter with E_t's norms and its output layer (never the frozen base) that loads back
+    adapter_path = fit_adapt(load_structured(AdaptFitConfig, [], [
+        f"base={path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4", f"pairs_dir={tmp_path / 'pairs'}",
+        f"out={tmp_path / 'adapt'}", f"export={tmp_path / 'adapter.safetensors'}", "system.render_resolution=8",
+        "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=2", *SMALL_RENDERS, *TRAINER]))
+    adapter = read_adapter(adapter_path)
+    assert {"encoder.decoder.out.weight", "encoder.decoder.out.bias"} <= set(adapter.tensors)
+    assert not any(name.startswith("base_decoder") for name in adapter.tensors)
+    assert not torch.equal(adapter.tensors["encoder.decoder.out.weight"], editor.encoder.decoder.out.weight)
+    load_adapter_into(editor, adapter_path)
+    assert torch.equal(editor.encoder.decoder.out.weight, adapter.tensors["encoder.decoder.out.weight"])

@@ -41,6 +41,12 @@ class EditorConfig:
     prior: PriorModelConfig = field(default_factory=PriorModelConfig)
     cross_attention: PromptCrossAttentionConfig = field(default_factory=PromptCrossAttentionConfig)
     prompt_encoder: PromptEncodersConfig = field(default_factory=PromptEncodersConfig)
+    residual: bool = False
+    """``True``: the editor's triplane is the frozen prior's reconstruction plus an edit,
+    ``T_p = E_t^prior(F_h, F_g) + E_t(crossatt(F_h, E_p(P)), F_g)``; the prior's E_t is kept as a frozen
+    ``base_decoder`` and the trained E_t (started with a zero output layer) predicts only what the edit
+    changes, so "no edit" is the prior exactly. Costs one more E_t pass per edit. ``False``: E_t rebuilds
+    the whole edited triplane (the paper's design)."""
 
 
 @dataclass
@@ -94,6 +100,10 @@ class EditorCore(nn.Module):
                 f"E_high gives {channels} channels"
             )
         self.cross_attention = PromptCrossAttention(cfg.cross_attention)
+        self.base_decoder: Optional[nn.Module] = None
+        if cfg.residual:
+            self.base_decoder = copy.deepcopy(self.encoder.decoder)  # the prior's E_t: loaded, then frozen
+            self.base_decoder.requires_grad_(False)
         self.text_encoder = _build_prompt_encoder(cfg.prompt_encoder.text) if cfg.prompt_encoder.text else None
         self.image_encoder = _build_prompt_encoder(cfg.prompt_encoder.image) if cfg.prompt_encoder.image else None
         self._text_cache: dict[tuple, PromptTokens] = {}
@@ -115,22 +125,56 @@ class EditorCore(nn.Module):
         prior: PriorModel,
         cross_attention: PromptCrossAttentionConfig,
         prompt_encoder: PromptEncodersConfig,
+        residual: bool = False,
     ) -> "EditorCore":
-        """An editor whose encoder and renderer start as copies of a trained ``prior``.
+        """An editor whose encoder and renderer start as copies of a trained ``prior`` (``residual``: see
+        :attr:`EditorConfig.residual`; the prior's E_t becomes the frozen base and E_t's output starts at zero).
 
         The cross-attention reads ``f_high``, so its ``feature_channels`` are the prior's E_high width
         whatever ``cross_attention`` says (a model YAML written for another prior design still fits)."""
         channels = prior.encoder.high_feature_channels
         if cross_attention.feature_channels != channels:
             cross_attention = dataclasses.replace(cross_attention, feature_channels=channels)
-        editor = cls(EditorConfig(prior=copy.deepcopy(prior.cfg), cross_attention=cross_attention, prompt_encoder=prompt_encoder))
+        editor = cls(EditorConfig(prior=copy.deepcopy(prior.cfg), cross_attention=cross_attention,
+                                  prompt_encoder=prompt_encoder, residual=residual))
         editor.encoder.load_state_dict(prior.encoder.state_dict())
         editor.renderer.load_state_dict(prior.renderer.state_dict())
+        if residual:
+            editor.base_decoder.load_state_dict(prior.encoder.decoder.state_dict())
+            editor._zero_edit_output()
         return editor
+
+    def as_residual(self, prior: PriorModel) -> "EditorCore":
+        """This (non-residual) editor turned into a residual one (:attr:`EditorConfig.residual`): its weights,
+        ``prior``'s E_t as the frozen ``base_decoder``, and E_t's output layer set to zero, so the new editor
+        starts as ``prior``'s reconstruction for every prompt while keeping what its E_t and prompt path learned.
+
+        Raises:
+            ValueError: when the editor is residual already, or ``prior``'s E_t does not fit this editor's.
+        """
+        from pe3d.models.checkpoints import load_strict
+
+        if self.cfg.residual:
+            raise ValueError("this editor is residual already")
+        editor = type(self)(dataclasses.replace(self.cfg, residual=True))
+        editor.load_state_dict(self.state_dict(), strict=False)
+        load_strict(editor.base_decoder, prior.encoder.decoder.state_dict(), "the prior's encoder.decoder", ValueError,
+                    "this editor's E_t")
+        editor._zero_edit_output()
+        editor.known_prompt_words = self.known_prompt_words
+        return editor.to(next(self.parameters()).device)
+
+    def _zero_edit_output(self) -> None:
+        """E_t's last convolution set to zero: the edit branch adds nothing until it is trained."""
+        with torch.no_grad():
+            self.encoder.decoder.out.weight.zero_()
+            if self.encoder.decoder.out.bias is not None:
+                self.encoder.decoder.out.bias.zero_()
 
     def take_prior_parts(self, prior: PriorModel) -> list[str]:
         """Load ``prior``'s E_low, E_high and renderer into this editor (the parts :meth:`from_prior` copies and
-        distillation keeps frozen); returns the names of the tensors that changed (empty: they were the prior's).
+        distillation keeps frozen; a residual editor's ``base_decoder`` too, from the prior's E_t); returns the
+        names of the tensors that changed (empty: they were the prior's).
 
         Raises:
             ValueError: when those parts of ``prior`` do not have this editor's keys and shapes
@@ -139,12 +183,15 @@ class EditorCore(nn.Module):
         from pe3d.models.checkpoints import load_strict
 
         changed = []
-        for name in ("encoder.low", "encoder.high", "renderer"):
-            ours, new = self.get_submodule(name), prior.get_submodule(name).state_dict()
+        parts = [("encoder.low", "encoder.low"), ("encoder.high", "encoder.high"), ("renderer", "renderer")]
+        if self.cfg.residual:
+            parts.append(("base_decoder", "encoder.decoder"))
+        for name, source in parts:
+            ours, new = self.get_submodule(name), prior.get_submodule(source).state_dict()
             mine = ours.state_dict()
             changed += [f"{name}.{k}" for k, v in new.items()
                         if k not in mine or mine[k].shape != v.shape or not torch.equal(mine[k], v.to(mine[k].dtype))]
-            load_strict(ours, new, f"the prior's {name}", ValueError, f"this editor's {name}")
+            load_strict(ours, new, f"the prior's {source}", ValueError, f"this editor's {name}")
         return changed
 
     def encode_prompts(self, prompts: Prompts) -> tuple[Tensor, Tensor]:
@@ -211,14 +258,33 @@ class EditorCore(nn.Module):
         """The prompt-free part of :meth:`forward`: ``(F_g, F_h)`` = ``(E_low(image), E_high(image))``."""
         return self.encoder.encode_low(image), self.encoder.encode_high(image)
 
-    def edit_features(self, f_g: Tensor, f_h: Tensor, image: Tensor, prompts: Prompts) -> Tensor:
+    def edit_features(self, f_g: Tensor, f_h: Tensor, image: Tensor, prompts: Prompts,
+                      base: Tensor | None = None) -> Tensor:
         """The rest of :meth:`forward` from :meth:`image_features`: ``E_t(CrossAttn(F_h, E_p(prompts)), F_g)``
-        (training caches ``F_g`` / ``F_h`` per pair while ``E_low`` / ``E_high`` are frozen)."""
+        (training caches ``F_g`` / ``F_h`` per pair while ``E_low`` / ``E_high`` are frozen); a residual editor
+        adds :meth:`base_planes` (``base``: those planes when already computed, e.g. cached in training)."""
         tokens, mask = self.encode_prompts(prompts)
-        return self.encoder.decode(self.cross_attention(f_h, tokens, mask), f_g, image)
+        planes = self.encoder.decode(self.cross_attention(f_h, tokens, mask), f_g, image)
+        if self.base_decoder is None:
+            return planes
+        return planes + (self.base_planes(f_g, f_h, image) if base is None else base)
+
+    def base_planes(self, f_g: Tensor, f_h: Tensor, image: Tensor) -> Tensor:
+        """A residual editor's base: the frozen prior E_t's triplane ``E_t^prior(F_h, F_g)`` (the prior's
+        reconstruction, to which the edit is added).
+
+        Raises:
+            ValueError: for an editor that is not residual (:attr:`EditorConfig.residual`).
+        """
+        if self.base_decoder is None:
+            raise ValueError("this editor is not residual: it has no base decoder")
+        x = self.encoder.prepare_input(image) if self.encoder.config.t_input_skip else None
+        return self.base_decoder(f_h, f_g, x)
 
     def reconstruct(self, image: Tensor) -> Tensor:
-        """The prior's triplane (no prompt): ``E_t(E_high(I), E_low(I))``."""
+        """The prior's triplane (no prompt): ``E_t(E_high(I), E_low(I))`` (a residual editor's frozen base)."""
+        if self.base_decoder is not None:
+            return self.base_planes(*self.image_features(image), image)
         return self.encoder(image)
 
     def render(self, planes: Tensor, labels: Tensor, resolution: int | None = None, **kwargs) -> RenderOutput:
@@ -233,11 +299,16 @@ class EditorCore(nn.Module):
         An ``E_p`` without a mapper (``mapper: none``, as in the imported 3DPE release, whose MAE
         feeds the cross-attention directly) adapts its backbone's LayerNorm gains and biases
         instead (38 k values for the MAE ViT-B/16), so ``E_p`` still takes part, as in the paper.
+        A residual editor (:attr:`EditorConfig.residual`) adapts E_t's output layer as well (13.9 k values at
+        the mini size): its edit can only move the triplane along what that layer learned in distillation, so
+        with norms alone an edit no distilled style made (a recoloured background) cannot be learned.
         """
         for encoder in self.prompt_encoders():
             mapper = list(encoder.mapper.parameters())
             yield from mapper if mapper else _backbone_norm_parameters(encoder)
         yield from self.encoder.norm_parameters()
+        if self.base_decoder is not None:
+            yield from self.encoder.decoder.out.parameters()
 
     def prompt_encoders(self) -> list[nn.Module]:
         """The prompt encoders present (text first)."""
@@ -302,9 +373,9 @@ def recorded_styles(path) -> list[str]:
     return [name for name in read_metadata(path).get("styles", "").split(",") if name]
 
 
-MODEL_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer", "cross_attention", "prompt_encoder")
+MODEL_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer", "cross_attention", "prompt_encoder", "residual")
 """Top-level sections of ``configs/model/*.yaml`` (``eg3d_renderer`` selects EG3D's renderer, see
-:class:`~pe3d.models.prior.PriorModelConfig`)."""
+:class:`~pe3d.models.prior.PriorModelConfig`; ``residual`` is :attr:`EditorConfig.residual`, a flag)."""
 PRIOR_YAML_SECTIONS = ("encoder", "renderer", "eg3d_renderer")
 """The sections that belong to the prior (:class:`~pe3d.models.prior.PriorModelConfig`)."""
 
@@ -327,7 +398,7 @@ def editor_config_from_yaml(path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {list(MODEL_YAML_SECTIONS)}")
     shaped = {
         "prior": {key: data[key] for key in PRIOR_YAML_SECTIONS if key in data},
-        **{key: data[key] for key in ("cross_attention", "prompt_encoder") if key in data},
+        **{key: data[key] for key in ("cross_attention", "prompt_encoder", "residual") if key in data},
     }
     return load_structured(EditorConfig, [shaped], _editor_override_paths(overrides))
 

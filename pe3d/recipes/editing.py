@@ -88,6 +88,11 @@ class DistillFitConfig:
     distillation keeps frozen) become ``prior``'s first (logged when they differ), so a stage against a
     continued prior starts from its encoders and renderer, not from those of the prior the init editor was built
     from; ``false`` keeps the init file's."""
+    residual: bool = False
+    """Distil a residual editor (:attr:`~pe3d.models.editor.EditorConfig.residual`: the frozen prior's triplane
+    plus a learned edit). A new editor is built residual; with ``init``, a non-residual editor file is turned
+    into one (:meth:`~pe3d.models.editor.EditorCore.as_residual`: ``prior``'s E_t as the base, E_t's output
+    layer zeroed) and a residual one is continued as it is."""
     model: str = "mini"
     styles: list[str] = field(default_factory=lambda: ["bronze_statue", "pencil_sketch", "zombie", "blue_hair"])
     pairs_per_style: int = 256
@@ -227,9 +232,14 @@ def build_distill_system(cfg: DistillFitConfig, prior: PriorModel) -> DistillSys
             if changed:
                 logger.warning("init=%s: E_low, E_high and the renderer taken from the prior (differed: %s)",
                                cfg.init, short_list(changed, 3))
+        if cfg.residual and not editor.cfg.residual:
+            editor = editor.as_residual(prior)
+            logger.warning("init=%s: turned residual (the prior's E_t as the frozen base, E_t's output layer zeroed)",
+                           cfg.init)
         return DistillSystem(editor, prior, cfg.system)
     model_cfg = editor_config_from_yaml(model_yaml_path(cfg.model), cfg.model_overrides)
-    editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder)
+    editor = EditorCore.from_prior(prior, model_cfg.cross_attention, model_cfg.prompt_encoder,
+                                   residual=cfg.residual or model_cfg.residual)
     return DistillSystem(editor, prior, cfg.system)
 
 

@@ -189,12 +189,17 @@ class EditingSystem(L.LightningModule):
         return self.frozen_cache.get(name, keys, images, compute)[0]
 
     def _edit(self, image: Tensor, prompts: Prompts, keys) -> Tensor:
-        """The editor's triplanes; ``E_low`` / ``E_high`` features come from the cache while they are frozen."""
+        """The editor's triplanes; ``E_low`` / ``E_high`` features (and a residual editor's base planes) come from
+        the cache while they are frozen."""
         if not self._image_features_frozen():
             return self.editor(image, prompts)
         f_g, f_h = self.frozen_cache.get("editor_features", keys, image,
                                          lambda idx: self.editor.image_features(image[idx]))
-        return self.editor.edit_features(f_g, f_h, image, prompts)
+        base = None
+        if self.editor.base_decoder is not None:  # a residual editor's base is frozen too
+            base = self.frozen_cache.get("editor_base_planes", keys, image,
+                                         lambda idx: (self.editor.base_planes(f_g[idx], f_h[idx], image[idx]),))[0]
+        return self.editor.edit_features(f_g, f_h, image, prompts, base=base)
 
     def _image_features_frozen(self) -> bool:
         branches = (self.editor.encoder.low, self.editor.encoder.high)
