@@ -57,6 +57,13 @@ def adapter_parameter_names(editor: nn.Module, parameters: Iterable[nn.Parameter
     return [name for name, p in editor.named_parameters() if id(p) in wanted]
 
 
+def optional_adapter_parameters(editor: nn.Module) -> list[nn.Parameter]:
+    """Parameters an adapter may carry besides ``editor.adaptation_parameters()``: all or none of the renderer's
+    decoder MLP (``decoder_adaptation_parameters``; empty for editors without it)."""
+    optional = getattr(editor, "decoder_adaptation_parameters", None)
+    return list(optional()) if optional is not None else []
+
+
 def save_adapter(
     path: str | Path,
     editor: nn.Module,
@@ -96,6 +103,9 @@ def check_adapter(adapter: Adapter, editor: nn.Module, base_hash: str, source: s
         )
     params = dict(editor.named_parameters())
     expected = set(adapter_parameter_names(editor, editor.adaptation_parameters()))
+    optional = set(adapter_parameter_names(editor, optional_adapter_parameters(editor)))
+    if optional & set(adapter.tensors):  # adapted with the renderer's decoder (fit adapt decoder_lr_scale > 0)
+        expected |= optional
     extra, missing = sorted(set(adapter.tensors) - expected), sorted(expected - set(adapter.tensors))
     if extra or missing:
         raise AdapterMismatchError(f"{source}: tensor names do not match this editor: missing {missing}, extra {extra}")

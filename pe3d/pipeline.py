@@ -32,7 +32,8 @@ from pe3d.geometry import label_from_yaw_pitch
 from pe3d.mesh import DEFAULT_GRID, DEFAULT_LEVEL, Mesh, triplane_mesh
 from pe3d.models.checkpoints import model_hash
 import pe3d
-from pe3d.adapters import ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter, read_adapter
+from pe3d.adapters import (ADAPTER_FILE, Adapter, adapter_parameter_names, apply_adapter, check_adapter,
+                           optional_adapter_parameters, read_adapter)
 from pe3d.devices import inference_memory_layout
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
@@ -153,7 +154,8 @@ class EditPipeline:
         self._known_words: dict[tuple[str, ...], Optional[frozenset[str]]] = {}
         self.device = torch.device(device)
         self.base_hash = model_hash(self.editor)
-        names = adapter_parameter_names(self.editor, self.editor.adaptation_parameters())
+        names = adapter_parameter_names(self.editor, [*self.editor.adaptation_parameters(),
+                                                      *optional_adapter_parameters(self.editor)])
         params = dict(self.editor.named_parameters())
         self._base_values = {name: params[name].detach().clone() for name in names}
         self.adapters: dict[str, Adapter] = {}

@@ -164,3 +164,31 @@ def test_fit_distill_init_residual_turns_the_editor_residual(prior_path, editor_
     assert not torch.equal(adapter.tensors["encoder.decoder.out.weight"], editor.encoder.decoder.out.weight)
     load_adapter_into(editor, adapter_path)
     assert torch.equal(editor.encoder.decoder.out.weight, adapter.tensors["encoder.decoder.out.weight"])
+
+
+def test_fit_adapt_with_the_renderers_decoder(prior_path, editor_path, tmp_path):
+    """``decoder_lr_scale > 0``: the renderer's decoder MLP adapts too, in its own optimizer group at that multiple
+    of the rate, and the adapter (kind ``norm-only+decoder``) carries it and loads back; a negative scale is refused."""
+    from pe3d.losses import EditLossConfig, ImageLossConfig
+    from pe3d.systems.editing import AdaptSystem, EditSystemConfig
+
+    base = load_editor(editor_path)
+    args = [f"base={editor_path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4",
+            f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}", f"export={tmp_path / 'adapter.safetensors'}",
+            "system.render_resolution=8", "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=3",
+            "decoder_lr_scale=0.5", "lr=0.01", *SMALL_RENDERS, *TRAINER]
+    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], args)))
+    assert adapter.kind == "norm-only+decoder"
+    decoder = {f"renderer.decoder.{n}": p for n, p in base.renderer.decoder.named_parameters()}
+    assert set(decoder) <= set(adapter.tensors)
+    assert any(not torch.equal(adapter.tensors[n], p) for n, p in decoder.items()), "the decoder did not adapt"
+    fresh = load_editor(editor_path)
+    load_adapter_into(fresh, tmp_path / "adapter.safetensors")
+    assert all(torch.equal(dict(fresh.named_parameters())[n], adapter.tensors[n]) for n in decoder)
+    cfg = EditSystemConfig(loss=EditLossConfig(image_3d=ImageLossConfig(perceptual="ssim")))
+    system = AdaptSystem(load_editor(editor_path), load_prior(prior_path), cfg, decoder_lr_scale=0.25)
+    groups = system.configure_optimizers()["optimizer"].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([5e-5, 5e-5 * 0.25])
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in system.editor.renderer.decoder.parameters()}
+    with pytest.raises(ValueError, match="decoder_lr_scale"):
+        AdaptSystem(load_editor(editor_path), load_prior(prior_path), cfg, decoder_lr_scale=-1.0)

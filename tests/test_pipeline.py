@@ -16,9 +16,10 @@ def pipe():
     return pe3d.EditPipeline.from_pretrained()
 
 
-def _fake_adapter(pipe, path, style, scale, base_hash=None):
+def _fake_adapter(pipe, path, style, scale, base_hash=None, decoder=False):
     editor = pipe.editor
-    names = adapter_parameter_names(editor, editor.adaptation_parameters())
+    extra = list(editor.decoder_adaptation_parameters()) if decoder else []
+    names = adapter_parameter_names(editor, [*editor.adaptation_parameters(), *extra])
     params = dict(editor.named_parameters())
     backup = {n: params[n].detach().clone() for n in names}
     with torch.no_grad():
@@ -69,6 +70,28 @@ def test_adapters_switch_and_unload_exactly(pipe, tmp_path):
     assert all(torch.equal(p, base[n]) for n, p in pipe.editor.named_parameters())
     with pytest.raises(KeyError, match="style_a"):
         pipe.set_adapter("nope")
+
+
+def test_an_adapter_with_the_renderers_decoder_switches_and_unloads_exactly(pipe, tmp_path):
+    """An adapter made with ``fit adapt decoder_lr_scale>0`` also carries the renderer's decoder MLP: switching to
+    a norm-only adapter or unloading restores the base decoder; a partial decoder set is refused."""
+    base = {n: p.detach().clone() for n, p in pipe.editor.named_parameters()}
+    with_decoder = pipe.load_adapter(_fake_adapter(pipe, tmp_path / "d.safetensors", "style_d", 0.1, decoder=True))
+    norm_only = pipe.load_adapter(_fake_adapter(pipe, tmp_path / "n.safetensors", "style_n", 0.1))
+    decoder_names = adapter_parameter_names(pipe.editor, pipe.editor.decoder_adaptation_parameters())
+    assert set(decoder_names) <= set(pipe.adapters[with_decoder].tensors)
+    assert not set(decoder_names) & set(pipe.adapters[norm_only].tensors)
+    params = dict(pipe.editor.named_parameters())
+    pipe.set_adapter(with_decoder)
+    assert not torch.equal(params[decoder_names[0]], base[decoder_names[0]])
+    pipe.set_adapter(norm_only)
+    assert all(torch.equal(params[n], base[n]) for n in decoder_names)  # the decoder is the base's again
+    pipe.unload_adapter()
+    assert all(torch.equal(p, base[n]) for n, p in pipe.editor.named_parameters())
+    partial = adapter_parameter_names(pipe.editor, pipe.editor.adaptation_parameters()) + decoder_names[:1]
+    save_adapter(tmp_path / "p.safetensors", pipe.editor, partial, "style_p", pipe.base_hash)
+    with pytest.raises(AdapterMismatchError, match="missing"):
+        pipe.load_adapter(tmp_path / "p.safetensors")
 
 
 def test_an_unchanged_adapter_file_is_read_once(pipe, tmp_path, monkeypatch):

@@ -1,14 +1,14 @@
 """``pe3d fit adapt`` on the adaptation test's styles with recipe overrides or a wider trainable set.
 
-    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor|norms_decoder] [--decoder-lr-scale S]
-        [--identities N] [--seen] [--per-view] [--picture PNG] [OVERRIDE ...]
+    python tools/adaptation_sweep.py STYLE [--trainable norms|e_t|editor] [--identities N] [--seen] [--per-view] [--picture PNG] [OVERRIDE ...]
 
 STYLE is one of the styles of ``tests/test_adaptation_quality.py``: the fixtures ``green_mono`` and
 ``green_mono_bg`` (``tests/fixtures/styles``, found through ``PE3D_STYLE_PATH``, which this tool sets)
 or the shipped ``golden_statue``; also ``keep`` (``configs/distill/anchor_styles``: the "edit" is the input
 itself, so the teacher is the prior's reconstruction and the gap is how far the adapted editor's own
 reconstruction stays below the prior's). OVERRIDEs are :class:`~pe3d.recipes.editing.AdaptFitConfig` keys,
-e.g. ``lr=0.012``, ``trainer.max_steps=160``, ``num_pairs=20``, ``base=runs/distill/editor.safetensors``. Each run
+e.g. ``lr=0.012``, ``trainer.max_steps=160``, ``num_pairs=20``, ``base=runs/distill/editor.safetensors``,
+``decoder_lr_scale=0.1`` (the renderer's decoder adapts too). Each run
 adapts the (shipped) base editor with the style's defaults plus the overrides (without the style's
 wall-clock guard, ``trainer.max_minutes=0``, so a busy machine cuts no run short), then scores the base
 and the adapted editor and the two-stage teacher exactly as the test does (its helpers are imported:
@@ -27,9 +27,7 @@ held-out ones, to separate fitting from generalisation; ``--per-view`` adds one 
 whether the number of adaptable values is what limits an adaptation; ``--trainable editor`` trains the
 whole editor but its prompt backbone (E_low, E_high, the cross-attention, E_t; E_low / E_high features are
 then recomputed at every step instead of cached), to ask whether the branches that read the unedited
-image limit it; ``--trainable norms_decoder`` trains the norm-only set and the renderer's decoder MLP (a
-colour map the same at every 3D point), with ``--decoder-lr-scale S`` times the learning rate for the MLP
-(0.1 measured best, docs/results/quality/residual_editor.md; 1 diverges at the default rate). All widen
+image limit it. Both widen
 :meth:`~pe3d.models.editor.EditorCore.adaptation_parameters` in this process only: the adapter it
 writes carries those parameters and loads only here: an experiment, not an adapter format.
 """
@@ -50,7 +48,7 @@ from test_adaptation_quality import adapt_and_score  # noqa: E402  (the test's r
 from pe3d.models.editor import EditorCore  # noqa: E402
 from pe3d.world import WorldSplit  # noqa: E402
 
-TRAINABLE = ("norms", "e_t", "editor", "norms_decoder")
+TRAINABLE = ("norms", "e_t", "editor")
 
 
 def _e_t_and_mapper(editor: EditorCore):
@@ -68,55 +66,12 @@ def _whole_editor(editor: EditorCore):
     yield from editor.cross_attention.parameters()
 
 
-def _norms_and_decoder(editor: EditorCore):
-    """The norm-only set plus the renderer's decoder MLP (a colour map applied alike at every 3D point)."""
-    yield from ORIGINAL_ADAPTATION_PARAMETERS(editor)
-    yield from editor.renderer.decoder.parameters()
-
-
-@contextmanager
-def decoder_lr_scale(scale: float):
-    """Within the block, adaptation gives the renderer's decoder MLP (when it trains, ``--trainable
-    norms_decoder``) ``scale`` times the learning rate of the other parameters (one more AdamW group, the same
-    warm-up and cosine schedule); 1 changes nothing."""
-    import torch
-
-    from pe3d.systems.editing import AdaptSystem
-
-    original = AdaptSystem.configure_optimizers
-
-    def configure(self):
-        out = original(self)
-        optimizer, scheduler = out["optimizer"], out["lr_scheduler"]["scheduler"]
-        decoder = {id(p) for p in self.editor.renderer.decoder.parameters()}
-        group = optimizer.param_groups[0]
-        moved = [p for p in group["params"] if id(p) in decoder]
-        if moved:
-            group["params"] = [p for p in group["params"] if id(p) not in decoder]
-            settings = {k: v for k, v in group.items() if k != "params"}
-            optimizer.add_param_group({**settings, "params": moved, "lr": group["initial_lr"] * scale,
-                                       "initial_lr": group["initial_lr"] * scale})
-            out["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, scheduler.lr_lambdas[0])
-        return out
-
-    if scale != 1.0:
-        AdaptSystem.configure_optimizers = configure
-    try:
-        yield
-    finally:
-        AdaptSystem.configure_optimizers = original
-
-
-ORIGINAL_ADAPTATION_PARAMETERS = EditorCore.adaptation_parameters
-
-
 @contextmanager
 def trainable(scope: str):
     """Within the block, adaptation trains ``scope``: ``norms`` (the framework's), ``e_t`` or ``editor``."""
     original = EditorCore.adaptation_parameters
     if scope != "norms":
-        EditorCore.adaptation_parameters = {"e_t": _e_t_and_mapper, "editor": _whole_editor,
-                                            "norms_decoder": _norms_and_decoder}[scope]
+        EditorCore.adaptation_parameters = {"e_t": _e_t_and_mapper, "editor": _whole_editor}[scope]
     try:
         yield
     finally:
@@ -149,15 +104,14 @@ def save_picture(style: str, editor, prior, out: Path, heads: int = 4) -> None:
 
 
 def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen: bool = False, per_view: bool = False,
-        picture: str = "", decoder_scale: float = 1.0) -> str:
+        picture: str = "") -> str:
     """One adaptation and its scores, as printable lines (and, with ``picture``, :func:`save_picture` there)."""
     work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
     inspect = (lambda editor, prior: save_picture(style, editor, prior, Path(picture))) if picture else None
-    with trainable(scope), scored_identities(seen), decoder_lr_scale(decoder_scale):
+    with trainable(scope), scored_identities(seen):
         before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides], identities, inspect)
     label = " ".join([*([f"trainable={scope}"] if scope != "norms" else []), *([f"identities={identities}"] if identities != 8 else []),
-                      *(["seen"] if seen else []), *([f"decoder_lr_scale={decoder_scale:g}"] if decoder_scale != 1.0 else []),
-                      *overrides])
+                      *(["seen"] if seen else []), *overrides])
     lines = [f"{style} [{label or 'defaults'}]: base {before['ours']:.2f} adapted {after['ours']:.2f} teacher {after['teacher']:.2f} "
              f"gap {after['teacher'] - after['ours']:.2f} dB, {minutes:.2f} min"]
     if per_view:
@@ -174,13 +128,10 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=8, help="identities scored (the test's 8)")
     parser.add_argument("--seen", action="store_true", help="score the pairs' own (training) identities, not held-out ones")
     parser.add_argument("--per-view", action="store_true", help="one line per view")
-    parser.add_argument("--decoder-lr-scale", type=float, default=1.0,
-                        help="with --trainable norms_decoder: the decoder MLP's learning rate as a multiple of the others'")
     parser.add_argument("--picture", default="", help="also save target | teacher | adapted at the input and yaw -+30 views of 4 held-out heads (PNG)")
     parser.add_argument("overrides", nargs="*", help="AdaptFitConfig overrides, e.g. lr=0.012 trainer.max_steps=160")
     args = parser.parse_intermixed_args()
-    print(run(args.style, args.trainable, args.overrides, args.identities, args.seen, args.per_view, args.picture,
-              args.decoder_lr_scale), flush=True)
+    print(run(args.style, args.trainable, args.overrides, args.identities, args.seen, args.per_view, args.picture), flush=True)
 
 
 if __name__ == "__main__":

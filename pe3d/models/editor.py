@@ -310,6 +310,12 @@ class EditorCore(nn.Module):
         if self.base_decoder is not None:
             yield from self.encoder.decoder.out.parameters()
 
+    def decoder_adaptation_parameters(self):
+        """The renderer's decoder MLP: what ``pe3d fit adapt decoder_lr_scale=S`` (S > 0) adapts besides
+        :meth:`adaptation_parameters` (an adapter then carries it too; :func:`pe3d.adapters.check_adapter`
+        accepts either form)."""
+        yield from self.renderer.decoder.parameters()
+
     def prompt_encoders(self) -> list[nn.Module]:
         """The prompt encoders present (text first)."""
         return [enc for enc in (self.text_encoder, self.image_encoder) if enc is not None]

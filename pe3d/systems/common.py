@@ -23,8 +23,9 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
 
 
-def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter], total_steps: int = 0):
-    """Lightning ``configure_optimizers`` return value for ``cfg``.
+def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter] | list[dict], total_steps: int = 0):
+    """Lightning ``configure_optimizers`` return value for ``cfg`` (``params``: parameters, or AdamW parameter
+    groups, each a dict that may set its own ``lr``; the schedule scales every group alike).
 
     The cosine decay runs over ``cfg.max_steps``, or ``total_steps`` (the trainer's
     ``max_steps``) when ``cfg.max_steps`` is 0.

@@ -232,7 +232,28 @@ class DistillSystem(EditingSystem):
 
 
 class AdaptSystem(EditingSystem):
-    """Norm-only adaptation (paper Sec. 3.3 "Customized Prompts Adaptation"): ``E_p`` + ``E_t``'s norms."""
+    """Norm-only adaptation (paper Sec. 3.3 "Customized Prompts Adaptation"): ``E_p`` + ``E_t``'s norms.
+
+    ``decoder_lr_scale > 0`` adapts the renderer's decoder MLP too
+    (:meth:`~pe3d.models.editor.EditorCore.decoder_adaptation_parameters`), at that multiple of the
+    learning rate (a colour map the same at every 3D point; not in the paper)."""
+
+    def __init__(self, editor: EditorCore, teacher: PriorModel, cfg: EditSystemConfig, decoder_lr_scale: float = 0.0) -> None:
+        if decoder_lr_scale < 0:
+            raise ValueError(f"decoder_lr_scale={decoder_lr_scale}: must be >= 0 (0 keeps the renderer's decoder frozen)")
+        self.decoder_lr_scale = decoder_lr_scale
+        super().__init__(editor, teacher, cfg)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.editor.adaptation_parameters()
+        if self.decoder_lr_scale > 0:
+            yield from self.editor.decoder_adaptation_parameters()
+
+    def configure_optimizers(self):
+        if self.decoder_lr_scale <= 0:
+            return super().configure_optimizers()
+        decoder = list(self.editor.decoder_adaptation_parameters())
+        ids = {id(p) for p in decoder}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": rest}, {"params": decoder, "lr": self.cfg.optim.lr * self.decoder_lr_scale}]
+        return build_optimizer(self.cfg.optim, groups, total_steps=trainer_max_steps(self))
