@@ -157,7 +157,10 @@ class EditorCore(nn.Module):
         if self.cfg.residual:
             raise ValueError("this editor is residual already")
         editor = type(self)(dataclasses.replace(self.cfg, residual=True))
-        editor.load_state_dict(self.state_dict(), strict=False)
+        result = editor.load_state_dict(self.state_dict(), strict=False)
+        unexpected = [k for k in result.missing_keys if not k.startswith("base_decoder.")] + list(result.unexpected_keys)
+        if unexpected:
+            raise ValueError(f"as_residual: keys that do not carry over: {unexpected[:5]}")
         load_strict(editor.base_decoder, prior.encoder.decoder.state_dict(), "the prior's encoder.decoder", ValueError,
                     "this editor's E_t")
         editor._zero_edit_output()
@@ -299,7 +302,7 @@ class EditorCore(nn.Module):
         An ``E_p`` without a mapper (``mapper: none``, as in the imported 3DPE release, whose MAE
         feeds the cross-attention directly) adapts its backbone's LayerNorm gains and biases
         instead (38 k values for the MAE ViT-B/16), so ``E_p`` still takes part, as in the paper.
-        A residual editor (:attr:`EditorConfig.residual`) adapts E_t's output layer as well (13.9 k values at
+        A residual editor (:attr:`EditorConfig.residual`) adapts E_t's output layer as well (20.8 k values at
         the mini size): its edit can only move the triplane along what that layer learned in distillation, so
         with norms alone an edit no distilled style made (a recoloured background) cannot be learned.
         """
