@@ -59,9 +59,8 @@ def adapter_parameter_names(editor: nn.Module, parameters: Iterable[nn.Parameter
 
 def optional_adapter_parameters(editor: nn.Module) -> list[nn.Parameter]:
     """Parameters an adapter may carry besides ``editor.adaptation_parameters()``: all or none of the renderer's
-    decoder MLP (``decoder_adaptation_parameters``; empty for editors without it)."""
-    optional = getattr(editor, "decoder_adaptation_parameters", None)
-    return list(optional()) if optional is not None else []
+    decoder MLP (``editor.decoder_adaptation_parameters()``)."""
+    return list(editor.decoder_adaptation_parameters())
 
 
 def save_adapter(

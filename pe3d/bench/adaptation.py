@@ -75,7 +75,8 @@ class TimeCheckpoints(L.Callback):
 
         editor = pl_module.editor
         names = adapter_parameter_names(editor, pl_module.trainable_parameters())
-        path = save_adapter(self.folder / f"adapter-{minutes:g}min.safetensors", editor, names, self.style, self.base_hash)
+        path = save_adapter(self.folder / f"adapter-{minutes:g}min.safetensors", editor, names, self.style, self.base_hash,
+                            kind=pl_module.adapter_kind)
         self.records.append({"minutes": minutes, "file": path.name, "step": int(step), "elapsed_minutes": elapsed, "reached": reached})
 
 

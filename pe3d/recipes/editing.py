@@ -300,13 +300,13 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     save_resolved(cfg, run_dir / "config.yaml")
     system = AdaptSystem(editor, teacher, system_cfg, decoder_lr_scale=cfg.decoder_lr_scale)
     names = adapter_parameter_names(editor, system.trainable_parameters())
-    kind = "norm-only" if cfg.decoder_lr_scale <= 0 else "norm-only+decoder"
     trainer, minutes = _run(system, data, trainer_cfg, run_dir, resume, callbacks)
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
     def write() -> Path:
         export = Path(cfg.export) if cfg.export else adapter_destination(spec.path, spec.name)
-        return save_adapter(export, editor.cpu(), names, cfg.style, base_hash, kind=kind, config_yaml=config_yaml)
+        return save_adapter(export, editor.cpu(), names, cfg.style, base_hash, kind=system.adapter_kind,
+                            config_yaml=config_yaml)
 
     where = Path(cfg.export) if cfg.export else spec.path
     return export_on_rank_zero(trainer, editor, where, write, f"adapter for {cfg.style!r} ({len(names)} tensors, {_run_summary(minutes, system)})")

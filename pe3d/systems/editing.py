@@ -244,6 +244,12 @@ class AdaptSystem(EditingSystem):
         self.decoder_lr_scale = decoder_lr_scale
         super().__init__(editor, teacher, cfg)
 
+    @property
+    def adapter_kind(self) -> str:
+        """The ``adapter_kind`` written into this adaptation's adapters: ``norm-only``, or ``norm-only+decoder``
+        when the renderer's decoder adapts too."""
+        return "norm-only+decoder" if self.decoder_lr_scale > 0 else "norm-only"
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.editor.adaptation_parameters()
         if self.decoder_lr_scale > 0:
