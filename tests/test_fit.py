@@ -192,3 +192,32 @@ def test_fit_adapt_with_the_renderers_decoder(prior_path, editor_path, tmp_path)
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in system.editor.renderer.decoder.parameters()}
     with pytest.raises(ValueError, match="decoder_lr_scale"):
         AdaptSystem(load_editor(editor_path), load_prior(prior_path), cfg, decoder_lr_scale=-1.0)
+
+
+def test_fit_distill_keeps_the_refined_teacher_beside_the_pairs_for_the_next_run(prior_path, editor_path, tmp_path):
+    """``system.teacher_refine_steps``: the first run writes each pair's refined teacher triplane to
+    ``<pairs_dir>/refined-teacher``; a second run on the same pairs reads every one of them (no file is written
+    again); ``system.teacher_store=none`` keeps nothing, and ``off`` (a boolean to YAML) is refused."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    pairs = tmp_path / "pairs"
+    args = [f"prior={prior_path}", f"init={editor_path}", "system.teacher_refine_steps=1",
+            "styles=[bronze_statue,blue_hair]", "pairs_per_style=6", "data.batch_size=4", "system.render_resolution=8",
+            "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=2", *SMALL_RENDERS, *TRAINER]
+    fit_distill(load_structured(DistillFitConfig, [], [*args, f"pairs_dir={pairs}", f"out={tmp_path / 'first'}"]))
+    assert OmegaConf.load(tmp_path / "first" / "config.yaml").system.teacher_store == str(pairs / "refined-teacher")
+    written = {p: p.stat().st_mtime_ns for p in (pairs / "refined-teacher").rglob("*.safetensors")}
+    assert len(written) >= 8  # 2 steps of 4 pairs (and the validation pairs)
+    assert {p.parent.name for p in written} <= {"bronze_statue", "blue_hair"}
+    fit_distill(load_structured(DistillFitConfig, [], [*args, f"pairs_dir={pairs}", f"out={tmp_path / 'second'}"]))
+    assert {p: p.stat().st_mtime_ns for p in (pairs / "refined-teacher").rglob("*.safetensors")} == written
+    off = tmp_path / "pairs-off"
+    fit_distill(load_structured(DistillFitConfig, [], [*args, f"pairs_dir={off}", "system.teacher_store=none",
+                                                       f"out={tmp_path / 'off'}"]))
+    assert OmegaConf.load(tmp_path / "off" / "config.yaml").system.teacher_store == "none"
+    assert not [p for p in tmp_path.rglob("*.safetensors") if off in p.parents and "refined" in str(p)]
+    assert not list(Path.cwd().glob("none")) and not list(Path.cwd().glob("False"))
+    with pytest.raises(ValueError, match="teacher_store='False'.*booleans to YAML"):
+        load_structured(DistillFitConfig, [], [*args, "system.teacher_store=off"])

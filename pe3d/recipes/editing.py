@@ -206,10 +206,17 @@ def _run(system: L.LightningModule, data_cfg: PairDataConfig, trainer_cfg: Train
     return trainer, (time.perf_counter() - started) / 60
 
 
+def teacher_store_folder(value: str, pairs_dir: str) -> str:
+    """``system.teacher_store`` as the recipes use it: ``<pairs_dir>/refined-teacher`` when empty (the refined
+    teacher's triplanes are kept beside the pairs they were made from), else as given (``none``: not kept)."""
+    return value or str(Path(pairs_dir) / "refined-teacher")
+
+
 def _run_summary(minutes: float, system: AdaptSystem | DistillSystem) -> str:
-    """``"0.6 min"``, plus what the frozen-output cache reused (on this process)."""
-    cache = system.frozen_cache.summary()
-    return f"{minutes:.1f} min; {cache}" if cache else f"{minutes:.1f} min"
+    """``"0.6 min"``, plus what the frozen-output cache reused and the refined-teacher store read (on this process)."""
+    notes = [note for note in (system.frozen_cache.summary(),
+                               system.teacher_store.summary() if system.teacher_store is not None else "") if note]
+    return "; ".join([f"{minutes:.1f} min", *notes])
 
 
 def _refuse_recipe_keys(cfg: DistillFitConfig | AdaptFitConfig) -> None:
@@ -259,6 +266,7 @@ def fit_distill(cfg: DistillFitConfig, resume: bool = False, callbacks: Sequence
     run_dir = Path(cfg.out)
     checkpoint_to_resume(run_dir, resume)  # a --resume with nothing to resume fails before the pairs are made
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = replace(cfg, system=replace(cfg.system, teacher_store=teacher_store_folder(cfg.system.teacher_store, cfg.pairs_dir)))
     save_resolved(cfg, run_dir / "config.yaml")
     folders = [ensure_pairs(style, cfg.pairs_dir, cfg.pairs_per_style, cfg.style_dirs, cfg.style_overrides) for style in cfg.styles]
     prior = load_prior(resolve_weights(cfg.prior, "prior_mini"))
@@ -427,6 +435,7 @@ def adapt_settings(cfg: AdaptFitConfig, style: AdaptSpec, num_pairs: int) -> tup
     system_cfg.loss.depth_source = system_cfg.loss.depth_source or style.depth_source
     if system_cfg.loss.depth_source not in DEPTH_SOURCES:
         raise ConfigError(f"system.loss.depth_source={system_cfg.loss.depth_source!r}: must be one of {list(DEPTH_SOURCES)}")
+    system_cfg.teacher_store = teacher_store_folder(system_cfg.teacher_store, cfg.pairs_dir)
     if system_cfg.loss.depth_3d == -1:
         system_cfg.loss.depth_3d = style.depth_weight
     elif system_cfg.loss.depth_3d < 0:

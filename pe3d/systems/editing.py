@@ -27,7 +27,8 @@ from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
 from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
-from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, pair_keys
+from pe3d.systems.frozen_cache import FrozenOutputCache, batch_independent, image_fingerprints, pair_keys
+from pe3d.systems.teacher_store import RefinedTeacherStore, stored_fingerprints, teacher_provenance
 from pe3d.systems.view_bank import ViewBank
 
 
@@ -65,6 +66,12 @@ class EditSystemConfig:
     """Steps of test-time detail refinement (:mod:`pe3d.refinement`) of the teacher's triplane of each
     pair's 2D edit: a residual fitted so that it renders like the edit at the pair's camera, once per pair
     (kept in the frozen-output cache). 0: the teacher's feed-forward triplane, as in the paper."""
+    teacher_store: str = ""
+    """A folder where the refined teacher's triplanes (``teacher_refine_steps > 0``) are kept across runs
+    (:class:`~pe3d.systems.teacher_store.RefinedTeacherStore`: one file per pair, in a subfolder named by a hash of
+    the teacher and the refinement settings), so a later run on the same pairs reads them instead of fitting them
+    again. ``""``: kept in memory for one run only; ``pe3d fit distill`` and ``fit adapt`` fill it with
+    ``<pairs_dir>/refined-teacher`` (``none``: memory only there too)."""
     image_log_every: int = 200
     frozen_cache_mb: float = 2048.0
     """Memory for outputs of frozen modules kept per pair (the teacher's triplanes of the edited and the
@@ -77,6 +84,9 @@ class EditSystemConfig:
                              " must be >= 1")
         if self.teacher_refine_steps < 0:
             raise ValueError(f"system.teacher_refine_steps must be >= 0, got {self.teacher_refine_steps}")
+        if self.teacher_store in ("True", "False"):  # YAML reads off / no / yes as booleans
+            raise ValueError(f"system.teacher_store={self.teacher_store!r}: a folder, or none to keep the refined "
+                             "teacher in memory only (off / no / yes are booleans to YAML)")
         if self.view_bank < 0 or 0 < self.view_bank < self.num_views:
             raise ValueError(f"system.view_bank={self.view_bank}: 0 (fresh views at every step) or at least "
                              f"system.num_views={self.num_views} views per pair")
@@ -109,6 +119,10 @@ class EditingSystem(L.LightningModule):
         self.cfg = cfg
         self.objective = EditObjective(cfg.loss)
         self.frozen_cache = FrozenOutputCache(cfg.frozen_cache_mb)
+        self.teacher_store = None
+        if cfg.teacher_refine_steps > 0 and cfg.teacher_store not in ("", "none"):
+            settings = f"{RefineConfig(steps=cfg.teacher_refine_steps)!r}"
+            self.teacher_store = RefinedTeacherStore(cfg.teacher_store, teacher_provenance(teacher, settings))
         self.view_bank = None
         if cfg.view_bank > 0:
             stride = DilatedRays.stride_for(editor.renderer, cfg.view_ray_stride)
@@ -186,7 +200,27 @@ class EditingSystem(L.LightningModule):
                                                       RefineConfig(steps=steps), frozen=self.teacher)
             return (planes,)
 
+        if steps and self.teacher_store is not None and keys is not None:
+            return self.frozen_cache.get(name, keys, images, self._stored(compute, keys, images, labels))[0]
         return self.frozen_cache.get(name, keys, images, compute)[0]
+
+    def _stored(self, compute, keys, images: Tensor, labels: Tensor):
+        """``compute`` (batch indices -> the refined teacher's planes) served from the teacher store where a
+        pair's triplane is there; the others are computed and written to it."""
+        store = self.teacher_store
+        fingerprints = torch.cat([stored_fingerprints(images), image_fingerprints(labels)], 1)
+
+        def stored_compute(idx: Tensor):
+            found = {int(i): store.load(keys[int(i)], fingerprints[int(i)]) for i in idx.tolist()}
+            missing = [i for i, planes in found.items() if planes is None]
+            if missing:
+                computed = compute(torch.tensor(missing, device=idx.device))[0].detach()
+                for j, i in enumerate(missing):
+                    store.save(keys[i], fingerprints[i], computed[j])
+                    found[i] = computed[j]
+            return (torch.stack([found[int(i)].to(images.device, images.dtype) for i in idx.tolist()]),)
+
+        return stored_compute
 
     def _edit(self, image: Tensor, prompts: Prompts, keys) -> Tensor:
         """The editor's triplanes; ``E_low`` / ``E_high`` features (and a residual editor's base planes) come from

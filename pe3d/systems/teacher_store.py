@@ -1,0 +1,106 @@
+"""The refined teacher's triplanes on disk, made once per pair and reused by every later run.
+
+With ``system.teacher_refine_steps`` the teacher's triplane of each pair's 2D edit is fitted a few Adam
+steps further to that edit (:func:`pe3d.refinement.fit_detail_residual`). That costs a full render's forward
+and backward per step and pair: 29 of the 32.7 minutes of the shipped editor's refined-teacher stage on the
+2-core CPU went to the 1,536 pairs' first epoch. The in-memory :class:`~pe3d.systems.frozen_cache.FrozenOutputCache`
+keeps the result for the rest of one run; :class:`RefinedTeacherStore` keeps it across runs, so the next stage
+on the same pairs, prior and refinement settings (the shipped recipe's vocabulary stage, a rerun with another
+learning rate) reads it instead of fitting it again.
+
+One safetensors file per pair, ``<root>/<provenance>/<style>/<id>.safetensors``: the provenance is a hash of the
+teacher's weights and configuration and of the refinement's settings, so another prior or other settings use
+another folder; each file holds the fingerprint of the pair's edited image and camera, and an entry whose
+fingerprint differs (a pair folder made again with other images) is fitted again and overwritten. Files are
+written atomically, so a killed run leaves none half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Hashable
+
+import torch
+from torch import Tensor, nn
+
+from pe3d.io import CorruptFileError, load_tensors, save_tensors, state_dict_hash
+from pe3d.systems.frozen_cache import image_fingerprints
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RefinedTeacherStore", "stored_fingerprints", "teacher_provenance"]
+
+
+def stored_fingerprints(images: Tensor) -> Tensor:
+    """Per item, :func:`~pe3d.systems.frozen_cache.image_fingerprints` (sum, sum of squares) and the sum weighted
+    by a ramp over the pixels: ``[B, 3]`` (float64). The ramp tells a mirrored or shifted image from the one a
+    stored triplane was made from, which the two moments alone do not (a pair folder made again can hold one)."""
+    flat = images.detach().flatten(1).double()
+    ramp = torch.linspace(0.0, 1.0, flat.shape[1], dtype=flat.dtype, device=flat.device)
+    return torch.cat([image_fingerprints(images), (flat * ramp).sum(1, keepdim=True)], 1)
+
+
+def teacher_provenance(teacher: nn.Module, settings: str) -> str:
+    """A 16-digit hash naming what a refined triplane depends on besides the pair: the teacher's weights, its
+    configuration (``teacher.cfg``, e.g. the renderer's ray samples) and ``settings`` (the refinement's)."""
+    digest = hashlib.sha256()
+    digest.update(state_dict_hash(teacher.state_dict(), length=64).encode())
+    digest.update(repr(getattr(teacher, "cfg", None)).encode())
+    digest.update(settings.encode())
+    return digest.hexdigest()[:16]
+
+
+class RefinedTeacherStore:
+    """Refined teacher triplanes kept in ``root``, one file per pair (see the module docstring).
+
+    Args:
+        root: the store's folder (made when the first triplane is written).
+        provenance: :func:`teacher_provenance` of the teacher and refinement that make the triplanes.
+
+    Attributes:
+        reads / writes: triplanes served from / written to disk over the store's life.
+    """
+
+    def __init__(self, root: str | Path, provenance: str) -> None:
+        if not provenance or any(c in provenance for c in "/\\"):
+            raise ValueError(f"provenance must be a non-empty name without path separators, got {provenance!r}")
+        self.folder = Path(root) / provenance
+        self.reads = 0
+        self.writes = 0
+
+    def path(self, key: Hashable) -> Path:
+        """The file of a pair key ``(style, id)``."""
+        style, index = key
+        return self.folder / str(style) / f"{int(index)}.safetensors"
+
+    def load(self, key: Hashable, fingerprint: Tensor) -> Tensor | None:
+        """The stored triplane of ``key`` when its fingerprint equals ``fingerprint``, else ``None``; an
+        unreadable file is reported (once per file, as a warning) and treated as absent."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            tensors, _ = load_tensors(path)
+        except CorruptFileError as error:
+            logger.warning("refined teacher store: %s is unreadable (%s); fitting it again", path, error)
+            return None
+        stored = tensors.get("fingerprint")
+        if (stored is None or "planes" not in tensors or stored.shape != fingerprint.shape
+                or not torch.allclose(stored, fingerprint.detach().cpu().double(), rtol=1e-9, atol=0.0)):
+            return None
+        self.reads += 1
+        return tensors["planes"]
+
+    def save(self, key: Hashable, fingerprint: Tensor, planes: Tensor) -> None:
+        """Write the triplane of ``key`` (atomically) with the fingerprint it was made from."""
+        save_tensors(self.path(key), {"planes": planes, "fingerprint": fingerprint.detach().double()},
+                     {"kind": "refined teacher triplane"})
+        self.writes += 1
+
+    def summary(self) -> str:
+        """One line for the end of a run (``""`` when the store was not used)."""
+        if not self.reads and not self.writes:
+            return ""
+        return f"refined teacher triplanes: {self.reads} read from, {self.writes} written to {self.folder}"
