@@ -4,6 +4,8 @@
 * :class:`DistillSystem` / :class:`AdaptSystem`: full distillation and norm-only adaptation of the
   editor, one shared training step and loss;
 * :class:`FrozenOutputCache`: what frozen networks computed for a training pair, reused at its later steps;
+* :class:`~pe3d.systems.teacher_store.RefinedTeacherStore`: the refined teacher's triplanes on disk, reused by
+  later runs on the same pairs;
 * :func:`build_trainer` / :class:`TrainerConfig`: the Lightning trainer of every ``pe3d fit``.
 
 Importing this package imports Lightning; inference (:mod:`pe3d.pipeline`) never does.

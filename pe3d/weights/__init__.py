@@ -40,7 +40,8 @@ SHIPPED: dict[str, str] = {
     # then 800 more such steps against the refined teacher (system.teacher_refine_steps: the prior's triplane
     # of each pair's 2D edit fitted 10 steps more to that edit), which sharpens what it distils; then 800 more
     # such steps with real vocabulary words as the inserted unknown words (data.prompt_augment.unknown_word_source),
-    # so a word no training prompt uses is ignored instead of moving the edit
+    # so a word no training prompt uses is ignored instead of moving the edit (that stage reads the refined
+    # teacher's triplanes the stage before wrote to runs/pairs-bg/refined-teacher: system.teacher_store)
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-mini/editor.safetensors"
     " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-bgft"
