@@ -208,17 +208,19 @@ class EditingSystem(L.LightningModule):
         """``compute`` (batch indices -> the refined teacher's planes) served from the teacher store where a
         pair's triplane is there; the others are computed and written to it."""
         store = self.teacher_store
-        fingerprints = torch.cat([stored_fingerprints(images), image_fingerprints(labels)], 1)
 
         def stored_compute(idx: Tensor):
-            found = {int(i): store.load(keys[int(i)], fingerprints[int(i)]) for i in idx.tolist()}
-            missing = [i for i, planes in found.items() if planes is None]
+            # fingerprinted here, only for the items the memory cache did not hold, not at every step
+            items = idx.tolist()
+            fingerprints = torch.cat([stored_fingerprints(images[idx]), image_fingerprints(labels[idx])], 1)
+            found = [store.load(keys[i], fp) for i, fp in zip(items, fingerprints)]
+            missing = [k for k, planes in enumerate(found) if planes is None]
             if missing:
-                computed = compute(torch.tensor(missing, device=idx.device))[0].detach()
-                for j, i in enumerate(missing):
-                    store.save(keys[i], fingerprints[i], computed[j])
-                    found[i] = computed[j]
-            return (torch.stack([found[int(i)].to(images.device, images.dtype) for i in idx.tolist()]),)
+                computed = compute(idx[missing])[0].detach()
+                for planes, k in zip(computed, missing):
+                    store.save(keys[items[k]], fingerprints[k], planes)
+                    found[k] = planes
+            return (torch.stack([planes.to(images.device, images.dtype) for planes in found]),)
 
         return stored_compute
 

@@ -25,7 +25,8 @@ from typing import Hashable
 import torch
 from torch import Tensor, nn
 
-from pe3d.io import CorruptFileError, load_tensors, save_tensors, state_dict_hash
+from pe3d.io import CorruptFileError, load_tensors, save_tensors
+from pe3d.models.checkpoints import model_hash
 from pe3d.systems.frozen_cache import image_fingerprints
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def teacher_provenance(teacher: nn.Module, settings: str) -> str:
     """A 16-digit hash naming what a refined triplane depends on besides the pair: the teacher's weights, its
     configuration (``teacher.cfg``, e.g. the renderer's ray samples) and ``settings`` (the refinement's)."""
     digest = hashlib.sha256()
-    digest.update(state_dict_hash(teacher.state_dict(), length=64).encode())
+    digest.update(model_hash(teacher).encode())
     digest.update(repr(getattr(teacher, "cfg", None)).encode())
     digest.update(settings.encode())
     return digest.hexdigest()[:16]
