@@ -389,8 +389,10 @@ class EditPipeline:
     @torch.no_grad()
     def render(self, triplane: Tensor, camera: Tensor, resolution: int | None = None):
         """Render triplanes ``[B, 3, C, Rt, Rt]`` at cameras ``[B, 25]``; a :class:`~pe3d.rendering.RenderOutput`
-        (``image`` is not clamped)."""
-        return self.editor.render(triplane, camera.reshape(-1, 25).to(self.device), resolution=resolution)
+        (``image`` is not clamped; ``features`` holds only what the images need: RGB alone without a
+        super-resolution head, see :meth:`~pe3d.rendering.TriplaneRenderer.forward`'s ``images_only``)."""
+        return self.editor.render(triplane, camera.reshape(-1, 25).to(self.device), resolution=resolution,
+                                  images_only=True)
 
     def check_prompt(self, prompt: str | Sequence[str] | None) -> None:
         """Raise :class:`~pe3d.errors.InvalidInput` now for a text prompt the encoder refuses (e.g. an

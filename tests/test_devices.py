@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pe3d.devices import DTYPES, resolve_device, resolve_dtype
+from pe3d.devices import DTYPES, inference_memory_layout, resolve_device, resolve_dtype
 
 
 def test_auto_is_the_cpu_without_cuda(monkeypatch):
@@ -50,3 +50,36 @@ def test_inference_memory_layout_keeps_values_hash_files_and_training(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in plain.state_dict().items())
     model(image).square().mean().backward()
     assert model[0].weight.grad is not None and torch.isfinite(model[0].weight.grad).all()
+
+
+def test_dilated_convolutions_without_autograd_run_on_onednn_with_the_same_values():
+    from pe3d.models.layers import ConvAct, dilated_conv_on_onednn
+
+    torch.manual_seed(0)
+    for dilation in (1, 2, 4):
+        block = ConvAct(16, 16, 3, dilation=dilation)
+        image = torch.randn(1, 16, 16, 16)
+        reference = torch.nn.functional.conv2d(image, block.conv.weight, block.conv.bias, padding=dilation, dilation=dilation)
+        with torch.no_grad():
+            direct = dilated_conv_on_onednn(block.conv, image)
+            assert (direct is None) == (dilation == 1)  # undilated ones stay with the dispatcher
+            if direct is not None:
+                torch.testing.assert_close(direct, reference, atol=1e-5, rtol=1e-5)
+            inference_memory_layout(block)
+            torch.testing.assert_close(block(image), block.act(reference), atol=1e-5, rtol=1e-5)
+        assert dilated_conv_on_onednn(block.conv, image) is None  # with autograd: the module's own path
+        block(image).sum().backward()
+        assert block.conv.weight.grad is not None
+
+
+def test_cat_channels_keeps_the_majority_layout_and_the_values():
+    from pe3d.models.layers import cat_channels
+
+    big = torch.randn(1, 12, 8, 8).contiguous(memory_format=torch.channels_last)
+    small = torch.randn(1, 2, 8, 8)
+    joined = cat_channels([big, small])
+    torch.testing.assert_close(joined, torch.cat([big, small], dim=1), rtol=0, atol=0)
+    assert joined.is_contiguous(memory_format=torch.channels_last) and not joined.is_contiguous()
+    plain = cat_channels([big.contiguous(), small])  # channels-first majority: torch.cat's own layout
+    assert plain.is_contiguous()
+    torch.testing.assert_close(plain, joined, rtol=0, atol=0)

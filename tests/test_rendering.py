@@ -289,6 +289,53 @@ def test_decoder_inference_path_matches_the_autograd_path() -> None:
     torch.testing.assert_close(inferred.sigma, trained.sigma.detach(), atol=2e-5, rtol=1e-6)
 
 
+def test_decoder_feature_channels_decode_the_same_first_channels() -> None:
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(in_channels=8, hidden_dim=32, out_features=6)
+    samples = torch.randn(2, 500, 8) * 3.0
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            full, rgb = decoder(samples), decoder(samples, feature_channels=3)
+        assert rgb.features.shape == (2, 500, 3)
+        torch.testing.assert_close(rgb.features, full.features[..., :3], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(rgb.sigma, full.sigma)
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match=f"feature_channels must be in \\[1, 6\\], got {bad}"):
+            decoder(samples, feature_channels=bad)
+
+
+def test_images_only_render_equals_the_full_render_and_decodes_rgb_alone() -> None:
+    torch.manual_seed(0)
+    renderer = _tiny_renderer().eval()
+    planes = torch.randn(2, 3, 8, 16, 16)
+    label = label_from_yaw_pitch(torch.tensor([0.0, 0.3]), torch.tensor([0.0, -0.1]))
+    widths = []
+    forward = renderer.decoder.forward
+
+    def spy(samples, directions=None, feature_channels=None):
+        out = forward(samples, directions, feature_channels)
+        widths.append(out.features.shape[-1])
+        return out
+
+    renderer.decoder.forward = spy
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            full = renderer(planes, label)
+            widths.clear()
+            quick = renderer(planes, label, images_only=True)
+        assert set(widths) == {3}  # no decoded channel beyond RGB
+        assert quick.features.shape == (2, 3, 8, 8) and full.features.shape == (2, 6, 8, 8)
+        for name in ("image", "depth", "weights"):
+            torch.testing.assert_close(getattr(quick, name), getattr(full, name), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(quick.features, quick.image)
+
+    with_head = _tiny_renderer(superres=True).eval()
+    with torch.no_grad():
+        full, quick = with_head(planes, label), with_head(planes, label, images_only=True)
+    assert quick.features.shape == full.features.shape == (2, 6, 8, 8)  # the head reads every channel
+    torch.testing.assert_close(quick.image_sr, full.image_sr)
+
+
 def test_empty_ray_shortcut_matches_the_full_render_with_fewer_field_queries() -> None:
     """Deterministic renders skip the fine pass of (nearly) empty rays; images of a batch with
     different numbers of busy rays come out as the full render does, in fewer field queries."""

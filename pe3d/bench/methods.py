@@ -108,7 +108,7 @@ class OursMethod(EditMethod):
 
     @torch.no_grad()
     def render(self, planes: Tensor, cameras: Tensor, resolution: int | None = None) -> RenderOutput:
-        return self.editor.render(planes, cameras, resolution=resolution)
+        return self.editor.render(planes, cameras, resolution=resolution, images_only=True)
 
     def edit_batch(self, requests: list[EditRequest]) -> Tensor:
         """One forward pass for requests sharing a prompt (the editor is feed-forward, so batching changes nothing else)."""
@@ -134,7 +134,7 @@ class _PriorMethod(EditMethod):
 
     @torch.no_grad()
     def render(self, planes: Tensor, cameras: Tensor, resolution: int | None = None) -> RenderOutput:
-        return self.prior.render(planes, cameras, resolution=resolution)
+        return self.prior.render(planes, cameras, resolution=resolution, images_only=True)
 
 
 class TwoStageMethod(_PriorMethod):
@@ -171,7 +171,7 @@ class OptimisationMethod(_PriorMethod):
         self.last_losses = []
         with torch.enable_grad():
             for _ in range(self.steps):
-                render = self.prior.render(planes, request.camera, resolution=self.resolution).image
+                render = self.prior.render(planes, request.camera, resolution=self.resolution, images_only=True).image
                 loss = self.loss(render, target)["total"]
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

@@ -128,13 +128,15 @@ class EG3DTriplaneRenderer(nn.Module):
 
     def forward(self, planes: Tensor, label: Tensor, resolution: int | None = None,
                 ray_indices: Tensor | None = None, generator: torch.Generator | None = None,
-                super_resolve: bool = True) -> RenderOutput:
+                super_resolve: bool = True, images_only: bool = False) -> RenderOutput:
         """pe3d's renderer interface: :class:`RenderOutput` with images in ``[0, 1]``.
 
         ``image`` is the raw volume-rendered RGB at ``resolution`` and ``image_sr`` the 4x
         super-resolved one. ``generator`` (or, in eval mode, ``config.eval_seed``) seeds EG3D's
         sample jitter. Ray subsets (``ray_indices``) are not supported: EG3D clamps depths over the
-        whole batch and super-resolves whole images.
+        whole batch and super-resolves whole images. ``images_only`` is accepted as
+        :meth:`pe3d.rendering.TriplaneRenderer.forward` takes it and changes nothing here: EG3D's
+        super-resolution reads every decoded channel.
         """
         if ray_indices is not None:
             raise ValueError("the EG3D renderer renders whole images only (ray_indices is not supported)")

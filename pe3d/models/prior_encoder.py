@@ -41,6 +41,7 @@ from pe3d.models.layers import (
     ConvAct,
     ResidualBlock,
     TokenStage,
+    cat_channels,
     coordinate_channels,
     init_conv_kaiming_fan_out,
 )
@@ -338,15 +339,15 @@ class TriplaneViTDecoder(nn.Module):
     def forward(self, f_a: Tensor, f_g: Tensor, x: Tensor | None = None) -> Tensor:
         """``f_a [B, C_h, S_f, S_f]``, ``f_g [B, C_g, S_f, S_f]`` (and the prepared input
         ``x [B, 5, S, S]`` when ``t_input_skip``) -> ``[B, 3, C, R, R]``."""
-        y = self.vit(self.fuse(torch.cat([f_a, f_g], dim=1)))
+        y = self.vit(self.fuse(cat_channels([f_a, f_g])))
         skips = [f for name, f in (("high", f_a), ("low", f_g)) if name in self.skip]
         if skips:
-            y = torch.cat([y, *skips], dim=1)
+            y = cat_channels([y, *skips])
         y = _resize(self.head_first(y), self.resolution, align_corners=self.align_corners)
         if self.input_skip:
             if x is None:
                 raise ValueError("this E_t has t_input_skip=true: pass the prepared input image x")
-            y = torch.cat([y, _resize(x, self.resolution, antialias=True)], dim=1)
+            y = cat_channels([y, _resize(x, self.resolution, antialias=True)])
         planes = self.out(self.refine(self.head_rest(y)))
         if self.border:
             planes = F.pad(planes, (self.border,) * 4, mode="replicate")

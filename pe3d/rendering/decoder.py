@@ -91,7 +91,8 @@ class TriplaneDecoder(nn.Module):
         """Build from a :class:`TriplaneDecoderConfig`."""
         return cls(config.in_channels, config.hidden_dim, config.out_features)
 
-    def forward(self, sampled_features: Tensor, directions: Tensor | None = None) -> DecoderOutput:
+    def forward(self, sampled_features: Tensor, directions: Tensor | None = None,
+                feature_channels: int | None = None) -> DecoderOutput:
         """Decode triplane samples.
 
         Args:
@@ -99,27 +100,34 @@ class TriplaneDecoder(nn.Module):
                 or their mean over the planes ``[B, N, C]``
                 (:func:`~pe3d.rendering.planes.sample_mean_from_planes`).
             directions: ``[B, N, 3]`` view directions (unused, as in EG3D).
+            feature_channels: decode only the first this many feature channels (e.g. 3: RGB, for a
+                render that needs no super-resolution); ``None``: all ``out_features``. The channels
+                decoded are the same values either way; fewer cost less.
 
         Returns:
-            :class:`DecoderOutput` with ``features [B, N, F]`` and raw ``sigma [B, N, 1]``.
+            :class:`DecoderOutput` with ``features [B, N, F]`` (``F = feature_channels`` when given) and
+            raw ``sigma [B, N, 1]``.
         """
+        channels = self.out_features if feature_channels is None else int(feature_channels)
+        if not 1 <= channels <= self.out_features:
+            raise ValueError(f"feature_channels must be in [1, {self.out_features}], got {feature_channels}")
         mean = sampled_features if sampled_features.dim() == 3 else sampled_features.mean(dim=1)
         if not torch.is_grad_enabled():
-            return self._decode_inference(mean)
+            return self._decode_inference(mean, channels)
         x = self.net(mean)  # [B, N, 1 + F]
         sigma, logits = x.split([1, self.out_features], dim=-1)  # one cat in backward, no zero-filled grads
-        features = torch.sigmoid(logits) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
+        features = torch.sigmoid(logits[..., :channels]) * (1.0 + 2.0 * RGB_PADDING) - RGB_PADDING
         return DecoderOutput(features=features, sigma=sigma)
 
-    def _decode_inference(self, mean: Tensor) -> DecoderOutput:
+    def _decode_inference(self, mean: Tensor, channels: int) -> DecoderOutput:
         """:meth:`forward` without autograd, about 30 % faster on a CPU (same values to ~1e-6): the softplus
         is computed in place from exp and log (the library kernel is several times slower than those on
         CPUs), and density and features come from separate products, so the sigmoid runs on a contiguous
-        tensor rather than a strided slice."""
+        tensor rather than a strided slice; only the ``channels`` feature rows of the last layer are used."""
         first, _, last = self.net
         hidden = _softplus_(F.linear(mean, first.weight, first.bias))
         sigma = F.linear(hidden, last.weight[:1], last.bias[:1])
-        logits = F.linear(hidden, last.weight[1:], last.bias[1:])
+        logits = F.linear(hidden, last.weight[1 : 1 + channels], last.bias[1 : 1 + channels])
         features = torch.sigmoid_(logits).mul_(1.0 + 2.0 * RGB_PADDING).sub_(RGB_PADDING)
         return DecoderOutput(features=features, sigma=sigma)
 
