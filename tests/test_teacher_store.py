@@ -10,13 +10,18 @@ from pe3d.systems.teacher_store import RefinedTeacherStore, stored_fingerprints,
 from test_view_bank import _batch, _system
 
 
-def test_store_returns_a_triplane_only_for_the_images_it_was_made_from(tmp_path, caplog):
+def test_store_returns_a_residual_only_for_the_images_it_was_made_from(tmp_path, caplog):
+    from pe3d.io import load_tensors
+
     store = RefinedTeacherStore(tmp_path, "abc123")
-    planes, fingerprint = torch.randn(3, 4, 8, 8), torch.tensor([1.5, 2.25, 0.5], dtype=torch.float64)
+    residual, fingerprint = torch.randn(3, 4, 8, 8) * 0.1, torch.tensor([1.5, 2.25, 0.5], dtype=torch.float64)
     assert store.load(("zombie", 7), fingerprint) is None
-    store.save(("zombie", 7), fingerprint, planes)
+    kept = store.save(("zombie", 7), fingerprint, residual)
     assert store.path(("zombie", 7)) == tmp_path / "abc123" / "zombie" / "7.safetensors"
-    assert torch.equal(store.load(("zombie", 7), fingerprint), planes)
+    assert load_tensors(store.path(("zombie", 7)))[0]["residual"].dtype == torch.float16  # half the disk
+    assert kept.dtype == torch.float32 and torch.equal(kept, residual.half().float())
+    assert 0 < (kept - residual).abs().max() <= 5e-4 * residual.abs().max()
+    assert torch.equal(store.load(("zombie", 7), fingerprint), kept)  # what the writing run used
     assert store.load(("zombie", 7), fingerprint + 1e-6) is None  # other images under the same key
     assert store.load(("zombie", 8), fingerprint) is None
     assert (store.reads, store.writes) == (1, 1) and "1 read from, 1 written to" in store.summary()

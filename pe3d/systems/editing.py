@@ -193,34 +193,40 @@ class EditingSystem(L.LightningModule):
         ``labels`` (the images' cameras) and ``teacher_refine_steps``, refined to the images there."""
         steps = self.cfg.teacher_refine_steps if labels is not None else 0
 
+        def feed_forward(idx: Tensor) -> Tensor:
+            return self.teacher(images[idx])
+
+        def refinement(idx: Tensor, planes: Tensor) -> Tensor:
+            return fit_detail_residual(self.teacher.render, planes, images[idx], labels[idx],
+                                       RefineConfig(steps=steps), frozen=self.teacher)
+
         def compute(idx):
-            planes = self.teacher(images[idx])
-            if steps:
-                planes = planes + fit_detail_residual(self.teacher.render, planes, images[idx], labels[idx],
-                                                      RefineConfig(steps=steps), frozen=self.teacher)
-            return (planes,)
+            planes = feed_forward(idx)
+            return (planes + refinement(idx, planes) if steps else planes,)
 
         if steps and self.teacher_store is not None and keys is not None:
-            return self.frozen_cache.get(name, keys, images, self._stored(compute, keys, images, labels))[0]
+            return self.frozen_cache.get(name, keys, images, self._stored(feed_forward, refinement, keys, images, labels))[0]
         return self.frozen_cache.get(name, keys, images, compute)[0]
 
-    def _stored(self, compute, keys, images: Tensor, labels: Tensor):
-        """``compute`` (batch indices -> the refined teacher's planes) served from the teacher store where a
-        pair's triplane is there; the others are computed and written to it."""
+    def _stored(self, feed_forward, refinement, keys, images: Tensor, labels: Tensor):
+        """The refined teacher's planes of batch indices: the feed-forward triplane (one teacher pass) plus the
+        refinement's residual, read from the teacher store where a pair's is there (float16, which the store
+        keeps), else fitted and written to it (and used as the store will give it back, so a run that writes
+        and a run that reads see the same triplanes)."""
         store = self.teacher_store
 
         def stored_compute(idx: Tensor):
             # fingerprinted here, only for the items the memory cache did not hold, not at every step
             items = idx.tolist()
             fingerprints = torch.cat([stored_fingerprints(images[idx]), image_fingerprints(labels[idx])], 1)
+            planes = feed_forward(idx)
             found = [store.load(keys[i], fp) for i, fp in zip(items, fingerprints)]
-            missing = [k for k, planes in enumerate(found) if planes is None]
+            missing = [k for k, residual in enumerate(found) if residual is None]
             if missing:
-                computed = compute(idx[missing])[0].detach()
-                for planes, k in zip(computed, missing):
-                    store.save(keys[items[k]], fingerprints[k], planes)
-                    found[k] = planes
-            return (torch.stack([planes.to(images.device, images.dtype) for planes in found]),)
+                fitted = refinement(idx[missing], planes[missing]).detach()
+                for residual, k in zip(fitted, missing):
+                    found[k] = store.save(keys[items[k]], fingerprints[k], residual)
+            return (planes + torch.stack([residual.to(planes.device, planes.dtype) for residual in found]),)
 
         return stored_compute
 

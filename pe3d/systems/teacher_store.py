@@ -9,10 +9,16 @@ on the same pairs, prior and refinement settings (the shipped recipe's vocabular
 learning rate) reads it instead of fitting it again.
 
 One safetensors file per pair, ``<root>/<provenance>/<style>/<id>.safetensors``: the provenance is a hash of the
-teacher's weights and configuration and of the refinement's settings, so another prior or other settings use
-another folder; each file holds the fingerprint of the pair's edited image and camera, and an entry whose
-fingerprint differs (a pair folder made again with other images) is fitted again and overwritten. Files are
-written atomically, so a killed run leaves none half-written.
+teacher's weights and configuration and of the refinement's settings (and of this store's format), so another
+prior or other settings use another folder; each file holds the fingerprint of the pair's edited image and
+camera, and an entry whose fingerprint differs (a pair folder made again with other images) is fitted again
+and overwritten. Files are written atomically, so a killed run leaves none half-written.
+
+A file keeps only the refinement's residual, in float16: the feed-forward part is one teacher pass, which the
+reading run recomputes (0.39 MB a pair at the mini size instead of 0.75 MB for the float32 triplane; the
+run that writes uses the rounded residual too). On 24 world pairs and the shipped prior the rounding moved the
+refined triplanes by at most 3e-5 and their renders by nothing visible (112 dB PSNR at least;
+``python tools/teacher_store_precision.py runs/pairs-bg``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ from pe3d.systems.frozen_cache import image_fingerprints
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RefinedTeacherStore", "stored_fingerprints", "teacher_provenance"]
+__all__ = ["RefinedTeacherStore", "STORE_FORMAT", "stored_fingerprints", "teacher_provenance"]
+
+STORE_FORMAT = "residual-float16"
+"""What a store file holds (part of the provenance, so a store of another format is another folder)."""
+
+RESIDUAL_DTYPE = torch.float16
 
 
 def stored_fingerprints(images: Tensor) -> Tensor:
@@ -50,11 +61,12 @@ def teacher_provenance(teacher: nn.Module, settings: str) -> str:
     digest.update(model_hash(teacher).encode())
     digest.update(repr(getattr(teacher, "cfg", None)).encode())
     digest.update(settings.encode())
+    digest.update(STORE_FORMAT.encode())
     return digest.hexdigest()[:16]
 
 
 class RefinedTeacherStore:
-    """Refined teacher triplanes kept in ``root``, one file per pair (see the module docstring).
+    """Refined teacher residuals kept in ``root``, one file per pair (see the module docstring).
 
     Args:
         root: the store's folder (made when the first triplane is written).
@@ -77,7 +89,7 @@ class RefinedTeacherStore:
         return self.folder / str(style) / f"{int(index)}.safetensors"
 
     def load(self, key: Hashable, fingerprint: Tensor) -> Tensor | None:
-        """The stored triplane of ``key`` when its fingerprint equals ``fingerprint``, else ``None``; an
+        """The stored residual of ``key`` (float32) when its fingerprint equals ``fingerprint``, else ``None``; an
         unreadable file is reported (once per file, as a warning) and treated as absent."""
         path = self.path(key)
         if not path.is_file():
@@ -88,20 +100,23 @@ class RefinedTeacherStore:
             logger.warning("refined teacher store: %s is unreadable (%s); fitting it again", path, error)
             return None
         stored = tensors.get("fingerprint")
-        if (stored is None or "planes" not in tensors or stored.shape != fingerprint.shape
+        if (stored is None or "residual" not in tensors or stored.shape != fingerprint.shape
                 or not torch.allclose(stored, fingerprint.detach().cpu().double(), rtol=1e-9, atol=0.0)):
             return None
         self.reads += 1
-        return tensors["planes"]
+        return tensors["residual"].float()
 
-    def save(self, key: Hashable, fingerprint: Tensor, planes: Tensor) -> None:
-        """Write the triplane of ``key`` (atomically) with the fingerprint it was made from."""
-        save_tensors(self.path(key), {"planes": planes, "fingerprint": fingerprint.detach().double()},
-                     {"kind": "refined teacher triplane"})
+    def save(self, key: Hashable, fingerprint: Tensor, residual: Tensor) -> Tensor:
+        """Write the refinement residual of ``key`` (float16, atomically) with the fingerprint it was made from;
+        returns it as :meth:`load` will give it back (rounded to float16, as float32, on ``residual``'s device)."""
+        stored = residual.detach().to("cpu", RESIDUAL_DTYPE).contiguous()
+        save_tensors(self.path(key), {"residual": stored, "fingerprint": fingerprint.detach().cpu().double()},
+                     {"kind": "refined teacher residual", "format": STORE_FORMAT})
         self.writes += 1
+        return stored.to(residual.device, torch.float32)
 
     def summary(self) -> str:
         """One line for the end of a run (``""`` when the store was not used)."""
         if not self.reads and not self.writes:
             return ""
-        return f"refined teacher triplanes: {self.reads} read from, {self.writes} written to {self.folder}"
+        return f"refined teacher residuals: {self.reads} read from, {self.writes} written to {self.folder}"
