@@ -78,3 +78,43 @@ def test_a_later_run_reads_the_refined_teacher_instead_of_fitting_it(tmp_path):
     changed[0] = changed[0].flip(-1)  # a mirrored image: the same sum and sum of squares
     _, again, _ = run(3, changed)  # one pair's image differs: only that one is fitted again
     assert (again.reads, again.writes) == (len(keys) - 1, 1)
+
+
+def test_a_store_of_float32_triplanes_is_converted_instead_of_fitted_again(tmp_path):
+    """A store written before the float16 residual format (its folder named without the format) is read once,
+    turned into residuals against the recomputed feed-forward triplanes, and gives the same refined triplanes
+    to within the float16 rounding, without rendering the teacher."""
+    from pe3d.io import load_tensors, save_tensors
+
+    batch = _batch()
+    edited, label = batch["edited_image"], batch["label"]
+    keys = [("golden_statue", i) for i in range(edited.shape[0])]
+
+    def system():
+        base = _system(view_bank=0)
+        return AdaptSystem(base.editor, base.teacher, replace(base.cfg, teacher_refine_steps=3, teacher_store=str(tmp_path)))
+
+    first = system()
+    with torch.no_grad():
+        refined = first._teacher_planes("teacher_edited", edited, keys, label)
+        feed_forward = first.teacher(edited)
+    store = first.teacher_store
+    legacy = store.legacy_folder
+    assert legacy is not None and legacy != store.folder
+    for path in store.folder.rglob("*.safetensors"):  # rewrite the store as the old format held it
+        key = (path.parent.name, int(path.stem))
+        old = RefinedTeacherStore(tmp_path, legacy.name)
+        tensors, _ = load_tensors(path)
+        save_tensors(old.path(key), {"planes": refined[key[1]], "fingerprint": tensors["fingerprint"]})
+        path.unlink()
+
+    second = system()
+    calls = []
+    hook = second.teacher.renderer.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        converted = second._teacher_planes("teacher_edited", edited, keys, label)
+    hook.remove()
+    assert calls == [] and second.teacher_store.converted == len(keys) and "converted from" in second.teacher_store.summary()
+    torch.testing.assert_close(converted, refined, atol=5e-4 * (refined - feed_forward).abs().max().item(), rtol=0)
+    assert len(list(second.teacher_store.folder.rglob("*.safetensors"))) == len(keys)  # written in the new format
+    assert len(list(legacy.rglob("*.safetensors"))) == len(keys)  # the old files are left in place

@@ -122,7 +122,8 @@ class EditingSystem(L.LightningModule):
         self.teacher_store = None
         if cfg.teacher_refine_steps > 0 and cfg.teacher_store not in ("", "none"):
             settings = f"{RefineConfig(steps=cfg.teacher_refine_steps)!r}"
-            self.teacher_store = RefinedTeacherStore(cfg.teacher_store, teacher_provenance(teacher, settings))
+            self.teacher_store = RefinedTeacherStore(cfg.teacher_store, teacher_provenance(teacher, settings),
+                                                     teacher_provenance(teacher, settings, store_format=None))
         self.view_bank = None
         if cfg.view_bank > 0:
             stride = DilatedRays.stride_for(editor.renderer, cfg.view_ray_stride)
@@ -220,7 +221,7 @@ class EditingSystem(L.LightningModule):
             items = idx.tolist()
             fingerprints = torch.cat([stored_fingerprints(images[idx]), image_fingerprints(labels[idx])], 1)
             planes = feed_forward(idx)
-            found = [store.load(keys[i], fp) for i, fp in zip(items, fingerprints)]
+            found = [store.load(keys[i], fp, planes[k]) for k, (i, fp) in enumerate(zip(items, fingerprints))]
             missing = [k for k, residual in enumerate(found) if residual is None]
             if missing:
                 fitted = refinement(idx[missing], planes[missing]).detach()

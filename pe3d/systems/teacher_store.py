@@ -18,7 +18,9 @@ A file keeps only the refinement's residual, in float16: the feed-forward part i
 reading run recomputes (0.39 MB a pair at the mini size instead of 0.75 MB for the float32 triplane; the
 run that writes uses the rounded residual too). On 24 world pairs and the shipped prior the rounding moved the
 refined triplanes by at most 3e-5 and their renders by nothing visible (112 dB PSNR at least;
-``python tools/teacher_store_precision.py runs/pairs-bg``).
+``python tools/teacher_store_precision.py runs/pairs-bg``). A store written before (float32 triplanes, in the
+folder named without the format) is converted pair by pair as a run asks for them: its triplane minus the
+feed-forward one is written in the new format, the old file is left where it was.
 """
 
 from __future__ import annotations
@@ -54,14 +56,17 @@ def stored_fingerprints(images: Tensor) -> Tensor:
     return torch.cat([image_fingerprints(images), (flat * ramp).sum(1, keepdim=True)], 1)
 
 
-def teacher_provenance(teacher: nn.Module, settings: str) -> str:
+def teacher_provenance(teacher: nn.Module, settings: str, store_format: str | None = STORE_FORMAT) -> str:
     """A 16-digit hash naming what a refined triplane depends on besides the pair: the teacher's weights, its
-    configuration (``teacher.cfg``, e.g. the renderer's ray samples) and ``settings`` (the refinement's)."""
+    configuration (``teacher.cfg``, e.g. the renderer's ray samples), ``settings`` (the refinement's) and the
+    store's format; ``store_format=None`` gives the name of a store written before the format was part of it
+    (float32 triplanes, which :class:`RefinedTeacherStore` converts)."""
     digest = hashlib.sha256()
     digest.update(model_hash(teacher).encode())
     digest.update(repr(getattr(teacher, "cfg", None)).encode())
     digest.update(settings.encode())
-    digest.update(STORE_FORMAT.encode())
+    if store_format is not None:
+        digest.update(store_format.encode())
     return digest.hexdigest()[:16]
 
 
@@ -71,27 +76,31 @@ class RefinedTeacherStore:
     Args:
         root: the store's folder (made when the first triplane is written).
         provenance: :func:`teacher_provenance` of the teacher and refinement that make the triplanes.
+        legacy_provenance: the name the same teacher and refinement had before the store's format was part of
+            it (``teacher_provenance(..., store_format=None)``): its float32 triplanes are converted when asked for.
 
     Attributes:
-        reads / writes: triplanes served from / written to disk over the store's life.
+        reads / writes: residuals served from / written to disk over the store's life.
+        converted: of the writes, those converted from the legacy folder instead of fitted.
     """
 
-    def __init__(self, root: str | Path, provenance: str) -> None:
-        if not provenance or any(c in provenance for c in "/\\"):
-            raise ValueError(f"provenance must be a non-empty name without path separators, got {provenance!r}")
+    def __init__(self, root: str | Path, provenance: str, legacy_provenance: str | None = None) -> None:
+        for name in (provenance, legacy_provenance or "legacy"):
+            if not name or any(c in name for c in "/\\"):
+                raise ValueError(f"provenance must be a non-empty name without path separators, got {name!r}")
         self.folder = Path(root) / provenance
+        self.legacy_folder = None if legacy_provenance is None else Path(root) / legacy_provenance
         self.reads = 0
         self.writes = 0
+        self.converted = 0
 
-    def path(self, key: Hashable) -> Path:
-        """The file of a pair key ``(style, id)``."""
+    def path(self, key: Hashable, folder: Path | None = None) -> Path:
+        """The file of a pair key ``(style, id)`` (in ``folder``, by default the store's own)."""
         style, index = key
-        return self.folder / str(style) / f"{int(index)}.safetensors"
+        return (folder or self.folder) / str(style) / f"{int(index)}.safetensors"
 
-    def load(self, key: Hashable, fingerprint: Tensor) -> Tensor | None:
-        """The stored residual of ``key`` (float32) when its fingerprint equals ``fingerprint``, else ``None``; an
-        unreadable file is reported (once per file, as a warning) and treated as absent."""
-        path = self.path(key)
+    def _read(self, path: Path, fingerprint: Tensor, name: str) -> Tensor | None:
+        """Tensor ``name`` of ``path`` when the file is readable and its fingerprint equals ``fingerprint``."""
         if not path.is_file():
             return None
         try:
@@ -100,11 +109,27 @@ class RefinedTeacherStore:
             logger.warning("refined teacher store: %s is unreadable (%s); fitting it again", path, error)
             return None
         stored = tensors.get("fingerprint")
-        if (stored is None or "residual" not in tensors or stored.shape != fingerprint.shape
+        if (stored is None or name not in tensors or stored.shape != fingerprint.shape
                 or not torch.allclose(stored, fingerprint.detach().cpu().double(), rtol=1e-9, atol=0.0)):
             return None
-        self.reads += 1
-        return tensors["residual"].float()
+        return tensors[name]
+
+    def load(self, key: Hashable, fingerprint: Tensor, feed_forward: Tensor | None = None) -> Tensor | None:
+        """The stored residual of ``key`` (float32) when its fingerprint equals ``fingerprint``, else ``None``; an
+        unreadable file is reported (once per file, as a warning) and treated as absent. With ``feed_forward``
+        (the teacher's triplane of the pair, ``[3, C, R, R]``) a pair found only in the legacy folder is converted:
+        its triplane minus ``feed_forward`` is written in this store's format and returned as stored."""
+        residual = self._read(self.path(key), fingerprint, "residual")
+        if residual is not None:
+            self.reads += 1
+            return residual.float()
+        if self.legacy_folder is None or feed_forward is None:
+            return None
+        planes = self._read(self.path(key, self.legacy_folder), fingerprint, "planes")
+        if planes is None or planes.shape != feed_forward.shape:
+            return None
+        self.converted += 1
+        return self.save(key, fingerprint, planes.float() - feed_forward.detach().cpu().float())
 
     def save(self, key: Hashable, fingerprint: Tensor, residual: Tensor) -> Tensor:
         """Write the refinement residual of ``key`` (float16, atomically) with the fingerprint it was made from;
@@ -119,4 +144,5 @@ class RefinedTeacherStore:
         """One line for the end of a run (``""`` when the store was not used)."""
         if not self.reads and not self.writes:
             return ""
-        return f"refined teacher residuals: {self.reads} read from, {self.writes} written to {self.folder}"
+        converted = f" ({self.converted} of them converted from {self.legacy_folder})" if self.converted else ""
+        return f"refined teacher residuals: {self.reads} read from, {self.writes} written to {self.folder}{converted}"
