@@ -39,12 +39,13 @@ from pe3d.systems.frozen_cache import image_fingerprints
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RefinedTeacherStore", "STORE_FORMAT", "stored_fingerprints", "teacher_provenance"]
+__all__ = ["RESIDUAL_DTYPE", "RefinedTeacherStore", "STORE_FORMAT", "stored_fingerprints", "teacher_provenance"]
 
 STORE_FORMAT = "residual-float16"
 """What a store file holds (part of the provenance, so a store of another format is another folder)."""
 
 RESIDUAL_DTYPE = torch.float16
+"""The storage type of a refinement residual on disk (loaded back as float32)."""
 
 
 def stored_fingerprints(images: Tensor) -> Tensor:
