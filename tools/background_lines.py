@@ -5,7 +5,7 @@
         --out docs/results/quality/border_inference/astronaut_lines.png
 
 Reads the aligned input (``input.png``) and camera (``portrait.json``) that ``pe3d edit`` wrote in its
-output folder, edits the input with editor A (default: shipped) and editor B with ``--prompt`` and renders
+output folder, resizes the input as the pipeline does (:func:`pe3d.images.resize_images`), edits the input with editor A (default: shipped) and editor B with ``--prompt`` and renders
 both at the photo's camera at ``--resolution``. The picture: A, B, then each one's high-pass (the render
 minus its 9 x 9 box blur, x8 around grey), where the straight edges of the triplane box's background
 read show up as lines.
@@ -31,11 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch.nn.functional as F
-
-    from pe3d.bench.methods import edit_with_prompt
     from PIL import Image
 
-    from pe3d.images import load_image
+    from pe3d.bench.methods import edit_with_prompt
+    from pe3d.images import load_image, resize_images
     from pe3d.models.editor import load_editor
     from pe3d.weights import shipped_path
 
@@ -45,8 +44,7 @@ def main() -> None:
         for source in (args.a, args.b):
             editor = load_editor(shipped_path("editor_mini") if source == "shipped" else source).eval()
             size = editor.cfg.prior.encoder.image_size
-            image = F.interpolate(load_image(args.folder / "input.png")[None], size=(size, size), mode="bilinear",
-                                  antialias=True, align_corners=False).clamp(0, 1)
+            image = resize_images(load_image(args.folder / "input.png")[None], size)
             planes = edit_with_prompt(editor, image, args.prompt)
             render = editor.render(planes, camera, resolution=args.resolution, images_only=True).image[0].clamp(0, 1)
             blur = F.avg_pool2d(render[None], 9, 1, 4, count_include_pad=False)[0]

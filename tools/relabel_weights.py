@@ -5,7 +5,7 @@
 
 KIND is ``editor`` or ``prior``; SOURCE a weight file or ``shipped`` (the package's mini weights);
 OVERRIDEs are model-YAML paths (``encoder.…``, ``renderer.…``). A change that adds, drops or reshapes a
-weight is refused (:func:`pe3d.models.checkpoints.with_config_overrides`). The tensors are written
+weight is refused (:func:`pe3d.models.editor.with_editor_overrides`, :func:`pe3d.recipes.prior.with_model_overrides`). The tensors are written
 unchanged, in the storage dtype of the source (float16 for the shipped files), with the source's
 metadata (``styles``, ``train_minutes``, …) and a ``relabelled`` entry naming the source and overrides;
 the state-dict hash, which adapters record as their base, stays the same (printed).
@@ -14,7 +14,6 @@ the state-dict hash, which adapters record as their base, stays the same (printe
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 from pe3d.io import load_tensors, read_metadata
@@ -31,10 +30,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="+", help="model-YAML key=value changes, e.g. encoder.plane_border=10")
     args = parser.parse_args()
 
-    from pe3d.config import load_structured
-    from pe3d.models.checkpoints import model_hash, with_config_overrides
+    from pe3d.models.checkpoints import model_hash
     from pe3d.models.editor import load_editor, save_editor, with_editor_overrides
-    from pe3d.models.prior import PriorModel, PriorModelConfig, load_prior, save_prior
+    from pe3d.models.prior import load_prior, save_prior
+    from pe3d.recipes.prior import with_model_overrides
     from pe3d.weights import shipped_path
 
     source = shipped_path(f"{args.kind}_mini") if args.source == "shipped" else Path(args.source)
@@ -49,8 +48,7 @@ def main() -> None:
         save_editor(changed, args.out, metadata, dtype=dtype)
     else:
         model = load_prior(source)
-        changed = with_config_overrides(model, list(args.overrides),
-                                        lambda o: PriorModel(load_structured(PriorModelConfig, [asdict(model.cfg)], o)))
+        changed = with_model_overrides(model, list(args.overrides))
         save_prior(changed, args.out, metadata, dtype=dtype)
     print(f"{args.out}: {args.kind} of {label} with {args.overrides} ({dtype}); "
           f"state-dict hash {model_hash(changed)} (source {model_hash(model)})")

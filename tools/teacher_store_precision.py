@@ -13,7 +13,6 @@ and the PSNR between the two triplanes' renders at the pair's camera (min and me
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from pe3d.data.pairs import load_png
+    from pe3d.data.pairs import load_png, read_manifest
     from pe3d.models.prior import load_prior
     from pe3d.refinement import RefineConfig, fit_detail_residual
     from pe3d.systems.teacher_store import RESIDUAL_DTYPE
@@ -38,10 +37,9 @@ def main() -> None:
     prior = load_prior(resolve_weights(args.prior, "prior_mini")).eval()
     worst, relative, psnrs = 0.0, 0.0, []
     for style in args.styles:
-        records = [json.loads(line) for line in (args.pairs / style / "manifest.jsonl").read_text().splitlines()]
-        for record in records[: args.per_style]:
-            image = load_png(args.pairs / style / record["edited"])[None]
-            camera = torch.tensor(record["camera"], dtype=torch.float32)[None]
+        for record in read_manifest(args.pairs / style)[: args.per_style]:
+            image = load_png(args.pairs / style / record.edited)[None]
+            camera = torch.tensor(record.camera, dtype=torch.float32)[None]
             with torch.no_grad():
                 base = prior(image)
             residual = fit_detail_residual(prior.render, base, image, camera, RefineConfig(steps=args.steps), frozen=prior)

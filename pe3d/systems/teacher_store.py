@@ -86,7 +86,7 @@ class RefinedTeacherStore:
     """
 
     def __init__(self, root: str | Path, provenance: str, legacy_provenance: str | None = None) -> None:
-        for name in (provenance, legacy_provenance or "legacy"):
+        for name in [provenance] + ([legacy_provenance] if legacy_provenance is not None else []):
             if not name or any(c in name for c in "/\\"):
                 raise ValueError(f"provenance must be a non-empty name without path separators, got {name!r}")
         self.folder = Path(root) / provenance
