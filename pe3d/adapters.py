@@ -115,17 +115,17 @@ def check_adapter(adapter: Adapter, editor: nn.Module, base_hash: str, source: s
 
 def apply_adapter(editor: nn.Module, adapter: Adapter) -> None:
     """Copy the adapter's tensors into ``editor`` in place (call :func:`check_adapter` first). An editor that
-    reads its prompts through known words (``EditorCore.known_prompt_words``) also learns the words of the
+    reads its prompts through known words (``EditorCore.prompt_vocabulary``) also learns the words of the
     adapter style's training prompts, so that they are read as written, as its adaptation read them."""
     params = dict(editor.named_parameters())
     with torch.no_grad():
         for name, value in adapter.tensors.items():
             params[name].copy_(value.to(params[name]))
-    known = getattr(editor, "known_prompt_words", None)
-    if known is not None and adapter.style:
+    vocabulary = getattr(editor, "prompt_vocabulary", None)
+    if vocabulary is not None and adapter.style:
         from pe3d.prompt_vocabulary import training_words
 
-        editor.known_prompt_words = known | (training_words([adapter.style]) or frozenset())
+        editor.prompt_vocabulary = vocabulary.with_style(adapter.style, training_words([adapter.style]) or ())
 
 
 def load_adapter_into(editor: nn.Module, path: str | Path, base_hash: str | None = None) -> Adapter:

@@ -41,9 +41,10 @@ from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, recorded_styles, save_editor
 from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.prompt_vocabulary import (
+    PromptVocabulary,
     compound_reading,
     nearest_known_words,
-    training_words,
+    training_vocabulary,
     unseen_words,
     warn_prompt_reading,
     warn_unseen_words,
@@ -151,7 +152,7 @@ class EditPipeline:
         :meth:`from_pretrained` reads it), for :meth:`unseen_prompt_words`."""
         self.editor = inference_memory_layout(editor.to(device).eval())
         self.trained_styles = list(trained_styles)
-        self._known_words: dict[tuple[str, ...], Optional[frozenset[str]]] = {}
+        self._vocabularies: dict[tuple[str, ...], Optional[PromptVocabulary]] = {}
         self.device = torch.device(device)
         self.base_hash = model_hash(self.editor)
         names = adapter_parameter_names(self.editor, [*self.editor.adaptation_parameters(),
@@ -336,7 +337,7 @@ class EditPipeline:
         for text in dict.fromkeys(prompts.texts or ()):  # each distinct prompt once
             if text is not None:
                 unseen = self.unseen_prompt_words(text)
-                warn_unseen_words(text, unseen, self.unseen_word_readings(unseen))
+                warn_unseen_words(text, unseen, self.unseen_word_readings(unseen), self.lexical_reading(text))
                 warn_prompt_reading(text, self.editor.read_prompt(text))
         edited = self.editor(image, prompts)
         if strength < 1.0:
@@ -415,27 +416,40 @@ class EditPipeline:
         encoder = self.editor.text_encoder
         if encoder is None or encoder.cfg.pretrained or not self.trained_styles:
             return []
-        known = self._training_words()
-        if known is None:
+        vocabulary = self._vocabulary()
+        if vocabulary is None:
             return []
+        known = vocabulary.words
         return [word for word in unseen_words(prompt, known) if compound_reading(word, known) is None]
 
-    def _training_words(self) -> frozenset[str] | None:
-        """The words of the training prompts of :attr:`trained_styles` and the active adapter's style
-        (``None`` when a style cannot be read); style files are read once per set of styles."""
+    def _vocabulary(self) -> PromptVocabulary | None:
+        """The :class:`~pe3d.prompt_vocabulary.PromptVocabulary` of :attr:`trained_styles` and the active adapter's
+        style (``None`` when a style cannot be read); style files are read once per set of styles."""
         adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
         styles = (*self.trained_styles, *([adapter] if adapter else []))
-        if styles not in self._known_words:
-            self._known_words[styles] = training_words(styles)
-        return self._known_words[styles]
+        if styles not in self._vocabularies:
+            self._vocabularies[styles] = training_vocabulary(styles)
+        return self._vocabularies[styles]
 
     def unseen_word_readings(self, words: Sequence[str]) -> dict[str, str]:
         """For unseen ``words`` (:meth:`unseen_prompt_words`): the training word each is read as, when the
         text encoder has WordNet token vectors (``prompt_encoder.text.token_vectors``); see
         :func:`~pe3d.prompt_vocabulary.nearest_known_words`."""
-        if not words or not self.trained_styles:
+        vocabulary = self._vocabulary() if self.trained_styles else None
+        if not words or vocabulary is None:
             return {}
-        return nearest_known_words(self.editor.text_encoder, words, self._training_words() or ())
+        return nearest_known_words(self.editor.text_encoder, words, vocabulary.words)
+
+    def lexical_reading(self, prompt: str) -> tuple[str, str] | None:
+        """``(unseen word, style-name word)`` when this editor reads a text ``prompt`` that names no style through
+        WordNet ("make the person look like a ghoul": ``("ghoul", "zombie")``;
+        :meth:`~pe3d.prompt_vocabulary.PromptVocabulary.lexical_reading`); ``None`` when it does not (the prompt
+        names a style, no unseen word is near a style's name, or the editor reads prompts as written)."""
+        vocabulary = self._vocabulary() if self.trained_styles else None
+        encoder = self.editor.text_encoder
+        if vocabulary is None or encoder is None or encoder.cfg.pretrained:
+            return None
+        return vocabulary.lexical_reading(prompt)
 
     def mesh(self, triplane: Tensor, resolution: int = DEFAULT_GRID, level: float = DEFAULT_LEVEL) -> Mesh:
         """Marching-cubes :class:`~pe3d.mesh.Mesh` of one triplane ``[3, C, H, W]`` / ``[1, 3, C, H, W]``
@@ -452,7 +466,7 @@ class EditPipeline:
                 raise InvalidInput(f"got {len(texts)} prompts for {batch} images")
             if not self.editor.text_encoder.cfg.pretrained and self.trained_styles:
                 # the words the editor reads compounds against: its styles' and the active adapter's
-                self.editor.known_prompt_words = self._training_words()
+                self.editor.prompt_vocabulary = self._vocabulary()
         images = None
         if prompt_image is not None:
             images = as_image_batch(prompt_image, "prompt_image").to(self.device).expand(batch, -1, -1, -1)

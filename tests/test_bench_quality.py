@@ -131,3 +131,20 @@ def test_a_ceiling_over_no_identities_is_a_clear_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="ceiling.identities"):
         run_benchmark("ci/quality", out=tmp_path, overrides=["ceiling.identities=0"])
+
+
+def test_grid_title_lines_each_get_a_row(tmp_path):
+    """A grid title with a line break (the quality grid's "test prompt read as ..." line) is drawn on two lines,
+    and the grid grows by one line's height instead of cutting the title."""
+    import torch
+    from PIL import Image
+
+    from pe3d.bench.plots import GridRow, image_grid
+
+    rows = [GridRow("id 0: input", [torch.full((3, 8, 8), 0.5)])]
+    one = Image.open(image_grid(rows, ["input"], tmp_path / "one.png", cell=32, title="zombie: test prompt"))
+    two = Image.open(image_grid(rows, ["input"], tmp_path / "two.png", cell=32, title="zombie: test prompt\nread as x"))
+    assert two.size[1] == one.size[1] + 18 and two.size[0] == one.size[0]
+    import numpy as np
+
+    assert (np.asarray(two)[20:32, :60] < 128).any()  # the second title line is drawn where the first ends

@@ -3,7 +3,7 @@
     python tools/compound_reading_study.py [EDITOR.safetensors]
 
 Per prompt: mean PSNR over 8 held-out world identities and the input + yaw -30/+30 views (the protocol of
-``tools/prompt_sweep.py``) of the editor with the prompt read as written (``known_prompt_words = None``),
+``tools/prompt_sweep.py``) of the editor with the prompt read as written (``prompt_vocabulary = None``),
 read through the known words its words begin with (:func:`pe3d.prompt_vocabulary.read_compounds`, what
 every inference path does), and with the style's first training prompt; a Markdown table
 (docs/results/quality/compound_words.md).
@@ -31,8 +31,8 @@ def main(path: str) -> None:
     data = build_world_eval_set(WorldEvalConfig(identities=8, styles=[], novel_pitches_deg=[]))
     names = data.plan.scored
     editor = load_editor(resolve_weights(path, "editor_mini")).eval()
-    known = editor.known_prompt_words
-    if not known:
+    vocabulary = editor.prompt_vocabulary
+    if vocabulary is None:
         raise SystemExit(f"{path or 'the shipped editor'}: records no styles with training prompts; nothing to read through")
     inputs = model_inputs(data, editor.cfg.prior.encoder.image_size)
 
@@ -45,9 +45,9 @@ def main(path: str) -> None:
     print("|---|---|---|---|---|---|")
     for style, prompt in PROMPTS:
         views = filter_targets(data.truth, style_filter_name(load_named_style(style))).views
-        editor.known_prompt_words = None
+        editor.prompt_vocabulary = None
         written = score(prompt, views)
-        editor.known_prompt_words = known
+        editor.prompt_vocabulary = vocabulary
         read, train = score(prompt, views), score(load_named_style(style).prompts.train[0], views)
         print(f"| {style} | {prompt} | {editor.read_prompt(prompt)} | {written:.2f} | {read:.2f} | {train:.2f} |", flush=True)
 

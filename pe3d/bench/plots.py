@@ -35,15 +35,17 @@ def _to_pil(image: Tensor, cell: int) -> Image.Image:
 
 
 def image_grid(rows: Sequence[GridRow], columns: Sequence[str], path: str | Path, cell: int = 96, title: str = "") -> Path:
-    """Write a PNG grid: one labelled row per :class:`GridRow`, ``columns`` as headers."""
+    """Write a PNG grid: one labelled row per :class:`GridRow`, ``columns`` as headers, ``title`` above (a line
+    per ``\\n``)."""
     font = ImageFont.load_default()
     label_w = max(90, 7 * max((len(r.label) for r in rows), default=0))
-    head_h = 18 + (18 if title else 0)
+    title_lines = title.split("\n") if title else []
+    head_h = 18 + 18 * len(title_lines)
     ncols = max(len(columns), max((len(r.images) for r in rows), default=0))
     canvas = Image.new("RGB", (label_w + ncols * cell, head_h + len(rows) * cell), "white")
     draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((4, 2), title, fill="black", font=font)
+    for k, line in enumerate(title_lines):
+        draw.text((4, 2 + 18 * k), line, fill="black", font=font)
     for j, name in enumerate(columns):
         draw.text((label_w + j * cell + 3, head_h - 15), name, fill="black", font=font)
     for i, row in enumerate(rows):

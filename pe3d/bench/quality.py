@@ -278,7 +278,8 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             row = {"style": style, "method": method, **scores.row()}
             table.add_known(row)
             rows_by_method.setdefault(method.split(" (")[0] if method.startswith("ceiling") else method, []).append(row)
-        figures.append(_style_grid(style, prompts, targets, names, renders, cfg, out))
+        read_test = editor.read_prompt(prompts[1]) if prompts is not None else None
+        figures.append(_style_grid(style, prompts, targets, names, renders, cfg, out, read_test))
     for method, rows in rows_by_method.items():
         styled = [r for r in rows if r["style"] != PRIOR_ROW]
         if len(styled) > 1:
@@ -335,7 +336,8 @@ def _mean_row(rows: list[dict], method: str, names: list[str]) -> dict:
     return out
 
 
-def _style_grid(style: str, prompts, targets, names: list[str], renders: dict, cfg: QualityBenchmark, out: Path) -> Path:
+def _style_grid(style: str, prompts, targets, names: list[str], renders: dict, cfg: QualityBenchmark, out: Path,
+                read_test: str | None = None) -> Path:
     rows = []
     for i in range(min(cfg.grid_identities, cfg.identities)):
         rows.append(GridRow(f"id {i}: input", [targets.views["input"].source[i]]))
@@ -345,6 +347,8 @@ def _style_grid(style: str, prompts, targets, names: list[str], renders: dict, c
                 continue
             rows.append(GridRow(f"id {i}: {method}", [by_view[n].image[i].clamp(0, 1) for n in names]))
     title = style if prompts is None else f"{style}: train \"{prompts[0]}\" / test \"{prompts[1]}\""
+    if prompts is not None and read_test not in (None, prompts[1]):
+        title += f"\n(test prompt read as \"{read_test}\")"
     return image_grid(rows, names, out / f"quality_{style}.png", cell=80, title=title)
 
 

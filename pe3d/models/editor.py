@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from pe3d.models.cross_attention import PromptCrossAttention, PromptCrossAttentionConfig
 from pe3d.models.prior import PriorModel, PriorModelConfig
 from pe3d.models.prompt_base import PromptEncoderConfig, PromptTokens
+from pe3d.prompt_vocabulary import PromptVocabulary
 from pe3d.rendering.renderer import RenderOutput
 
 
@@ -107,11 +108,13 @@ class EditorCore(nn.Module):
         self.text_encoder = _build_prompt_encoder(cfg.prompt_encoder.text) if cfg.prompt_encoder.text else None
         self.image_encoder = _build_prompt_encoder(cfg.prompt_encoder.image) if cfg.prompt_encoder.image else None
         self._text_cache: dict[tuple, PromptTokens] = {}
-        self.known_prompt_words: Optional[frozenset[str]] = None
-        """The words of the training prompts this editor was distilled on (:func:`load_editor` reads them
-        for the styles its file records); when set, a text prompt is read at inference (eval mode) with
-        :func:`~pe3d.prompt_vocabulary.read_compounds`: an unseen word that begins with a known one is read as
-        that word ("sketchbook" as "sketch book"). ``None``: prompts are read as written."""
+        self.prompt_vocabulary: Optional[PromptVocabulary] = None
+        """The words of the training prompts this editor was distilled on, per style (:func:`load_editor` reads
+        them for the styles its file records); when set, a text prompt is read at inference (eval mode) with
+        :meth:`~pe3d.prompt_vocabulary.PromptVocabulary.read`: an unseen word that begins with a known one is
+        read as that word ("sketchbook" as "sketch book"), and in a prompt that holds no word of any one style
+        the unseen word nearest a style's name in WordNet is read as that name ("ghoul" as "zombie").
+        ``None``: prompts are read as written."""
         for name, enc in (("text", self.text_encoder), ("image", self.image_encoder)):
             if enc is not None and enc.out_dim != cfg.cross_attention.prompt_dim:
                 raise ValueError(
@@ -164,7 +167,7 @@ class EditorCore(nn.Module):
         load_strict(editor.base_decoder, prior.encoder.decoder.state_dict(), "the prior's encoder.decoder", ValueError,
                     "this editor's E_t")
         editor._zero_edit_output()
-        editor.known_prompt_words = self.known_prompt_words
+        editor.prompt_vocabulary = self.prompt_vocabulary
         return editor.to(next(self.parameters()).device)
 
     def _zero_edit_output(self) -> None:
@@ -230,14 +233,12 @@ class EditorCore(nn.Module):
         return torch.cat(tokens, dim=1), mask
 
     def read_prompt(self, text: str) -> str:
-        """``text`` as this editor reads it: with :attr:`known_prompt_words` set and in eval mode, unseen
-        words that begin with a known word split into it (:func:`~pe3d.prompt_vocabulary.read_compounds`);
-        otherwise ``text`` itself (training reads the prompts as the pairs hold them)."""
-        if self.training or not self.known_prompt_words:
+        """``text`` as this editor reads it: with :attr:`prompt_vocabulary` set and in eval mode, through it
+        (:meth:`~pe3d.prompt_vocabulary.PromptVocabulary.read`: compounds split, a prompt that names no style
+        read through WordNet); otherwise ``text`` itself (training reads the prompts as the pairs hold them)."""
+        if self.training or self.prompt_vocabulary is None:
             return text
-        from pe3d.prompt_vocabulary import read_compounds
-
-        return read_compounds(text, self.known_prompt_words)
+        return self.prompt_vocabulary.read(text)
 
     def _encode_texts(self, texts: list[str]) -> PromptTokens:
         """``E_p`` on ``texts``. At inference (eval mode, no gradient) the result is remembered per list
@@ -358,21 +359,21 @@ def load_editor(path, map_location: str | torch.device = "cpu") -> EditorCore:
     from pe3d.models.checkpoints import load_model
 
     editor, _ = load_model(path, EDITOR_KIND, EditorConfig, EditorCore)
-    editor.known_prompt_words = recorded_prompt_words(path, editor)
+    editor.prompt_vocabulary = recorded_prompt_vocabulary(path, editor)
     return inference_memory_layout(editor.to(map_location))
 
 
-def recorded_prompt_words(path, editor: EditorCore) -> Optional[frozenset[str]]:
-    """The training-prompt words of the styles an editor file records (``styles``, written by ``pe3d fit
-    distill``), for an editor whose text encoder has no pretrained language; ``None`` when it has a pretrained
-    (or no) text encoder, records no styles, or one of them cannot be found."""
-    from pe3d.prompt_vocabulary import training_words
+def recorded_prompt_vocabulary(path, editor: EditorCore) -> Optional[PromptVocabulary]:
+    """The :class:`~pe3d.prompt_vocabulary.PromptVocabulary` of the styles an editor file records (``styles``,
+    written by ``pe3d fit distill``), for an editor whose text encoder has no pretrained language; ``None`` when
+    it has a pretrained (or no) text encoder, records no styles, or one of them cannot be found."""
+    from pe3d.prompt_vocabulary import training_vocabulary
 
     encoder = editor.text_encoder
     if encoder is None or encoder.cfg.pretrained:
         return None
     styles = recorded_styles(path)
-    return training_words(styles) if styles else None
+    return training_vocabulary(styles) if styles else None
 
 
 def recorded_styles(path) -> list[str]:
@@ -429,5 +430,5 @@ def with_editor_overrides(editor: EditorCore, overrides: list[str] | tuple[str, 
         editor, list(overrides),
         lambda o: EditorCore(load_structured(EditorConfig, [asdict(editor.cfg)], _editor_override_paths(o))))
     if changed is not editor:
-        changed.known_prompt_words = editor.known_prompt_words
+        changed.prompt_vocabulary = editor.prompt_vocabulary
     return changed

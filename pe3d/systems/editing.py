@@ -113,8 +113,8 @@ class EditingSystem(L.LightningModule):
         super().__init__()
         self.editor = editor
         # an editor in training reads its prompts as written, in validation and in-training evaluation too
-        # (the compound reading of EditorCore.read_prompt is for the exported editor, see load_editor)
-        self.editor.known_prompt_words = None
+        # (the reading of EditorCore.read_prompt is for the exported editor, see load_editor)
+        self.editor.prompt_vocabulary = None
         self.teacher = teacher
         self.cfg = cfg
         self.objective = EditObjective(cfg.loss)
