@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from pe3d.data.datamodule import PairDataModule
+from pe3d.errors import InvalidInput
 from pe3d.data.pairs import (
     MANIFEST_FILE,
     ManifestError,
@@ -352,3 +353,21 @@ def test_mirrored_items_flip_images_and_camera(tiny_style, tmp_path):
     assert not any(module.val_set[i]["style"].endswith(":mirrored") for i in range(len(module.val_set)))
     with pytest.raises(ValueError, match="mirror: a probability in"):
         PairDataset(out, mirror=1.5)
+
+
+def test_style_repeats_show_a_style_more_often(tiny_style, tmp_path):
+    """``data.style_repeats``: a style's training pairs appear that many times in an epoch (its validation pairs
+    once); a name that is no pair folder of the run, or a count below 1, is refused naming the field."""
+    first, second = tmp_path / "zombie", tmp_path / "pop_art"
+    write_pairs(tiny_style, first, 6, progress=False)
+    write_pairs(tiny_style, second, 6, progress=False)
+    dm = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0,
+                                       style_repeats={"zombie": 3}))
+    dm.setup("fit")
+    assert len(dm.train_set) == 6 * 3 + 6
+    seen = [str(dm.train_set.datasets[k].folder) for k in range(len(dm.train_set.datasets))]
+    assert seen.count(str(first)) == 3 and seen.count(str(second)) == 1
+    with pytest.raises(InvalidInput, match="style_repeats.*'marble'"):
+        PairDataModule(PairDataConfig(dirs=[str(first)], style_repeats={"marble": 2})).setup("fit")
+    with pytest.raises(ValueError, match="style_repeats.zombie=0"):
+        PairDataConfig(dirs=[str(first)], style_repeats={"zombie": 0})

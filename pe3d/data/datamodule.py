@@ -57,6 +57,10 @@ class PairDataModule(LightningDataModule):
         resolutions: dict[int, str] = {}
         reference = load_reference_image(cfg.reference_image) if cfg.reference_image else None
         metas = [(folder, read_meta(folder)) for folder in cfg.dirs]
+        unknown_styles = sorted(set(cfg.style_repeats) - {Path(folder).name for folder in cfg.dirs})
+        if unknown_styles:
+            raise InvalidInput(f"data.style_repeats: {unknown_styles} name no pair folder of this run "
+                               f"(folders: {[Path(folder).name for folder in cfg.dirs]})")
         train_prompts = [meta.get("prompts", {}).get("train") or [] for _, meta in metas]
         shared = shared_words(train_prompts) if cfg.prompt_augment.no_edit > 0 else []
         unknown = (vocabulary_words(word for prompts in train_prompts for prompt in prompts for word in prompt_words(prompt))
@@ -72,10 +76,11 @@ class PairDataModule(LightningDataModule):
             if not ids:
                 raise ManifestError(f"{folder}: no pairs (run write_pairs first)")
             train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
-            train_parts.append(PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
-                                           prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
-                                           reference=reference, shared_words=shared, mirror=cfg.mirror,
-                                           unknown_vocabulary=unknown))
+            train_set = PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
+                                    prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
+                                    reference=reference, shared_words=shared, mirror=cfg.mirror,
+                                    unknown_vocabulary=unknown)
+            train_parts += [train_set] * cfg.style_repeats.get(Path(folder).name, 1)
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,
                                              reference=reference))

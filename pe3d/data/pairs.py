@@ -609,10 +609,16 @@ class PairDataConfig:
     On the world's adaptation fixtures (``python tools/adaptation_sweep.py STYLE data.mirror=0.5``) it moved the
     adapted editors by -0.08 / +0.02 / +0.08 dB: the world's key light stands on one side, so a mirrored head
     is lit from the wrong side; photos, mirrored by EG3D's FFHQ training too, are the case it is meant for."""
+    style_repeats: dict[str, int] = field(default_factory=dict)
+    """Style (a pair folder's name) -> how many times its training pairs appear in an epoch (default 1), so a
+    style the editor follows worse is seen more often among the others (e.g. ``{zombie: 3}``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mirror <= 1.0:
             raise ValueError(f"data.mirror={self.mirror}: a probability in [0, 1]")
+        for style, repeats in dict(self.style_repeats).items():
+            if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+                raise ValueError(f"data.style_repeats.{style}={repeats!r}: a whole number of at least 1")
 
 
 def split_ids(ids: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
