@@ -230,7 +230,7 @@ class PromptVocabulary:
 
     by_style: Mapping[str, frozenset[str]]
     lexicon: Optional[str] = LEXICON
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False, init=False)
 
     @property
     def words(self) -> frozenset[str]:
