@@ -13,8 +13,8 @@ import argparse
 
 import torch
 
-from pe3d.evaluation import PerViewScores, WorldEvalConfig, build_world_eval_set, model_inputs, render_views
-from pe3d.evaluation.world import edit_with_prompt, filter_targets, style_filter_name
+from pe3d.evaluation import WorldEvalConfig, build_world_eval_set, model_inputs
+from pe3d.evaluation.world import filter_targets, prompt_psnr, style_filter_name
 from pe3d.models.editor import load_editor
 from pe3d.styles.discovery import load_named_style
 from pe3d.weights import resolve_weights
@@ -37,9 +37,7 @@ def main(path: str) -> None:
     inputs = model_inputs(data, editor.cfg.prior.encoder.image_size)
 
     def score(prompt: str, views) -> float:
-        scores = PerViewScores(names)
-        scores.update(render_views(editor.render, edit_with_prompt(editor, inputs, prompt), views, names, data.resolution), views)
-        return sum(v["psnr"] for v in scores.compute().values()) / len(names)
+        return prompt_psnr(editor, inputs, prompt, views, names, data.resolution)
 
     print("| style | prompt | read as | as written | compound reading | first train prompt |")
     print("|---|---|---|---|---|---|")

@@ -18,8 +18,8 @@ import argparse
 import torch
 import yaml
 
-from pe3d.evaluation import PerViewScores, WorldEvalConfig, build_world_eval_set, model_inputs, render_views
-from pe3d.evaluation.world import edit_with_prompt, filter_targets, style_filter_name
+from pe3d.evaluation import WorldEvalConfig, build_world_eval_set, model_inputs
+from pe3d.evaluation.world import filter_targets, prompt_psnr, style_filter_name
 from pe3d.models.editor import load_editor, recorded_styles
 from pe3d.prompt_vocabulary import lexical_reading, prompt_words, read_compounds, read_lexically, wordnet_neighbours
 from pe3d.styles.discovery import load_named_style
@@ -55,9 +55,7 @@ def main(path: str, prompts_file: str) -> None:
     inputs = model_inputs(data, editor.cfg.prior.encoder.image_size)
 
     def score(prompt: str, views) -> float:
-        scores = PerViewScores(names)
-        scores.update(render_views(editor.render, edit_with_prompt(editor, inputs, prompt), views, names, data.resolution), views)
-        return sum(v["psnr"] for v in scores.compute().values()) / len(names)
+        return prompt_psnr(editor, inputs, prompt, views, names, data.resolution)
 
     print("| set | style | prompt | read as | as written | as read | first word read too | first train prompt |")
     print("|---|---|---|---|---|---|---|---|")

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pe3d.evaluation import PerViewScores, WorldEvalConfig, build_world_eval_set, model_inputs, render_views
-from pe3d.evaluation.world import edit_with_prompt, filter_targets, style_filter_name, style_prompts
+from pe3d.evaluation import WorldEvalConfig, build_world_eval_set, model_inputs
+from pe3d.evaluation.world import filter_targets, prompt_psnr, style_filter_name, style_prompts
 from pe3d.models.editor import load_editor
 from pe3d.styles.discovery import load_named_style
 
@@ -42,10 +42,7 @@ def main(paths: list[str], validation: dict[str, list[str]] | None = None) -> No
             for prompt in validation[style] if split == "validation" else style_prompts(spec, split=split):
                 row = []
                 for path, editor in editors.items():
-                    planes = edit_with_prompt(editor, inputs[path], prompt)
-                    scores = PerViewScores(names)
-                    scores.update(render_views(editor.render, planes, views, names, data.resolution), views)
-                    value = sum(v["psnr"] for v in scores.compute().values()) / len(names)
+                    value = prompt_psnr(editor, inputs[path], prompt, views, names, data.resolution)
                     means[path][split].append(value)
                     row.append(f"{value:.2f}")
                 print(style, split, " ".join(row), "|", prompt, flush=True)

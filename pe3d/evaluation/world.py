@@ -264,6 +264,16 @@ class PerViewScores:
         return {name: {k: float(v) for k, v in metric.compute().items()} for name, metric in self.metrics.items()}
 
 
+@torch.no_grad()
+def prompt_psnr(editor: nn.Module, inputs: Tensor, prompt: str, views: Mapping[str, ViewTarget], names: Sequence[str],
+                resolution: int) -> float:
+    """Mean over the named ``views`` of the editor's PSNR under one text ``prompt`` (the protocol of the prompt
+    studies in ``tools/``: ``tools/prompt_sweep.py`` and the reading studies)."""
+    scores = PerViewScores(names)
+    scores.update(render_views(editor.render, edit_with_prompt(editor, inputs, prompt), views, names, resolution), views)
+    return sum(v["psnr"] for v in scores.compute().values()) / len(names)
+
+
 @dataclass
 class ViewScores:
     """Mean scores of one view over identities: the prior and the no-3D baseline (the input shown unchanged)."""
