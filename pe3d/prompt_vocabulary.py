@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
 FUNCTION_WORDS = frozenset(
@@ -230,28 +230,21 @@ class PromptVocabulary:
 
     by_style: Mapping[str, frozenset[str]]
     lexicon: Optional[str] = LEXICON
-    _cache: dict = field(default_factory=dict, repr=False, init=False)
 
-    @property
+    @functools.cached_property
     def words(self) -> frozenset[str]:
         """Every known word (all styles' training prompts)."""
-        if "words" not in self._cache:
-            self._cache["words"] = frozenset().union(*self.by_style.values())
-        return self._cache["words"]
+        return frozenset().union(*self.by_style.values())
 
-    @property
+    @functools.cached_property
     def style_words(self) -> dict[str, str]:
         """Word -> style for the words only one style's training prompts use (:func:`distinctive_words`)."""
-        if "style_words" not in self._cache:
-            self._cache["style_words"] = distinctive_words(self.by_style)
-        return self._cache["style_words"]
+        return distinctive_words(self.by_style)
 
-    @property
+    @functools.cached_property
     def name_words(self) -> dict[str, str]:
         """Word -> style for the words of the styles' names that carry them (:func:`style_name_words`)."""
-        if "name_words" not in self._cache:
-            self._cache["name_words"] = style_name_words(self.by_style)
-        return self._cache["name_words"]
+        return style_name_words(self.by_style)
 
     def with_style(self, name: str, words: Iterable[str]) -> "PromptVocabulary":
         """This vocabulary with the training words of one more style (an applied adapter's)."""
@@ -260,14 +253,18 @@ class PromptVocabulary:
 
     def lexical_reading(self, text: str) -> Optional[tuple[str, str]]:
         """:func:`lexical_reading` of ``text`` (read through compounds first) with this vocabulary."""
-        neighbours = wordnet_neighbours(self.lexicon) if self.lexicon else None
-        return lexical_reading(read_compounds(text, self.words), self.words, self.style_words, self.name_words,
-                               neighbours)
+        return self._lexical_reading_of(read_compounds(text, self.words))
 
     def read(self, text: str) -> str:
         """``text`` as the editor reads it: compounds split (:func:`read_compounds`), then, when the prompt names no
         style, its unseen word nearest a style name read as that name (:func:`lexical_reading`)."""
-        return read_lexically(read_compounds(text, self.words), self.lexical_reading(text))
+        compound = read_compounds(text, self.words)
+        return read_lexically(compound, self._lexical_reading_of(compound))
+
+    def _lexical_reading_of(self, compound: str) -> Optional[tuple[str, str]]:
+        """:func:`lexical_reading` of a text already read through compounds."""
+        neighbours = wordnet_neighbours(self.lexicon) if self.lexicon else None
+        return lexical_reading(compound, self.words, self.style_words, self.name_words, neighbours)
 
 
 def unseen_words(text: str, known: frozenset[str]) -> list[str]:
