@@ -29,10 +29,10 @@ def _system(kind, cache_mb: float, depth_source: str = "input"):
     return kind(load_editor(shipped_path("editor_mini")), load_prior(shipped_path("prior_mini")), cfg)
 
 
-def _losses(system, batches, seed=0):
-    """Loss terms of a few optimisation steps (same cameras for every system: seeded)."""
+def _losses(system, batches, seed=0, lr=3e-3):
+    """Loss terms of a few Adam steps, one per batch (same cameras for every system: seeded)."""
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in system.parameters() if p.requires_grad], lr=3e-3)
+    optimizer = torch.optim.Adam([p for p in system.parameters() if p.requires_grad], lr=lr)
     out = []
     for batch in batches:
         optimizer.zero_grad()

@@ -13,6 +13,7 @@ Everything else (``E_low``, ``E_high``, the renderer, the teacher) is frozen.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pe3d.geometry import sample_camera_labels
-from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig
+from pe3d.losses import EditLossConfig, EditObjective, ImageLossConfig, triplane_loss
 from pe3d.models.editor import EditorCore, Prompts
 from pe3d.models.prior import PriorModel
 from pe3d.refinement import RefineConfig, fit_detail_residual
@@ -72,6 +73,20 @@ class EditSystemConfig:
     the teacher and the refinement settings), so a later run on the same pairs reads them instead of fitting them
     again. ``""``: kept in memory for one run only; ``pe3d fit distill`` and ``fit adapt`` fill it with
     ``<pairs_dir>/refined-teacher`` (``none``: memory only there too)."""
+    self_distill_weight: float = 0.0
+    """Weight of an L1 term (:func:`~pe3d.losses.triplane_loss`) between the editor's triplanes and those a frozen
+    copy of the editor it starts from makes for the same image and prompt (self-distillation), on every item whose
+    style is not in ``self_distill_exempt_styles``: a stage that trains one style further
+    (``data.style_repeats``) keeps what the editor did for the others, prompts near their training prompts included.
+    0: off (no copy is made)."""
+    self_distill_exempt_styles: list[str] = field(default_factory=list)
+    """Styles (pair folder names) the self-distillation term leaves free: those the stage is meant to change."""
+    train_prompt_encoder: bool = True
+    """``False`` keeps ``E_p`` frozen (in distillation whatever its ``train`` mode allows; in adaptation its mapper
+    too, so only ``E_t``'s norms adapt): the prompts' tokens stay where they are, so
+    a stage that trains one style further (``data.style_repeats``) does not move the paraphrases of the others,
+    which no training prompt holds in place (their decoder input is unchanged; only the decoder that reads them
+    trains)."""
     image_log_every: int = 200
     frozen_cache_mb: float = 2048.0
     """Memory for outputs of frozen modules kept per pair (the teacher's triplanes of the edited and the
@@ -87,6 +102,11 @@ class EditSystemConfig:
         if self.teacher_store in ("True", "False"):  # YAML reads off / no / yes as booleans
             raise ValueError(f"system.teacher_store={self.teacher_store!r}: a folder, or none to keep the refined "
                              "teacher in memory only (off / no / yes are booleans to YAML)")
+        if self.self_distill_weight < 0:
+            raise ValueError(f"system.self_distill_weight={self.self_distill_weight}: must be >= 0 (0 turns it off)")
+        if self.self_distill_exempt_styles and self.self_distill_weight == 0:
+            raise ValueError(f"system.self_distill_exempt_styles={list(self.self_distill_exempt_styles)} has no effect "
+                             "with system.self_distill_weight=0: give a weight, or leave the styles out")
         if self.view_bank < 0 or 0 < self.view_bank < self.num_views:
             raise ValueError(f"system.view_bank={self.view_bank}: 0 (fresh views at every step) or at least "
                              f"system.num_views={self.num_views} views per pair")
@@ -128,8 +148,13 @@ class EditingSystem(L.LightningModule):
         if cfg.view_bank > 0:
             stride = DilatedRays.stride_for(editor.renderer, cfg.view_ray_stride)
             self.view_bank = ViewBank(cfg.view_bank, cfg.render_resolution, stride, cfg.view_yaw_std, cfg.view_pitch_std)
+        # self-distillation: a frozen copy of the editor as it starts (made before any step changes it)
+        self.initial_editor = copy.deepcopy(editor) if cfg.self_distill_weight > 0 else None
         _freeze(self.editor)
         _freeze(self.teacher)
+        if self.initial_editor is not None:
+            _freeze(self.initial_editor)
+            self.initial_editor.eval()
         self.teacher.eval()
         for param in self.trainable_parameters():
             param.requires_grad_(True)
@@ -139,6 +164,8 @@ class EditingSystem(L.LightningModule):
         raise NotImplementedError
 
     def _prompt_parameters(self) -> Iterator[nn.Parameter]:
+        if not self.cfg.train_prompt_encoder:
+            return
         for encoder in self.editor.prompt_encoders():
             yield from encoder.trainable_parameters()
 
@@ -148,7 +175,8 @@ class EditingSystem(L.LightningModule):
         image, edited, label = batch["input_image"], batch["edited_image"], batch["label"]
         b = image.shape[0]
         keys = pair_keys(batch)
-        planes = self._edit(image, prompts_from_batch(batch), keys)
+        prompts = prompts_from_batch(batch)
+        planes = self._edit(self.editor, image, prompts, keys)
         input_rays = DilatedRays.sample_for(self.editor.renderer, size, self.cfg.input_ray_stride if self.training else 1)
         input_render = input_rays.render(self.editor.renderer, planes, label).image
         edited_small = input_rays.crop(F.interpolate(edited, size=(size, size), mode="area"))
@@ -170,12 +198,30 @@ class EditingSystem(L.LightningModule):
                     input_planes = self._teacher_planes("teacher_input", image, keys)
                     geometry_views = self._teacher_views("teacher_input_views", image, input_planes, keys, cams, rays, slots)
         terms = self.objective(input_render, edited_small, planes, teacher_planes, views, teacher_views, geometry_views)
+        if self.initial_editor is not None:
+            self._add_self_distillation(terms, planes, image, prompts, keys, batch.get("style"))
         images = {"target": edited_small[:, None], "pred": input_render[:, None]}
         if views is not None:
             if views.image.shape[-1] == size and input_render.shape[-1] == size:
                 images["target"] = torch.cat([images["target"], teacher_views.image.reshape(b, n, 3, size, size)], 1)
                 images["pred"] = torch.cat([images["pred"], views.image.reshape(b, n, 3, size, size)], 1)
         return terms, images
+
+    def _add_self_distillation(self, terms: dict[str, Tensor], planes: Tensor, image: Tensor, prompts: Prompts, keys,
+                               styles) -> None:
+        """Adds ``self_distill`` (the L1 to the initial editor's triplanes on the items of styles not exempt) to
+        ``terms`` and its weighted value to ``terms["loss"]``; a batch of exempt styles only adds 0."""
+        exempt = set(self.cfg.self_distill_exempt_styles)
+        names = [str(style).split(":")[0] for style in styles] if styles is not None else [""] * image.shape[0]
+        held = torch.tensor([name not in exempt for name in names], device=planes.device)
+        if not bool(held.any()):
+            terms["self_distill"] = planes.new_zeros(())
+            return
+        with torch.no_grad():
+            self.initial_editor.eval()
+            initial = self._edit(self.initial_editor, image, prompts, keys)
+        terms["self_distill"] = triplane_loss(planes[held], initial[held])
+        terms["loss"] = terms["loss"] + self.cfg.self_distill_weight * terms["self_distill"]
 
     def _uses_view_bank(self, keys) -> bool:
         """Training with a view bank, pairs that name themselves and a frozen cache to keep the teacher's views."""
@@ -231,18 +277,19 @@ class EditingSystem(L.LightningModule):
 
         return stored_compute
 
-    def _edit(self, image: Tensor, prompts: Prompts, keys) -> Tensor:
-        """The editor's triplanes; ``E_low`` / ``E_high`` features (and a residual editor's base planes) come from
-        the cache while they are frozen."""
+    def _edit(self, editor: EditorCore, image: Tensor, prompts: Prompts, keys) -> Tensor:
+        """``editor``'s triplanes (the trained editor's, or its frozen initial copy's, which shares its frozen
+        parts); ``E_low`` / ``E_high`` features (and a residual editor's base planes) come from the cache while
+        they are frozen."""
         if not self._image_features_frozen():
-            return self.editor(image, prompts)
+            return editor(image, prompts)
         f_g, f_h = self.frozen_cache.get("editor_features", keys, image,
                                          lambda idx: self.editor.image_features(image[idx]))
         base = None
         if self.editor.base_decoder is not None:  # a residual editor's base is frozen too
             base = self.frozen_cache.get("editor_base_planes", keys, image,
                                          lambda idx: (self.editor.base_planes(f_g[idx], f_h[idx], image[idx]),))[0]
-        return self.editor.edit_features(f_g, f_h, image, prompts, base=base)
+        return editor.edit_features(f_g, f_h, image, prompts, base=base)
 
     def _image_features_frozen(self) -> bool:
         branches = (self.editor.encoder.low, self.editor.encoder.high)
@@ -294,7 +341,9 @@ class AdaptSystem(EditingSystem):
         return "norm-only+decoder" if self.decoder_lr_scale > 0 else "norm-only"
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.editor.adaptation_parameters()
+        frozen = set() if self.cfg.train_prompt_encoder else {
+            id(p) for encoder in self.editor.prompt_encoders() for p in encoder.parameters()}
+        yield from (p for p in self.editor.adaptation_parameters() if id(p) not in frozen)
         if self.decoder_lr_scale > 0:
             yield from self.editor.decoder_adaptation_parameters()
 
