@@ -41,7 +41,10 @@ SHIPPED: dict[str, str] = {
     # of each pair's 2D edit fitted 10 steps more to that edit), which sharpens what it distils; then 800 more
     # such steps with real vocabulary words as the inserted unknown words (data.prompt_augment.unknown_word_source),
     # so a word no training prompt uses is ignored instead of moving the edit (that stage reads the refined
-    # teacher's triplanes the stage before wrote to runs/pairs-bg/refined-teacher: system.teacher_store)
+    # teacher's triplanes the stage before wrote to runs/pairs-bg/refined-teacher: system.teacher_store); then 800
+    # more such steps with zombie's pairs 6x and pencil's 2x per epoch (data.style_repeats) and E_p frozen
+    # (system.train_prompt_encoder=false, so no other style's paraphrases move with its tokens), which brings
+    # zombie's edit to its teacher (docs/results/quality/zombie_stage.md)
     "editor_mini": "pe3d fit distill --config configs/distill/mini.yaml out=runs/distill-mini export_dtype=float16"
     " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-mini/editor.safetensors"
     " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-bgft"
@@ -53,7 +56,12 @@ SHIPPED: dict[str, str] = {
     " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-vocab"
     " export_dtype=float16 trainer.max_steps=800 system.optim.lr=0.00025 system.teacher_refine_steps=10"
     " data.prompt_augment.unknown_word_source=vocabulary"
-    " && cp runs/distill-vocab/editor.safetensors pe3d/weights/editor_mini.safetensors",
+    " && pe3d fit distill --config configs/distill/mini.yaml init=runs/distill-vocab/editor.safetensors"
+    " pairs_dir=runs/pairs-bg 'style_overrides=[params.background_texture=0.5]' out=runs/distill-zombie"
+    " export_dtype=float16 trainer.max_steps=800 system.optim.lr=0.00025 system.teacher_refine_steps=10"
+    " data.prompt_augment.unknown_word_source=vocabulary 'data.style_repeats={zombie: 6, pencil_sketch: 2}'"
+    " system.train_prompt_encoder=false"
+    " && cp runs/distill-zombie/editor.safetensors pe3d/weights/editor_mini.safetensors",
 }
 """Shipped weight name -> the command that reproduces it (run from the checkout root)."""
 
