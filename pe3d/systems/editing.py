@@ -8,7 +8,9 @@ train:
 * :class:`DistillSystem`: ``E_p`` (as its ``train`` mode allows), the cross-attention and ``E_t``;
 * :class:`AdaptSystem`: ``E_p`` and the normalization parameters of ``E_t``.
 
-Everything else (``E_low``, ``E_high``, the renderer, the teacher) is frozen.
+Everything else (``E_low``, ``E_high``, the renderer, the teacher) is frozen; so is ``E_p`` with
+``system.train_prompt_encoder=false``. ``system.self_distill_weight`` adds a term that holds the editor's
+triplanes to those of a frozen copy of the editor it started from (:class:`EditSystemConfig`).
 """
 
 from __future__ import annotations
