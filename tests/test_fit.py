@@ -194,6 +194,25 @@ def test_fit_adapt_with_the_renderers_decoder(prior_path, editor_path, tmp_path)
         AdaptSystem(load_editor(editor_path), load_prior(prior_path), cfg, decoder_lr_scale=-1.0)
 
 
+def test_fit_adapt_with_a_frozen_prompt_encoder_exports_a_full_adapter(prior_path, editor_path, tmp_path):
+    """``system.train_prompt_encoder=false``: E_p's mapper does not adapt, but the adapter still carries it (at the
+    base's values) with the norms that did, so it loads back like any other adapter of that base."""
+    base = load_editor(editor_path)
+    args = [f"base={editor_path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4",
+            f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}", f"export={tmp_path / 'adapter.safetensors'}",
+            "system.render_resolution=8", "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=3",
+            "system.train_prompt_encoder=false", "lr=0.01", *SMALL_RENDERS, *TRAINER]
+    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], args)))
+    mapper = {f"text_encoder.{n}": p for n, p in base.text_encoder.named_parameters() if n.startswith("mapper.")}
+    assert mapper and set(mapper) <= set(adapter.tensors)
+    assert all(torch.equal(adapter.tensors[n], p) for n, p in mapper.items()), "the frozen mapper moved"
+    norms = [n for n in adapter.tensors if n.startswith("encoder.")]
+    assert any(not torch.equal(adapter.tensors[n], dict(base.named_parameters())[n]) for n in norms), "no norm adapted"
+    fresh = load_editor(editor_path)
+    load_adapter_into(fresh, tmp_path / "adapter.safetensors")
+    assert all(torch.equal(dict(fresh.named_parameters())[n], adapter.tensors[n]) for n in norms)
+
+
 def test_fit_distill_keeps_the_refined_teacher_beside_the_pairs_for_the_next_run(prior_path, editor_path, tmp_path):
     """``system.teacher_refine_steps``: the first run writes each pair's refined teacher triplane to
     ``<pairs_dir>/refined-teacher``; a second run on the same pairs reads every one of them (no file is written

@@ -307,7 +307,7 @@ def fit_adapt(cfg: AdaptFitConfig, resume: bool = False, callbacks: Sequence[L.C
     data.dirs = [str(folder)]
     save_resolved(cfg, run_dir / "config.yaml")
     system = AdaptSystem(editor, teacher, system_cfg, decoder_lr_scale=cfg.decoder_lr_scale)
-    names = adapter_parameter_names(editor, system.trainable_parameters())
+    names = adapter_parameter_names(editor, system.adapter_parameters())
     trainer, minutes = _run(system, data, trainer_cfg, run_dir, resume, callbacks)
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
 

@@ -342,6 +342,14 @@ class AdaptSystem(EditingSystem):
         when the renderer's decoder adapts too."""
         return "norm-only+decoder" if self.decoder_lr_scale > 0 else "norm-only"
 
+    def adapter_parameters(self) -> Iterator[nn.Parameter]:
+        """What this adaptation's adapters carry: every adaptation parameter of the editor (one held frozen, e.g.
+        ``E_p``'s mapper with ``system.train_prompt_encoder=false``, at the base editor's values, so every adapter of
+        a base has the same tensors) and the renderer's decoder when it adapts."""
+        yield from self.editor.adaptation_parameters()
+        if self.decoder_lr_scale > 0:
+            yield from self.editor.decoder_adaptation_parameters()
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         frozen = set() if self.cfg.train_prompt_encoder else {
             id(p) for encoder in self.editor.prompt_encoders() for p in encoder.parameters()}
