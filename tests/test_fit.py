@@ -166,6 +166,14 @@ def test_fit_distill_init_residual_turns_the_editor_residual(prior_path, editor_
     assert torch.equal(editor.encoder.decoder.out.weight, adapter.tensors["encoder.decoder.out.weight"])
 
 
+def _short_adapt_args(prior_path, editor_path, tmp_path, *extra: str) -> list[str]:
+    """A 3-step ``fit adapt`` of pencil_sketch on 4 pairs at tiny renders, exporting ``tmp_path/adapter.safetensors``."""
+    return [f"base={editor_path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4",
+            f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}", f"export={tmp_path / 'adapter.safetensors'}",
+            "system.render_resolution=8", "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=3",
+            "lr=0.01", *extra, *SMALL_RENDERS, *TRAINER]
+
+
 def test_fit_adapt_with_the_renderers_decoder(prior_path, editor_path, tmp_path):
     """``decoder_lr_scale > 0``: the renderer's decoder MLP adapts too, in its own optimizer group at that multiple
     of the rate, and the adapter (kind ``norm-only+decoder``) carries it and loads back; a negative scale is refused."""
@@ -173,11 +181,8 @@ def test_fit_adapt_with_the_renderers_decoder(prior_path, editor_path, tmp_path)
     from pe3d.systems.editing import AdaptSystem, EditSystemConfig
 
     base = load_editor(editor_path)
-    args = [f"base={editor_path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4",
-            f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}", f"export={tmp_path / 'adapter.safetensors'}",
-            "system.render_resolution=8", "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=3",
-            "decoder_lr_scale=0.5", "lr=0.01", *SMALL_RENDERS, *TRAINER]
-    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], args)))
+    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], _short_adapt_args(
+        prior_path, editor_path, tmp_path, "decoder_lr_scale=0.5"))))
     assert adapter.kind == "norm-only+decoder"
     decoder = {f"renderer.decoder.{n}": p for n, p in base.renderer.decoder.named_parameters()}
     assert set(decoder) <= set(adapter.tensors)
@@ -198,11 +203,8 @@ def test_fit_adapt_with_a_frozen_prompt_encoder_exports_a_full_adapter(prior_pat
     """``system.train_prompt_encoder=false``: E_p's mapper does not adapt, but the adapter still carries it (at the
     base's values) with the norms that did, so it loads back like any other adapter of that base."""
     base = load_editor(editor_path)
-    args = [f"base={editor_path}", f"prior={prior_path}", "style=pencil_sketch", "num_pairs=4",
-            f"pairs_dir={tmp_path / 'pairs'}", f"out={tmp_path / 'run'}", f"export={tmp_path / 'adapter.safetensors'}",
-            "system.render_resolution=8", "system.num_views=1", "system.image_log_every=0", "trainer.max_steps=3",
-            "system.train_prompt_encoder=false", "lr=0.01", *SMALL_RENDERS, *TRAINER]
-    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], args)))
+    adapter = read_adapter(fit_adapt(load_structured(AdaptFitConfig, [], _short_adapt_args(
+        prior_path, editor_path, tmp_path, "system.train_prompt_encoder=false"))))
     mapper = {f"text_encoder.{n}": p for n, p in base.text_encoder.named_parameters() if n.startswith("mapper.")}
     assert mapper and set(mapper) <= set(adapter.tensors)
     assert all(torch.equal(adapter.tensors[n], p) for n, p in mapper.items()), "the frozen mapper moved"
