@@ -74,7 +74,7 @@ class TimeCheckpoints(L.Callback):
         from pe3d.styles.adapters import adapter_parameter_names, save_adapter
 
         editor = pl_module.editor
-        names = adapter_parameter_names(editor, pl_module.trainable_parameters())
+        names = adapter_parameter_names(editor, pl_module.adapter_parameters())
         path = save_adapter(self.folder / f"adapter-{minutes:g}min.safetensors", editor, names, self.style, self.base_hash,
                             kind=pl_module.adapter_kind)
         self.records.append({"minutes": minutes, "file": path.name, "step": int(step), "elapsed_minutes": elapsed, "reached": reached})

@@ -162,12 +162,17 @@ class EditingSystem(L.LightningModule):
             param.requires_grad_(True)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters this system optimises (all others stay bit-identical)."""
+        """Parameters this system optimises (all others stay bit-identical): the subclass's
+        :meth:`_chosen_parameters`, less ``E_p``'s with ``system.train_prompt_encoder=false``."""
+        frozen = set() if self.cfg.train_prompt_encoder else {
+            id(p) for encoder in self.editor.prompt_encoders() for p in encoder.parameters()}
+        return (p for p in self._chosen_parameters() if id(p) not in frozen)
+
+    def _chosen_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters this kind of system trains."""
         raise NotImplementedError
 
     def _prompt_parameters(self) -> Iterator[nn.Parameter]:
-        if not self.cfg.train_prompt_encoder:
-            return
         for encoder in self.editor.prompt_encoders():
             yield from encoder.trainable_parameters()
 
@@ -317,7 +322,7 @@ class EditingSystem(L.LightningModule):
 class DistillSystem(EditingSystem):
     """Full distillation (paper Sec. 3.3 "Training"): trains ``E_p``, the cross-attention and ``E_t``."""
 
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+    def _chosen_parameters(self) -> Iterator[nn.Parameter]:
         yield from self._prompt_parameters()
         yield from self.editor.cross_attention.parameters()
         yield from self.editor.encoder.decoder.parameters()
@@ -350,12 +355,8 @@ class AdaptSystem(EditingSystem):
         if self.decoder_lr_scale > 0:
             yield from self.editor.decoder_adaptation_parameters()
 
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        frozen = set() if self.cfg.train_prompt_encoder else {
-            id(p) for encoder in self.editor.prompt_encoders() for p in encoder.parameters()}
-        yield from (p for p in self.editor.adaptation_parameters() if id(p) not in frozen)
-        if self.decoder_lr_scale > 0:
-            yield from self.editor.decoder_adaptation_parameters()
+    def _chosen_parameters(self) -> Iterator[nn.Parameter]:
+        return self.adapter_parameters()
 
     def configure_optimizers(self):
         if self.decoder_lr_scale <= 0:
