@@ -228,7 +228,7 @@ def _cmd_import_3dpe(args: argparse.Namespace) -> int:
 def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     """``--style`` / ``--prompt`` / ``--prompt-image``, shared by the editing commands."""
     parser.add_argument("--style", default=None, help="style name (its adapter is used when present)")
-    parser.add_argument("--prompt", default=None, help="text prompt")
+    parser.add_argument("--prompt", default=None, help="text prompt (with the mini editor, one that names no style it knows returns the portrait unedited, with a warning)")
     parser.add_argument("--prompt-image", default=None, help="reference image prompt")
 
 

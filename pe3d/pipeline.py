@@ -46,6 +46,7 @@ from pe3d.prompt_vocabulary import (
     nearest_known_words,
     training_vocabulary,
     unseen_words,
+    warn_no_style_named,
     warn_prompt_reading,
     warn_unseen_words,
 )
@@ -153,6 +154,10 @@ class EditPipeline:
         self.editor = inference_memory_layout(editor.to(device).eval())
         self.trained_styles = list(trained_styles)
         self._vocabularies: dict[tuple[str, ...], Optional[PromptVocabulary]] = {}
+        self.unedited_without_style = True
+        """Return the unedited reconstruction for a text prompt that names no style (:meth:`names_no_style`);
+        ``False`` gives such prompts to the editor like any other (what it makes of them is measured in
+        docs/results/quality/no_style_prompts.md)."""
         self.device = torch.device(device)
         self.base_hash = model_hash(self.editor)
         names = adapter_parameter_names(self.editor, [*self.editor.adaptation_parameters(),
@@ -289,7 +294,8 @@ class EditPipeline:
             cameras: ``[N, 25]`` novel cameras (default: yaw -30, 0, +30 degrees).
             input_camera: ``[25]`` or ``[B, 25]`` camera of the input (default: frontal FFHQ camera).
             strength: 0 = the unedited reconstruction (:meth:`unedited_triplane`), 1 = the full edit
-                (triplanes interpolated).
+                (triplanes interpolated). A text prompt that names no style (:meth:`names_no_style`) gives the
+                unedited reconstruction at any strength, with a warning.
             resolution: render side (default: the model's neural rendering resolution).
             refine: test-time detail refinement (:mod:`pe3d.refinement`): with ``refine.steps > 0`` the
                 triplane residual that makes the prior's reconstruction of ``image`` render like it at
@@ -334,12 +340,20 @@ class EditPipeline:
             raise InvalidInput(f"strength must be in [0, 1], got {strength}")
         image = self._prepare_image(image)
         prompts = self._prompts(prompt, prompt_image, image.shape[0])
+        styles = [*self.trained_styles, *([self.active_adapter] if self.active_adapter else [])]
+        unnamed = {text for text in dict.fromkeys(prompts.texts or ())
+                   if text is not None and prompts.images is None and self.names_no_style(text)}
         for text in dict.fromkeys(prompts.texts or ()):  # each distinct prompt once
-            if text is not None:
+            if text in unnamed:
+                warn_no_style_named(text, styles)
+            elif text is not None:
                 unseen = self.unseen_prompt_words(text)
                 warn_unseen_words(text, unseen, self.unseen_word_readings(unseen), self.lexical_reading(text))
                 warn_prompt_reading(text, self.editor.read_prompt(text))
         edited = self.editor(image, prompts)
+        items = [i for i, text in enumerate(prompts.texts or ()) if text in unnamed]
+        if items:
+            edited[items] = self.unedited_triplane(image[items])
         if strength < 1.0:
             edited = torch.lerp(self.unedited_triplane(image), edited, strength)
         return edited
@@ -439,6 +453,19 @@ class EditPipeline:
         if not words or vocabulary is None:
             return {}
         return nearest_known_words(self.editor.text_encoder, words, vocabulary.words)
+
+    def names_no_style(self, prompt: str) -> bool:
+        """Whether this editor takes the text ``prompt`` as naming none of its styles, and so returns the portrait
+        unedited (:meth:`edit_triplane`): its text encoder has no pretrained language, and the prompt, as the editor
+        reads it, holds no word that tells one of :attr:`trained_styles` or the active adapter's style from the
+        others (:meth:`~pe3d.prompt_vocabulary.PromptVocabulary.names_no_style`: "make the person smile"). Such a
+        prompt tells the editor nothing, and what it made of one was the edit most training pairs hold (zombie).
+        ``False`` with :attr:`unedited_without_style` off."""
+        vocabulary = self._vocabulary() if self.trained_styles and self.unedited_without_style else None
+        encoder = self.editor.text_encoder
+        if vocabulary is None or encoder is None or encoder.cfg.pretrained:
+            return False
+        return vocabulary.names_no_style(prompt)
 
     def lexical_reading(self, prompt: str) -> tuple[str, str] | None:
         """``(unseen word, style-name word)`` when this editor reads a text ``prompt`` that names no style through

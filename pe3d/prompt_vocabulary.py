@@ -47,6 +47,11 @@ class PromptReadingWarning(UserWarning):
     training word are read through it (:func:`read_compounds`; see :func:`warn_prompt_reading`)."""
 
 
+class NoStyleNamedWarning(UserWarning):
+    """A text prompt names none of the styles the editor was trained on, so the portrait is returned unedited
+    (see :meth:`PromptVocabulary.names_no_style`)."""
+
+
 def prompt_words(text: str) -> list[str]:
     """The lower-case words (runs of letters) of ``text``, in order."""
     return _WORD.findall(text.lower())
@@ -180,6 +185,19 @@ def wordnet_neighbours(token_vectors: str = LEXICON) -> Optional[WordNetNeighbou
         return None
 
 
+def telling_words(words_by_style: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """The words that can tell a style from the others: no function word, and used by the training prompts of
+    fewer than half of the styles (and of fewer than two): "zombie", "graphite", also "statue" (bronze's and
+    marble's), but not "make", "person" or "portrait", which most styles' prompts share. With one style, all
+    of its words but the function words."""
+    counts: dict[str, int] = {}
+    for words in words_by_style.values():
+        for word in set(words):
+            counts[word] = counts.get(word, 0) + 1
+    need = max(2, -(-len(words_by_style) // 2))
+    return frozenset(word for word, count in counts.items() if count < need and word not in FUNCTION_WORDS)
+
+
 def style_name_words(words_by_style: Mapping[str, Iterable[str]]) -> dict[str, str]:
     """Word -> style for the words of a style's *name* ("blue_hair" -> "blue", "hair") that are
     :func:`distinctive_words` of that style: the words that carry it most surely ("greek" is marble's word too, but
@@ -245,6 +263,17 @@ class PromptVocabulary:
     def name_words(self) -> dict[str, str]:
         """Word -> style for the words of the styles' names that carry them (:func:`style_name_words`)."""
         return style_name_words(self.by_style)
+
+    @functools.cached_property
+    def telling_words(self) -> frozenset[str]:
+        """The words that can tell a style from the others (:func:`telling_words`)."""
+        return telling_words(self.by_style)
+
+    def names_no_style(self, text: str) -> bool:
+        """Whether ``text``, as the editor reads it (:meth:`read`), holds none of :attr:`telling_words`: a prompt
+        such as "make the person smile" or "keep the face as it is", which the editor's text tower, knowing only
+        its training prompts' words, cannot relate to any edit."""
+        return not any(word in self.telling_words for word in prompt_words(self.read(text)))
 
     def with_style(self, name: str, words: Iterable[str]) -> "PromptVocabulary":
         """This vocabulary with the training words of one more style (an applied adapter's)."""
@@ -360,6 +389,15 @@ def warn_prompt_reading(prompt: str, read: str) -> None:
             "read through that word, and in a prompt that holds no word of any one style the unseen word nearest a "
             "style's name in WordNet is read as that name (`pe3d styles --prompts` lists the training prompts).",
             PromptReadingWarning, stacklevel=3)
+
+
+def warn_no_style_named(prompt: str, styles: Sequence[str]) -> None:
+    """Emit a :class:`NoStyleNamedWarning`: ``prompt`` names none of ``styles``, so the portrait is returned unedited."""
+    warnings.warn(
+        f"prompt {prompt!r} names no style this editor was trained on ({', '.join(styles)}): the portrait is "
+        "returned unedited (the prior's reconstruction) rather than given an edit the prompt did not ask for; "
+        "use a style's wording (`pe3d styles --prompts`) or train a style of your own (`pe3d fit adapt`).",
+        NoStyleNamedWarning, stacklevel=3)
 
 
 def warn_unseen_words(prompt: str, words: Sequence[str], readings: Mapping[str, str] | None = None,

@@ -304,6 +304,48 @@ def test_no_edit_pairs_pair_shared_words_with_the_unedited_input(tiny_style, tmp
     assert any(not torch.equal(item["edited_image"], item["input_image"]) for item in edited)
 
 
+def test_augmented_prompts_without_a_style_word_become_no_edit_pairs(tiny_style, tmp_path):
+    """``no_edit_without_style_word``: an augmented prompt that lost every word telling its style from the other's
+    keeps its words but trains towards the unedited input; one that keeps such a word keeps its edit."""
+    from pe3d.data.prompt_augment import PromptAugmentConfig, names_style, style_words
+
+    words = style_words([["make the portrait bronze", "a bronze statue"], ["make the hair blue", "a marble statue"],
+                         ["turn the portrait into a sketch"]])
+    # "make", "portrait", "statue": two of the three styles use each, so they tell none apart
+    assert words == [{"bronze"}, {"hair", "blue", "marble"}, {"turn", "sketch"}]
+    assert style_words([["make it bronze"]]) == [frozenset()]  # one style: nothing to tell apart
+    assert names_style("Bronze, please", words[0]) and not names_style("make the portrait", words[0])
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_pairs(tiny_style, first, 6, progress=False)
+    write_pairs(tiny_style, second, 6, progress=False)
+    for folder, prompts in ((first, ["make the portrait bronze", "bronze"]), (second, ["make the portrait blue", "blue"])):
+        meta = json.loads((folder / "pairs.json").read_text())
+        meta["prompts"]["train"] = prompts
+        (folder / "pairs.json").write_text(json.dumps(meta))
+    augment = PromptAugmentConfig(probability=1.0, word_dropout=0.5, unknown_words=0, no_edit_without_style_word=True)
+    module = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0,
+                                           resample_prompts=True, prompt_augment=augment))
+    module.setup("fit")
+    torch.manual_seed(0)
+    items = [module.train_set[i] for i in range(len(module.train_set)) for _ in range(8)]
+    text_items = [item for item in items if item["prompt_kind"] == "text"]
+    kept = [item for item in text_items if {"bronze", "blue"} & set(item["prompt"].split())]
+    lost = [item for item in text_items if not {"bronze", "blue"} & set(item["prompt"].split())]
+    assert kept and lost  # word dropout at 0.5 drops the style word of some prompts and not of others
+    for item in lost:
+        assert item["style"].endswith(":no-edit") and torch.equal(item["edited_image"], item["input_image"])
+        assert set(item["prompt"].split()) <= {"make", "the", "portrait"}  # the prompt keeps its own words
+    for item in kept:
+        assert not item["style"].endswith(":no-edit")
+        assert not torch.equal(item["edited_image"], item["input_image"])
+    # off (the default): the same augmentation keeps every edit
+    plain = PairDataModule(PairDataConfig(dirs=[str(first), str(second)], batch_size=2, val_fraction=0.0,
+                                          resample_prompts=True,
+                                          prompt_augment=PromptAugmentConfig(probability=1.0, word_dropout=0.5, unknown_words=0)))
+    plain.setup("fit")
+    assert not any(plain.train_set[i]["style"].endswith(":no-edit") for i in range(len(plain.train_set)) for _ in range(8))
+
+
 def test_vocabulary_unknown_words_leave_out_every_pair_sets_training_words(tiny_style, tmp_path):
     from pe3d.data.prompt_augment import PromptAugmentConfig
 

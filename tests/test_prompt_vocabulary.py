@@ -332,3 +332,57 @@ def test_lexical_reading_restores_the_ghoul_edit():
     read, as_written, train = _read_written_and_train_scores("zombie", GHOUL)
     assert read > as_written + 0.5, (read, as_written)
     assert read > train - 0.5, (read, train)
+
+
+# --- a prompt that names no style: the portrait is returned unedited ------------------------------------------
+
+
+def test_telling_words_and_prompts_that_name_no_style():
+    from pe3d.prompt_vocabulary import PromptVocabulary, telling_words
+
+    by_style = {"zombie": frozenset({"make", "the", "person", "zombie", "statue"}),
+                "blue_hair": frozenset({"make", "the", "person", "blue", "hair"}),
+                "bronze_statue": frozenset({"make", "person", "bronze", "statue"}),
+                "marble_statue": frozenset({"make", "marble", "statue", "person"})}
+    # "make", "person": every style; "statue": half of four; "the": a function word
+    assert telling_words(by_style) == {"zombie", "blue", "hair", "bronze", "marble"}
+    assert telling_words({"zombie": frozenset({"the", "zombie", "skin"})}) == {"zombie", "skin"}  # one style: all its words
+    vocabulary = PromptVocabulary(by_style, lexicon=None)
+    assert vocabulary.names_no_style("make the person smile") and vocabulary.names_no_style("Make the person!")
+    assert not vocabulary.names_no_style("make the person a ZOMBIE") and not vocabulary.names_no_style("blue")
+
+
+def test_a_prompt_that_names_no_style_returns_the_portrait_unedited(shipped):
+    """The shipped editor made "make the person smile" into a zombie (21.5 dB against zombie's target,
+    tools/no_style_prompts.py); the pipeline returns such an item unedited, with a warning, and edits the others."""
+    import torch
+
+    from pe3d.prompt_vocabulary import NoStyleNamedWarning
+
+    smile, zombie = "make the person smile", "turn the person into a zombie"
+    assert shipped.names_no_style(smile) and shipped.names_no_style("keep the face as it is")
+    assert not shipped.names_no_style(zombie) and not shipped.names_no_style(GHOUL)  # the ghoul is read as "zombie"
+    assert not shipped.names_no_style(SKETCHBOOK) and not shipped.names_no_style("render the portrait as a roman sculpture")
+    for style in DISTILLED:  # every prompt of the styles names one: the benchmarks' prompts are never returned unedited
+        prompts = load_named_style(style).prompts
+        assert not [p for p in (*prompts.train, *prompts.test) if shipped.names_no_style(p)], style
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(NoStyleNamedWarning, match="'make the person smile' names no style this editor was trained on"):
+        planes = shipped.edit_triplane(image, prompt=[smile, zombie])
+    unedited = shipped.unedited_triplane(shipped._prepare_image(image))
+    assert torch.allclose(planes[0], unedited[0], atol=1e-3)
+    assert (planes[1] - unedited[1]).abs().mean() > 0.01  # the zombie item is edited
+    shipped.unedited_without_style = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NoStyleNamedWarning)  # off: no warning, the editor's own output
+            raw = shipped.edit_triplane(image, prompt=[smile, zombie])
+        assert not shipped.names_no_style(smile)
+    finally:
+        shipped.unedited_without_style = True
+    assert (raw[0] - unedited[0]).abs().mean() > 0.01 and torch.allclose(raw[1], planes[1])
+    # with a reference image the prompt is not judged by its words
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoStyleNamedWarning)
+        referenced = shipped.edit_triplane(image, prompt=[smile, smile], prompt_image=image)
+    assert (referenced[0] - unedited[0]).abs().mean() > 0.01

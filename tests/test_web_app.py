@@ -102,6 +102,8 @@ def test_edit_status_names_prompt_words_the_editor_never_saw(handlers, portraits
     assert "edited" in status and "never trained on" not in status and "read as" not in status
     status, *_ = handlers.run_edit(before[0], "(none)", "a sketchbook portrait of the person", None, 1.0, 0, 0, False)
     assert "read as 'a sketch book portrait of the person'" in status and "never trained on" not in status
+    status, *_ = handlers.run_edit(before[0], "(none)", "make the person smile", None, 1.0, 0, 0, False)
+    assert "names no style of this editor: the portrait is returned unedited" in status and "never trained on" not in status
 
 
 def test_unticking_align_takes_a_world_render_as_framed(handlers, tmp_path):

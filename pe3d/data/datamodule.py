@@ -12,7 +12,7 @@ from lightning import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from pe3d.data.pairs import MANIFEST_FILE, PROMPT_SOURCES, ManifestError, PairDataConfig, PairDataset, collate_pairs, read_manifest, read_meta, split_ids
-from pe3d.data.prompt_augment import shared_words, vocabulary_words
+from pe3d.data.prompt_augment import shared_words, style_words, vocabulary_words
 from pe3d.errors import InvalidInput
 from pe3d.prompt_vocabulary import prompt_words
 
@@ -63,9 +63,11 @@ class PairDataModule(LightningDataModule):
                                f"(folders: {[Path(folder).name for folder in cfg.dirs]})")
         train_prompts = [meta.get("prompts", {}).get("train") or [] for _, meta in metas]
         shared = shared_words(train_prompts) if cfg.prompt_augment.no_edit > 0 else []
+        own_words = (style_words(train_prompts) if cfg.prompt_augment.no_edit_without_style_word
+                     else [frozenset()] * len(metas))
         unknown = (vocabulary_words(word for prompts in train_prompts for prompt in prompts for word in prompt_words(prompt))
                    if cfg.prompt_augment.unknown_word_source == "vocabulary" else [])
-        for folder, meta in metas:
+        for (folder, meta), words in zip(metas, own_words):
             resolution = int(meta.get("pairs", {}).get("resolution", -1))
             resolutions.setdefault(resolution, folder)
             if len(resolutions) > 1:
@@ -79,7 +81,7 @@ class PairDataModule(LightningDataModule):
             train_set = PairDataset(folder, resample_prompts=cfg.resample_prompts, ids=train_ids,
                                     prompt_augment=cfg.prompt_augment, prompt_source=cfg.prompt_source,
                                     reference=reference, shared_words=shared, mirror=cfg.mirror,
-                                    unknown_vocabulary=unknown)
+                                    unknown_vocabulary=unknown, style_words=words)
             train_parts += [train_set] * cfg.style_repeats.get(Path(folder).name, 1)
             if val_ids:
                 val_parts.append(PairDataset(folder, resample_prompts=False, ids=val_ids, prompt_source=cfg.prompt_source,

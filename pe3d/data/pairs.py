@@ -26,7 +26,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt, no_edit_prompt
+from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt, names_style, no_edit_prompt
 from pe3d.errors import InvalidInput
 from pe3d.geometry import mirror_camera_labels
 from pe3d.images import quantize_uint8
@@ -446,7 +446,10 @@ class PairDataset(Dataset):
     then perturbs text prompts (:func:`~pe3d.data.prompt_augment.augment_prompt`); with its
     ``no_edit`` share and ``shared_words`` (words of several styles' prompts), a text pair becomes a
     *no-edit* pair: a prompt of shared words only, the input as the edited image, and the style
-    ``"<style>:no-edit"`` (so caches keyed by style and id keep the two apart). ``unknown_vocabulary``:
+    ``"<style>:no-edit"`` (so caches keyed by style and id keep the two apart); with its
+    ``no_edit_without_style_word`` and ``style_words`` (this style's words that tell it from the others,
+    :func:`~pe3d.data.prompt_augment.style_words`), an augmented prompt left with none of them becomes such
+    a no-edit pair too, keeping its words. ``unknown_vocabulary``:
     the words augmentation inserts as unknown ones (``unknown_word_source: vocabulary``; empty: random
     letter strings).
 
@@ -476,6 +479,7 @@ class PairDataset(Dataset):
         shared_words: Sequence[str] = (),
         mirror: float = 0.0,
         unknown_vocabulary: Sequence[str] = (),
+        style_words: Iterable[str] = (),
     ) -> None:
         if not 0.0 <= mirror <= 1.0:
             raise InvalidInput(f"mirror: a probability in [0, 1], got {mirror}")
@@ -498,6 +502,7 @@ class PairDataset(Dataset):
         self.prompt_augment = prompt_augment
         self.shared_words = list(shared_words)
         self.unknown_vocabulary = list(unknown_vocabulary)
+        self.style_words = frozenset(style_words)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -519,8 +524,14 @@ class PairDataset(Dataset):
             augment = self.prompt_augment
             no_edit = (bool(self.shared_words) and augment.no_edit > 0 and self.prompt_source == "stored"
                        and self.reference is None and float(torch.rand(())) < augment.no_edit)
-            prompt = (no_edit_prompt(self.shared_words, augment, vocabulary=self.unknown_vocabulary) if no_edit
-                      else augment_prompt(prompt, augment, pool=self.prompts, vocabulary=self.unknown_vocabulary))
+            if no_edit:
+                prompt = no_edit_prompt(self.shared_words, augment, vocabulary=self.unknown_vocabulary)
+            else:
+                written = prompt
+                prompt = augment_prompt(prompt, augment, pool=self.prompts, vocabulary=self.unknown_vocabulary)
+                no_edit = (augment.no_edit_without_style_word and bool(self.style_words) and prompt != written
+                           and self.prompt_source == "stored" and self.reference is None
+                           and not names_style(prompt, self.style_words))
         reference = None if record.reference is None else self._image(record.reference)
         if self.reference is not None:
             reference = self.reference

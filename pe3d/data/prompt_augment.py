@@ -19,6 +19,13 @@ pieces can still be thrown by it ("make this a rough pencil study" loses the pen
 ``unknown_word_source: vocabulary`` the inserted words are drawn from the tokenizer's whole-word
 vocabulary instead (:func:`vocabulary_words`, minus every word of the training prompts), so the
 editor learns to ignore *any* word it does not know.
+
+Word dropout and word bags can leave a prompt with no word that tells its style from the others
+("make the person look like a", "the it"). Trained towards the style's edit, such prompts teach the
+editor that a prompt naming no style means *some* style, the one most pairs hold (with zombie's pairs
+repeated 6x, "make the person smile" became a zombie). With ``no_edit_without_style_word`` such an
+augmented prompt keeps its words but is paired with the unedited input instead (:func:`style_words`
+says which words tell a style apart), so a prompt that names no style leaves the portrait as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
+
+from pe3d.prompt_vocabulary import prompt_words, telling_words
 
 
 @dataclass
@@ -58,6 +67,10 @@ class PromptAugmentConfig:
         unknown_word_source: what the inserted unknown words are: ``"letters"`` (random letter
             strings) or ``"vocabulary"`` (real words of the CLIP tokenizer's vocabulary that no
             training prompt of the pair sets uses; :func:`vocabulary_words`).
+        no_edit_without_style_word: an augmented text prompt left with none of its style's own words
+            (:func:`style_words`: words fewer than half of the styles' training prompts use) becomes a
+            no-edit pair, the same prompt with the input as its target. Needs pairs of at least two
+            styles (:class:`~pe3d.data.datamodule.PairDataModule` finds the words); ignored otherwise.
     """
 
     probability: float = 0.0
@@ -68,6 +81,7 @@ class PromptAugmentConfig:
     word_bag_distinct: bool = False
     no_edit: float = 0.0
     unknown_word_source: str = "letters"
+    no_edit_without_style_word: bool = False
 
     def __post_init__(self) -> None:
         for name in ("probability", "word_dropout", "word_bag", "no_edit"):
@@ -133,6 +147,23 @@ def shared_words(prompts_per_style: Sequence[Sequence[str]]) -> list[str]:
             counts[word] = counts.get(word, 0) + 1
     need = max(2, -(-len(prompts_per_style) // 2))
     return sorted(word for word, count in counts.items() if count >= need)
+
+
+def style_words(prompts_per_style: Sequence[Sequence[str]]) -> list[frozenset[str]]:
+    """Per style, the words of its training prompts that can tell it from other styles
+    (:func:`~pe3d.prompt_vocabulary.telling_words`: neither a function word ("the", "into") nor one that half of
+    the styles use ("make", "person")). A word two styles of six share ("statue" of bronze and marble) counts for
+    both. Empty sets for fewer than two styles (nothing to tell apart)."""
+    if len(prompts_per_style) < 2:
+        return [frozenset() for _ in prompts_per_style]
+    by_style = {i: frozenset(w for p in prompts for w in prompt_words(p)) for i, prompts in enumerate(prompts_per_style)}
+    telling = telling_words(by_style)
+    return [words & telling for words in by_style.values()]
+
+
+def names_style(text: str, words: frozenset[str]) -> bool:
+    """Whether ``text`` holds one of ``words`` (a style's :func:`style_words`)."""
+    return any(word in words for word in prompt_words(text))
 
 
 def no_edit_prompt(words: Sequence[str], cfg: PromptAugmentConfig, generator: torch.Generator | None = None,

@@ -154,9 +154,13 @@ class EditService:
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution,
                                refine=refine)
             adapter = self.pipe.active_adapter
-            words = self.pipe.unseen_prompt_words(text) if text else []
-            unseen = unseen_words_note(words, self.pipe.unseen_word_readings(words), self.pipe.lexical_reading(text) if text else None)
-            read_as = prompt_reading_note(text, self.pipe.editor.read_prompt(text)) if text else ""
+            if text and reference_image is None and self.pipe.names_no_style(text):
+                read_as, unseen = "the prompt names no style of this editor: the portrait is returned unedited", ""
+            else:
+                words = self.pipe.unseen_prompt_words(text) if text else []
+                unseen = unseen_words_note(words, self.pipe.unseen_word_readings(words),
+                                           self.pipe.lexical_reading(text) if text else None)
+                read_as = prompt_reading_note(text, self.pipe.editor.read_prompt(text)) if text else ""
         views = result.views[0]
         gallery = [(to_uint8(views[i + 1]), f"yaw {yaw:+.0f}°") for i, yaw in enumerate(self.settings.view_yaws_deg)]
         return EditOutput(
