@@ -185,17 +185,23 @@ def wordnet_neighbours(token_vectors: str = LEXICON) -> Optional[WordNetNeighbou
         return None
 
 
-def telling_words(words_by_style: Mapping[str, Iterable[str]]) -> frozenset[str]:
-    """The words that can tell a style from the others: no function word, and used by the training prompts of
-    fewer than half of the styles (and of fewer than two): "zombie", "graphite", also "statue" (bronze's and
-    marble's), but not "make", "person" or "portrait", which most styles' prompts share. With one style, all
-    of its words but the function words."""
+def shared_by_half(words_by_style: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """The words that the training prompts of at least half of the styles use, and of at least two
+    (``max(2, ⌈n/2⌉)`` of ``n``): words that say nothing about which edit is meant ("make", "person")."""
     counts: dict[str, int] = {}
     for words in words_by_style.values():
         for word in set(words):
             counts[word] = counts.get(word, 0) + 1
     need = max(2, -(-len(words_by_style) // 2))
-    return frozenset(word for word, count in counts.items() if count < need and word not in FUNCTION_WORDS)
+    return frozenset(word for word, count in counts.items() if count >= need)
+
+
+def telling_words(words_by_style: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """The words that can tell a style from the others: neither a function word nor one of :func:`shared_by_half`;
+    "zombie", "graphite", also "statue" (bronze's and marble's of six styles), but not "make", "person" or
+    "portrait", which most styles' prompts share. With one style, all of its words but the function words."""
+    every = frozenset().union(*map(frozenset, words_by_style.values())) if words_by_style else frozenset()
+    return every - shared_by_half(words_by_style) - FUNCTION_WORDS
 
 
 def style_name_words(words_by_style: Mapping[str, Iterable[str]]) -> dict[str, str]:

@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from pe3d.prompt_vocabulary import prompt_words, telling_words
+from pe3d.prompt_vocabulary import prompt_words, shared_by_half, telling_words
 
 
 @dataclass
@@ -137,16 +137,12 @@ def word_bag(pool: Sequence[str], size: int, generator: torch.Generator, distinc
 
 
 def shared_words(prompts_per_style: Sequence[Sequence[str]]) -> list[str]:
-    """Words used by the training prompts of at least half of the styles (and of two), sorted:
-    words that say nothing about which edit is meant ("make", "the", "person")."""
+    """Words used by the training prompts of at least half of the styles (and of two), sorted
+    (:func:`~pe3d.prompt_vocabulary.shared_by_half` of the prompts' space-separated words): words that say
+    nothing about which edit is meant ("make", "the", "person")."""
     if len(prompts_per_style) < 2:
         return []
-    counts: dict[str, int] = {}
-    for prompts in prompts_per_style:
-        for word in {word for prompt in prompts for word in prompt.split()}:
-            counts[word] = counts.get(word, 0) + 1
-    need = max(2, -(-len(prompts_per_style) // 2))
-    return sorted(word for word, count in counts.items() if count >= need)
+    return sorted(shared_by_half({i: {w for p in prompts for w in p.split()} for i, prompts in enumerate(prompts_per_style)}))
 
 
 def style_words(prompts_per_style: Sequence[Sequence[str]]) -> list[frozenset[str]]:
