@@ -22,12 +22,13 @@ off) and what the pipeline returns.
 
 import argparse
 import warnings
+from pathlib import Path
 
 import torch
 import yaml
 
 from pe3d.evaluation import WorldEvalConfig, build_world_eval_set, model_inputs
-from pe3d.evaluation.world import PerViewScores, filter_targets, render_views, style_filter_name
+from pe3d.evaluation.world import filter_targets, planes_psnr, render_views, style_filter_name
 from pe3d.pipeline import EditPipeline
 from pe3d.styles.discovery import load_named_style
 
@@ -36,9 +37,7 @@ STYLES = ["bronze_statue", "pencil_sketch", "zombie", "blue_hair", "pop_art", "m
 
 def psnr(pipe: EditPipeline, planes, views, names, resolution) -> float:
     """Mean PSNR over the named views of ``planes`` rendered by the pipeline's editor."""
-    scores = PerViewScores(names)
-    scores.update(render_views(pipe.editor.render, planes, views, names, resolution), views)
-    return sum(v["psnr"] for v in scores.compute().values()) / len(names)
+    return planes_psnr(pipe.editor.render, planes, views, names, resolution)
 
 
 def planes_of(pipe: EditPipeline, inputs, prompt: str, rule: bool):
@@ -54,6 +53,7 @@ def planes_of(pipe: EditPipeline, inputs, prompt: str, rule: bool):
 
 @torch.no_grad()
 def main(weights: str | None, out_of_scope: list[str], in_scope: dict[str, list[str]], out: str | None = None) -> None:
+    """Print both tables (Markdown) for the editor ``weights`` (default the shipped one); ``out``: the picture."""
     pipe = EditPipeline.from_pretrained(weights)
     data = build_world_eval_set(WorldEvalConfig(identities=8, styles=[], novel_pitches_deg=[]))
     names, resolution = data.plan.scored, data.resolution
@@ -114,6 +114,8 @@ def picture(pipe: EditPipeline, inputs, prompt: str, names, views, resolution: i
 
 def read_prompts(path: str, key: str | None = None):
     """A YAML prompt file: the list under ``key``, or the style -> prompts mapping."""
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such prompt file")
     with open(path) as handle:
         data = yaml.safe_load(handle)
     if key is not None:

@@ -269,8 +269,14 @@ def prompt_psnr(editor: nn.Module, inputs: Tensor, prompt: str, views: Mapping[s
                 resolution: int) -> float:
     """Mean over the named ``views`` of the editor's PSNR under one text ``prompt`` (the protocol of the prompt
     studies in ``tools/``: ``tools/prompt_sweep.py`` and the reading studies)."""
+    return planes_psnr(editor.render, edit_with_prompt(editor, inputs, prompt), views, names, resolution)
+
+
+def planes_psnr(render: Renderer, planes: Tensor, views: Mapping[str, ViewTarget], names: Sequence[str],
+                resolution: int) -> float:
+    """Mean over the named ``views`` of the PSNR of ``planes`` rendered by ``render`` (:func:`render_views`)."""
     scores = PerViewScores(names)
-    scores.update(render_views(editor.render, edit_with_prompt(editor, inputs, prompt), views, names, resolution), views)
+    scores.update(render_views(render, planes, views, names, resolution), views)
     return sum(v["psnr"] for v in scores.compute().values()) / len(names)
 
 
