@@ -340,12 +340,11 @@ class EditPipeline:
             raise InvalidInput(f"strength must be in [0, 1], got {strength}")
         image = self._prepare_image(image)
         prompts = self._prompts(prompt, prompt_image, image.shape[0])
-        styles = [*self.trained_styles, *([self.active_adapter] if self.active_adapter else [])]
-        unnamed = {text for text in dict.fromkeys(prompts.texts or ())
-                   if text is not None and prompts.images is None and self.names_no_style(text)}
+        unnamed = set()
         for text in dict.fromkeys(prompts.texts or ()):  # each distinct prompt once
-            if text in unnamed:
-                warn_no_style_named(text, styles)
+            if text is not None and self.returns_unedited(text, prompts.images):
+                unnamed.add(text)
+                warn_no_style_named(text, self._styles())
             elif text is not None:
                 unseen = self.unseen_prompt_words(text)
                 warn_unseen_words(text, unseen, self.unseen_word_readings(unseen), self.lexical_reading(text))
@@ -436,11 +435,15 @@ class EditPipeline:
         known = vocabulary.words
         return [word for word in unseen_words(prompt, known) if compound_reading(word, known) is None]
 
+    def _styles(self) -> tuple[str, ...]:
+        """:attr:`trained_styles` and the active adapter's style: the styles whose prompts this editor knows."""
+        adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
+        return (*self.trained_styles, *([adapter] if adapter else []))
+
     def _vocabulary(self) -> PromptVocabulary | None:
         """The :class:`~pe3d.prompt_vocabulary.PromptVocabulary` of :attr:`trained_styles` and the active adapter's
         style (``None`` when a style cannot be read); style files are read once per set of styles."""
-        adapter = self.adapters[self.active_adapter].style if self.active_adapter is not None else None
-        styles = (*self.trained_styles, *([adapter] if adapter else []))
+        styles = self._styles()
         if styles not in self._vocabularies:
             self._vocabularies[styles] = training_vocabulary(styles)
         return self._vocabularies[styles]
@@ -466,6 +469,11 @@ class EditPipeline:
         if vocabulary is None or encoder is None or encoder.cfg.pretrained:
             return False
         return vocabulary.names_no_style(prompt)
+
+    def returns_unedited(self, prompt: str, prompt_image: Tensor | None = None) -> bool:
+        """Whether :meth:`edit_triplane` returns the portrait unedited for the text ``prompt``: it names no style
+        (:meth:`names_no_style`) and no reference image ``prompt_image`` comes with it."""
+        return prompt_image is None and self.names_no_style(prompt)
 
     def lexical_reading(self, prompt: str) -> tuple[str, str] | None:
         """``(unseen word, style-name word)`` when this editor reads a text ``prompt`` that names no style through

@@ -522,16 +522,16 @@ class PairDataset(Dataset):
         no_edit = False
         if self.prompt_augment is not None and record.prompt_kind == "text":
             augment = self.prompt_augment
-            no_edit = (bool(self.shared_words) and augment.no_edit > 0 and self.prompt_source == "stored"
-                       and self.reference is None and float(torch.rand(())) < augment.no_edit)
+            text_prompted = self.prompt_source == "stored" and self.reference is None  # no image replaces the text
+            no_edit = (bool(self.shared_words) and augment.no_edit > 0 and text_prompted
+                       and float(torch.rand(())) < augment.no_edit)
             if no_edit:
                 prompt = no_edit_prompt(self.shared_words, augment, vocabulary=self.unknown_vocabulary)
             else:
                 written = prompt
                 prompt = augment_prompt(prompt, augment, pool=self.prompts, vocabulary=self.unknown_vocabulary)
                 no_edit = (augment.no_edit_without_style_word and bool(self.style_words) and prompt != written
-                           and self.prompt_source == "stored" and self.reference is None
-                           and not names_style(prompt, self.style_words))
+                           and text_prompted and not names_style(prompt, self.style_words))
         reference = None if record.reference is None else self._image(record.reference)
         if self.reference is not None:
             reference = self.reference

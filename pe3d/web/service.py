@@ -154,7 +154,7 @@ class EditService:
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution,
                                refine=refine)
             adapter = self.pipe.active_adapter
-            if text and reference_image is None and self.pipe.names_no_style(text):
+            if text and self.pipe.returns_unedited(text, reference_image):
                 read_as, unseen = "the prompt names no style of this editor: the portrait is returned unedited", ""
             else:
                 words = self.pipe.unseen_prompt_words(text) if text else []
