@@ -287,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--no-align", action="store_true", help="skip face detection/alignment: centre square, frontal camera (for world renders)")
     edit.add_argument("--mesh", default=None, metavar="FILE.ply",
                       help="also write a mesh of the edited head (a bare name goes into the output folder)")
-    edit.add_argument("--refine-steps", type=int, default=0, metavar="N",
-                      help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit (0 = one pass)")
+    edit.add_argument("--refine-steps", type=int, default=None, metavar="N",
+                      help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit "
+                           "(0 = the one-pass edit; default: 100 for an aligned photo with the shipped editor, 0 with --no-align)")
     edit.set_defaults(func=_cmd_edit)
 
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")

@@ -363,14 +363,20 @@ class EditPipeline:
         when that prior shares the editor's renderer (the shipped editor; 24.5 dB at the input view of held-out
         world identities), else the editor's own prompt-free path (:meth:`EditorCore.reconstruct`, which
         distillation leaves 5 dB worse for the shipped editor: docs/results/quality/refinement.md)."""
+        if not self.has_shipped_prior():
+            return self.editor.reconstruct(image)
+        return self._strength_prior(image)
+
+    def has_shipped_prior(self) -> bool:
+        """Whether the shipped mini prior shares this editor's renderer (the shipped editor and those
+        distilled from it; not an imported one), so that :meth:`unedited_triplane` and the default refinement
+        (:meth:`detail_residual`) can use it; loaded once."""
         if self._strength_prior is None:
             try:
                 self._strength_prior = self.refinement_prior()
             except (InvalidInput, OSError):  # another renderer (an imported editor) or no shipped prior
                 self._strength_prior = False
-        if self._strength_prior is False:
-            return self.editor.reconstruct(image)
-        return self._strength_prior(image)
+        return self._strength_prior is not False
 
     def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None) -> Tensor:
         """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 
-__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual"]
+__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution"]
 
 
 RESIDUAL_PLANES = {"all": (0, 1, 2), "front": (0,)}
@@ -42,7 +43,8 @@ class RefineConfig:
     """Settings of :func:`fit_detail_residual`.
 
     steps: Adam steps (0 = no refinement).
-    lr: Adam learning rate of the residual (cosine-decayed to 5 % of it over ``steps``).
+    lr: Adam learning rate of the residual (cosine-decayed to 5 % of it over ``steps``); 0.04 since
+        2026-12-06 (0.02 before, still the teacher's: :data:`pe3d.systems.editing.TEACHER_REFINE_LR`).
     l1: weight of the L1 image term next to the MSE.
     residual_weight: weight of the mean squared residual (keeps ``D`` to what the input view needs).
     prior: prior weights whose reconstruction is refined (``""`` = the shipped mini prior); its renderer
@@ -50,14 +52,21 @@ class RefineConfig:
     planes: which of the three planes the residual may change: ``all``, or ``front`` (plane 0, EG3D's
         ``(x, y)`` plane, which faces the frontal camera: the residual is then projected along the depth
         axis onto the head, like a texture, and the novel views see it where the surface is).
+    fit_resolution: side of the renders the residual is fitted at (the input is resized to it); 0 = the
+        side asked for, capped at the triplane's side (:func:`fitting_resolution`): a plane of 64 cells
+        across the frame cannot hold the pixels of a 128² render, which cost 4× as much a step
+        (docs/results/quality/refinement.md, "Fitted at the planes' resolution").
+    progress: show a progress bar over the steps (``pe3d edit``).
     """
 
     steps: int = 0
-    lr: float = 0.02
+    lr: float = 0.04
     l1: float = 0.5
     residual_weight: float = 0.1
     prior: str = ""
     planes: str = "all"
+    fit_resolution: int = 0
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.planes not in RESIDUAL_PLANES:
@@ -68,6 +77,26 @@ class RefineConfig:
             raise InvalidInput(f"refine lr must be positive, got {self.lr}")
         if self.l1 < 0 or self.residual_weight < 0:
             raise InvalidInput(f"refine weights must be >= 0, got l1={self.l1}, residual_weight={self.residual_weight}")
+        if self.fit_resolution < 0:
+            raise InvalidInput(f"refine fit_resolution must be >= 0 (0 = the render side, capped at the planes'), "
+                               f"got {self.fit_resolution}")
+
+    def fingerprint(self) -> str:
+        """The settings as a string that names what changes the fitted residual, for keys of stored
+        residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
+        ``progress`` and without ``fit_resolution`` while it is 0, so that the keys of stores written before
+        those fields existed hold."""
+        shown = [f for f in fields(self)
+                 if f.name != "progress" and not (f.name == "fit_resolution" and self.fit_resolution == 0)]
+        return f"RefineConfig({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
+
+def fitting_resolution(cfg: RefineConfig, resolution: Optional[int], planes_side: int) -> Optional[int]:
+    """The side :func:`fit_detail_residual` renders at: ``cfg.fit_resolution`` when set, else ``resolution``
+    (``None``: the renderer's default) capped at ``planes_side``, the triplane's cells across its box."""
+    if cfg.fit_resolution:
+        return cfg.fit_resolution
+    return None if resolution is None else min(resolution, planes_side)
 
 
 def cosine_lr_schedule(optimiser: torch.optim.Optimizer, steps: int, floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
@@ -102,8 +131,8 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
 
     ``render(planes, labels, resolution=...)`` returns a render output with ``.image`` in [0, 1]
     (e.g. :meth:`pe3d.models.editor.EditorCore.render`); its parameters are not changed. ``camera``
-    is ``[B, 25]``; renders are made at ``resolution`` (``None``: the renderer's default) and ``image`` is
-    resized to their side. ``frozen``: the module behind ``render``, whose parameters get no gradients
+    is ``[B, 25]``; renders are made at :func:`fitting_resolution` of ``resolution`` (``None``: the
+    renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``, whose parameters get no gradients
     meanwhile. Zeros when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
@@ -116,10 +145,11 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     mask[:, planes] = 1
     base = reconstruction.detach()
     target = image.detach()
+    resolution = fitting_resolution(cfg, resolution, reconstruction.shape[-1])
     optimiser = torch.optim.Adam([residual], lr=cfg.lr)
     schedule = cosine_lr_schedule(optimiser, cfg.steps)
     with torch.enable_grad(), _frozen(frozen):
-        for _ in range(cfg.steps):
+        for _ in tqdm(range(cfg.steps), desc="refining the detail", unit="step", disable=not cfg.progress, leave=False):
             out = render(base + residual * mask, camera, resolution=resolution).image
             if target.shape[-1] != out.shape[-1]:
                 target = resize_images(target, out.shape[-1])

@@ -6,7 +6,7 @@ import torch
 
 import pe3d
 from pe3d.errors import InvalidInput
-from pe3d.refinement import RefineConfig, fit_detail_residual
+from pe3d.refinement import RefineConfig, fit_detail_residual, fitting_resolution
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,45 @@ def test_a_front_residual_changes_the_front_plane_only(pipe):
     assert (refined - image).square().mean() < 0.8 * (plain - image).square().mean()
     with pytest.raises(InvalidInput, match="refine planes must be one of \\['all', 'front'\\], got 'side'"):
         RefineConfig(planes="side")
+
+
+def test_a_larger_render_is_fitted_at_the_planes_resolution(pipe):
+    """Asked for 128² renders, the mini model's 64-cell planes are fitted at 64² (a quarter of the rays a step)
+    and the residual still brings the 128² render of the input view closer to the input."""
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    sides = []
+
+    def render(planes, labels, resolution=None):
+        sides.append(resolution)
+        return editor.render(planes, labels, resolution=resolution)
+
+    large = torch.nn.functional.interpolate(image, size=128, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+        plain = editor.render(reconstruction, camera, resolution=128).image.clamp(0, 1)
+    residual = fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=30), frozen=editor, resolution=128)
+    assert reconstruction.shape[-1] == 64 and sides == [64] * 30
+    with torch.no_grad():
+        refined = editor.render(reconstruction + residual, camera, resolution=128).image.clamp(0, 1)
+    assert (refined - large).square().mean() < 0.8 * (plain - large).square().mean()
+    sides.clear()
+    fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=2, fit_resolution=96), resolution=128)
+    assert sides == [96, 96]
+
+
+def test_fitting_resolution_and_the_stored_teachers_key():
+    assert fitting_resolution(RefineConfig(), 128, 64) == 64
+    assert fitting_resolution(RefineConfig(), 48, 64) == 48
+    assert fitting_resolution(RefineConfig(), None, 64) is None  # the renderer's default
+    assert fitting_resolution(RefineConfig(fit_resolution=96), 128, 64) == 96
+    # the key of refined teachers stored before fit_resolution existed (runs/pairs-bg/refined-teacher) holds
+    from pe3d.systems.editing import teacher_refinement
+
+    assert teacher_refinement(10).fingerprint() == "RefineConfig(steps=10, lr=0.02, l1=0.5, residual_weight=0.1, prior='', planes='all')"
+    assert "fit_resolution=96" in RefineConfig(steps=10, fit_resolution=96).fingerprint()
+    with pytest.raises(InvalidInput, match="refine fit_resolution must be >= 0"):
+        RefineConfig(fit_resolution=-1)
 
 
 def test_refinement_prior_must_share_the_editors_renderer(pipe, tmp_path):
@@ -120,3 +159,21 @@ def test_refined_teacher_fits_each_pairs_edit_once():
     assert torch.equal(sharp, again)  # from the cache, not fitted again
     assert error(sharp) < 0.8 * error(soft)
     assert torch.equal(soft, plain._teacher_planes("teacher_input", edited, keys, label))  # 0 steps: feed-forward
+
+
+def test_pe3d_edit_refines_an_aligned_photo_by_default(pipe):
+    """``refine_steps=None`` (the CLI's default): 100 steps for an aligned photo with the shipped editor, none with
+    ``--no-align`` (world-framed inputs) or for an editor whose renderer is not the shipped prior's."""
+    import copy
+
+    from pe3d.recipes.edit import PHOTO_REFINE_STEPS, _load_settings, default_refine_steps
+
+    assert PHOTO_REFINE_STEPS == 100
+    assert _load_settings(pipe, "bronze_statue", None, None, align=True).refine_steps == PHOTO_REFINE_STEPS
+    assert _load_settings(pipe, "bronze_statue", None, None, align=True, refine_steps=None).refine_steps == PHOTO_REFINE_STEPS
+    assert _load_settings(pipe, "bronze_statue", None, None, align=False).refine_steps == 0
+    assert _load_settings(pipe, "bronze_statue", None, None, align=True, refine_steps=7).refine_steps == 7
+    other = copy.deepcopy(pipe.editor)
+    with torch.no_grad():
+        next(other.renderer.parameters()).add_(0.1)
+    assert default_refine_steps(pe3d.EditPipeline(other), align=True) == 0

@@ -1,7 +1,7 @@
 """What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
-        [--lr 0.02] [--residual-weight 0.1] [--picture runs/refine_study.png]
+        [--lr 0.04] [--residual-weight 0.1] [--picture runs/refine_study.png]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped

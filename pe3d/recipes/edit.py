@@ -43,6 +43,10 @@ from pe3d.turntable import (
 
 ALIGNED_SIZE = 256
 """Side of the aligned crop saved as ``input.png`` (the pipeline resizes it to the model's input)."""
+PHOTO_REFINE_STEPS = 100
+"""``refine_steps`` when none is given and the photo is aligned (a real photo, out of the world the mini models
+were trained on) and the editor's prior is the shipped one: the face's detail comes back
+(docs/results/quality/refinement.md); 0 with ``align=False`` (inputs framed like the world) or another editor."""
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 """File types a batch folder is scanned for."""
 
@@ -106,7 +110,8 @@ class EditSettings:
         align: detect / align / estimate the camera (``False``: centre square, frontal camera).
         mesh: PLY file name or path, or ``None`` for no mesh (see :func:`mesh_path`).
         mesh_resolution: marching-cubes grid points per axis.
-        refine_steps: test-time detail refinement steps (:mod:`pe3d.refinement`; 0 = the one-pass edit).
+        refine_steps: test-time detail refinement steps (:mod:`pe3d.refinement`; 0 = the one-pass edit;
+            ``None``, as given to :func:`edit_photo`, becomes :func:`default_refine_steps`).
     """
 
     prompt: str | None = None
@@ -119,6 +124,12 @@ class EditSettings:
     mesh: str | None = None
     mesh_resolution: int = 96
     refine_steps: int = 0
+
+
+def default_refine_steps(pipe: EditPipeline, align: bool) -> int:
+    """:data:`PHOTO_REFINE_STEPS` for an aligned photo when ``pipe`` can refine with the shipped prior
+    (:meth:`EditPipeline.has_shipped_prior`), else 0 (the one-pass edit)."""
+    return PHOTO_REFINE_STEPS if align and pipe.has_shipped_prior() else 0
 
 
 def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
@@ -195,7 +206,7 @@ def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: E
     original = load_image(photo)
     size = max(ALIGNED_SIZE, pipe.editor.cfg.prior.encoder.image_size)  # never upsample a crop for the model
     image, camera, facts = prepare_input(original, settings, str(photo), framing=pipe.framing, size=size)
-    refine = RefineConfig(steps=settings.refine_steps) if settings.refine_steps else None
+    refine = RefineConfig(steps=settings.refine_steps, progress=True) if settings.refine_steps else None
     result = pipe(image, prompt=settings.prompt, prompt_image=settings.reference, strength=settings.strength,
                   cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution, refine=refine)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +239,8 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
         if prompt is None and prompt_image is None:
             raise _style_needs_reference(style)
     pipe.check_prompt(prompt)
+    if options.get("refine_steps") is None:
+        options["refine_steps"] = default_refine_steps(pipe, options.get("align", True))
     reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     settings = EditSettings(prompt=prompt, reference=reference, **options)
     if settings.views < 1:
@@ -254,9 +267,11 @@ def edit_photo(
     face: str | int | None = None,
     align: bool = True,
     mesh: str | None = None,
-    refine_steps: int = 0,
+    refine_steps: int | None = None,
 ) -> dict[str, Path]:
-    """Edit one photo (see the module docstring); returns the written files by kind."""
+    """Edit one photo (see the module docstring); returns the written files by kind. ``refine_steps=None``:
+    :func:`default_refine_steps` (100 steps of test-time refinement for an aligned photo, none with
+    ``align=False``)."""
     pipe = EditPipeline.from_pretrained(weights)
     settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,
                               face=face, align=align, mesh=mesh, refine_steps=refine_steps)

@@ -35,6 +35,16 @@ from pe3d.systems.teacher_store import RefinedTeacherStore, stored_fingerprints,
 from pe3d.systems.view_bank import ViewBank
 
 
+TEACHER_REFINE_LR = 0.02
+"""The rate of the teacher's refinement (``system.teacher_refine_steps``): the shipped editor's stages were
+distilled with it (half the rate a photo is refined at, :class:`~pe3d.refinement.RefineConfig`'s default)."""
+
+
+def teacher_refinement(steps: int) -> RefineConfig:
+    """The refinement of a pair's teacher triplane (``system.teacher_refine_steps``)."""
+    return RefineConfig(steps=steps, lr=TEACHER_REFINE_LR)
+
+
 @dataclass
 class EditSystemConfig:
     """Settings shared by distillation and adaptation.
@@ -68,7 +78,8 @@ class EditSystemConfig:
     teacher_refine_steps: int = 0
     """Steps of test-time detail refinement (:mod:`pe3d.refinement`) of the teacher's triplane of each
     pair's 2D edit: a residual fitted so that it renders like the edit at the pair's camera, once per pair
-    (kept in the frozen-output cache). 0: the teacher's feed-forward triplane, as in the paper."""
+    (kept in the frozen-output cache; :func:`teacher_refinement`). 0: the teacher's feed-forward triplane, as in
+    the paper."""
     teacher_store: str = ""
     """A folder where the refined teacher's triplanes (``teacher_refine_steps > 0``) are kept across runs
     (:class:`~pe3d.systems.teacher_store.RefinedTeacherStore`: one file per pair, in a subfolder named by a hash of
@@ -143,7 +154,7 @@ class EditingSystem(L.LightningModule):
         self.frozen_cache = FrozenOutputCache(cfg.frozen_cache_mb)
         self.teacher_store = None
         if cfg.teacher_refine_steps > 0 and cfg.teacher_store not in ("", "none"):
-            settings = f"{RefineConfig(steps=cfg.teacher_refine_steps)!r}"
+            settings = teacher_refinement(cfg.teacher_refine_steps).fingerprint()
             self.teacher_store = RefinedTeacherStore(cfg.teacher_store, teacher_provenance(teacher, settings),
                                                      teacher_provenance(teacher, settings, store_format=None))
         self.view_bank = None
@@ -252,7 +263,7 @@ class EditingSystem(L.LightningModule):
 
         def refinement(idx: Tensor, planes: Tensor) -> Tensor:
             return fit_detail_residual(self.teacher.render, planes, images[idx], labels[idx],
-                                       RefineConfig(steps=steps), frozen=self.teacher)
+                                       teacher_refinement(steps), frozen=self.teacher)
 
         def compute(idx):
             planes = feed_forward(idx)
