@@ -148,6 +148,12 @@ def test_upload_pick_a_style_and_get_the_edit(page, uploads):
     assert difference > 10, f"the edited image is too close to the input (mean |diff| {difference:.1f} of 255)"
     assert page.locator("#novel-view img").count() == 1 and page.locator("#depth img").count() == 1
     assert page.locator("#views img").count() >= 1
+    assert "refined" not in _status(page)
+    # the "refine the detail to the photo" switch: the next edit is refined, and the status says so
+    page.locator("#refine input[type=checkbox]").check()
+    page.locator("#edit-button").click()
+    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').includes('refined to the photo in 100 steps')")
+    page.locator("#refine input[type=checkbox]").uncheck()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Regenerate docs/images/web_ui.png: the web page after an edit, in headless Chromium.
 
-    python docs/tools/web_screenshot.py PORTRAIT.png docs/images/web_ui.png [STYLE] [--no-align]
+    python docs/tools/web_screenshot.py PORTRAIT.png docs/images/web_ui.png [STYLE] [--no-align] [--refine]
 
-``--no-align`` unticks "Align the face" (for a world render, taken as framed with a frontal camera).
+``--no-align`` unticks "Align the face" (for a world render, taken as framed with a frontal camera);
+``--refine`` ticks "Refine the detail to the photo".
 
 Needs Debian's chromium and the test extras (playwright); uses the shipped weights.
 """
@@ -22,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def main(portrait: str, out: str, style: str = "bronze_statue", align: bool = True) -> None:
+def main(portrait: str, out: str, style: str = "bronze_statue", align: bool = True, refine: bool = False) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -35,6 +36,8 @@ def main(portrait: str, out: str, style: str = "bronze_statue", align: bool = Tr
             page.goto(f"http://127.0.0.1:{port}/")
             if not align:
                 page.locator("#align input[type=checkbox]").uncheck()
+            if refine:
+                page.locator("#refine input[type=checkbox]").check()
             page.locator("#portrait input[type=file]").set_input_files(portrait)
             page.wait_for_function("document.querySelector('#preview img') !== null")
             page.locator("#style input").click()
@@ -50,5 +53,5 @@ def main(portrait: str, out: str, style: str = "bronze_statue", align: bool = Tr
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--no-align"]
-    main(*args, align="--no-align" not in sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a not in ("--no-align", "--refine")]
+    main(*args, align="--no-align" not in sys.argv[1:], refine="--refine" in sys.argv[1:])

@@ -101,6 +101,16 @@ class EditService:
                                   framing=self.pipe.framing, align=align)
         return to_uint8(prepared.image), prepared.note
 
+    def refine_steps(self, refine: Optional[bool] = None) -> int:
+        """Test-time refinement steps of an edit (:mod:`pe3d.refinement`): the server's ``refine_steps`` when the
+        page's switch is not given (``None``), else, ticked, those steps or ``pe3d edit``'s default for a photo
+        (:data:`~pe3d.recipes.edit.PHOTO_REFINE_STEPS`), and 0 unticked."""
+        from pe3d.recipes.edit import PHOTO_REFINE_STEPS
+
+        if refine is None:
+            return self.settings.refine_steps
+        return (self.settings.refine_steps or PHOTO_REFINE_STEPS) if refine else 0
+
     def input_size(self) -> int:
         """Side of the model's input images."""
         return self.pipe.editor.cfg.prior.encoder.image_size
@@ -127,8 +137,10 @@ class EditService:
         yaw_deg: float = 0.0,
         pitch_deg: float = 0.0,
         align: bool = True,
+        refine: Optional[bool] = None,
     ) -> EditOutput:
-        """Edit the uploaded ``portrait`` file; see :class:`EditOutput` (``align``: see :func:`prepare_upload`)."""
+        """Edit the uploaded ``portrait`` file; see :class:`EditOutput` (``align``: see :func:`prepare_upload`;
+        ``refine``: the page's "refine to the photo" switch, :meth:`refine_steps`)."""
         if not portrait:
             raise UploadRejected("upload a portrait image first")
         limits = self.settings.limits
@@ -149,10 +161,10 @@ class EditService:
             if text is None and reference_image is None:
                 raise UploadRejected(f"style {style!r}: this model reads reference images only (no text encoder); "
                                      "upload a reference image")
-            refine = RefineConfig(steps=self.settings.refine_steps, prior=self.settings.prior) if self.settings.refine_steps else None
+            steps = self.refine_steps(refine)
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution,
-                               refine=refine)
+                               refine=RefineConfig(steps=steps, prior=self.settings.prior) if steps else None)
             adapter = self.pipe.active_adapter
             if text and self.pipe.returns_unedited(text, reference_image):
                 read_as, unseen = "the prompt names no style of this editor: the portrait is returned unedited", ""
@@ -168,6 +180,8 @@ class EditService:
             view=to_uint8(views[0]),
             depth=to_uint8(depth_to_gray(result.depths[0, 0])),
             gallery=gallery,
-            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor", read_as, unseen, prepared.note])),
+            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor",
+                                         f"refined to the photo in {steps} steps" if steps else "",
+                                         read_as, unseen, prepared.note])),
         )
 
