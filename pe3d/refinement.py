@@ -132,8 +132,8 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     ``render(planes, labels, resolution=...)`` returns a render output with ``.image`` in [0, 1]
     (e.g. :meth:`pe3d.models.editor.EditorCore.render`); its parameters are not changed. ``camera``
     is ``[B, 25]``; renders are made at :func:`fitting_resolution` of ``resolution`` (``None``: the
-    renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``, whose parameters get no gradients
-    meanwhile. Zeros when ``cfg.steps == 0``.
+    renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``,
+    whose parameters get no gradients meanwhile. Zeros when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
         raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
