@@ -125,6 +125,7 @@ def _cmd_edit_video(args: argparse.Namespace) -> int:
         orbit_yaw_deg=args.orbit_yaw, orbit_period_s=args.orbit_period, strength=args.strength,
         resolution=args.resolution, max_frames=args.max_frames, face=_face_choice(args.face), weights=args.weights,
         compare=args.compare, smooth=SmoothingConfig(strength=args.smooth, adaptive=args.smooth_adaptive),
+        refine_steps=args.refine_steps, refine_first_steps=args.refine_first_steps,
     )
     report = edit_video(args.video, args.out, cfg)
     print("\n".join(report.lines()))
@@ -308,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--strength", type=float, default=1.0, help="0 = reconstruction, 1 = full edit")
     video.add_argument("--face", default="largest", help="which face per frame: largest or an index")
     video.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
+    video.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                       help="fit each frame's missing detail in N steps, starting from the previous frame's (0 = one pass a frame)")
+    video.add_argument("--refine-first-steps", type=int, default=100, metavar="N",
+                       help="steps of the first frame's fit, which starts from nothing (with --refine-steps)")
     video.set_defaults(func=_cmd_edit_video)
 
     web = sub.add_parser("serve", help='the web interface (gradio; pip install "pe3d[web]")')

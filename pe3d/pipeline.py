@@ -378,16 +378,17 @@ class EditPipeline:
                 self._strength_prior = False
         return self._strength_prior is not False
 
-    def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None) -> Tensor:
+    def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None,
+                        initial: Tensor | None = None) -> Tensor:
         """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at
         ``camera`` ``[B, 25]`` (:func:`pe3d.refinement.fit_detail_residual`, at ``resolution``, default the
-        renderer's default); the editor's weights are not changed."""
+        renderer's default; started from ``initial``, default zeros); the editor's weights are not changed."""
         target = as_image_batch(image, "image").to(self.device)
         prior = self.refinement_prior(refine.prior)
         with torch.no_grad():
             reconstruction = prior(self._prepare_image(image))
         return fit_detail_residual(self.editor.render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
-                                   refine, frozen=self.editor, resolution=resolution)
+                                   refine, frozen=self.editor, resolution=resolution, initial=initial)
 
     def refinement_prior(self, weights: str = "") -> "PriorModel":
         """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),

@@ -125,7 +125,8 @@ def _frozen(module: Optional[nn.Module]) -> Iterator[None]:
 
 
 def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: Tensor, cfg: RefineConfig,
-                        frozen: Optional[nn.Module] = None, resolution: Optional[int] = None) -> Tensor:
+                        frozen: Optional[nn.Module] = None, resolution: Optional[int] = None,
+                        initial: Optional[Tensor] = None) -> Tensor:
     """The residual ``D`` (same shape as ``reconstruction [B,3,C,R,R]``) that makes
     ``render(reconstruction + D, camera)`` match ``image [B,3,H,W]`` (in [0, 1]).
 
@@ -133,11 +134,17 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     (e.g. :meth:`pe3d.models.editor.EditorCore.render`); its parameters are not changed. ``camera``
     is ``[B, 25]``; renders are made at :func:`fitting_resolution` of ``resolution`` (``None``: the
     renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``,
-    whose parameters get no gradients meanwhile. Zeros when ``cfg.steps == 0``.
+    whose parameters get no gradients meanwhile. ``initial``: the residual the fit starts from (e.g. the
+    previous video frame's, so that a few steps follow the new frame); zeros by default. ``initial`` itself
+    when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
         raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
-    residual = torch.zeros_like(reconstruction, requires_grad=True)
+    if initial is not None and initial.shape != reconstruction.shape:
+        raise InvalidInput(f"refine: initial residual must have the reconstruction's shape {tuple(reconstruction.shape)}, "
+                           f"got {tuple(initial.shape)}")
+    start = torch.zeros_like(reconstruction) if initial is None else initial.detach().to(reconstruction)
+    residual = start.clone().requires_grad_(True)
     if cfg.steps == 0:
         return residual.detach()
     mask = torch.zeros(1, reconstruction.shape[1], 1, 1, 1, dtype=reconstruction.dtype, device=reconstruction.device)

@@ -177,3 +177,24 @@ def test_pe3d_edit_refines_an_aligned_photo_by_default(pipe):
     with torch.no_grad():
         next(other.renderer.parameters()).add_(0.1)
     assert default_refine_steps(pe3d.EditPipeline(other), align=True) == 0
+
+
+def test_a_fit_started_from_a_residual_continues_it(pipe):
+    """``initial`` (a video's previous frame): 0 steps return it; a few steps from a fitted residual end closer to
+    the input than as many from zeros."""
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+    fitted = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor)
+    assert torch.equal(fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=0), initial=fitted), fitted)
+    cold = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor)
+    warm = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, initial=fitted)
+
+    def error(residual):
+        with torch.no_grad():
+            return float((editor.render(reconstruction + residual, camera).image.clamp(0, 1) - image).square().mean())
+
+    assert error(warm) < 0.8 * error(cold), (error(warm), error(cold))
+    with pytest.raises(InvalidInput, match="initial residual must have the reconstruction's shape"):
+        fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), initial=fitted[:1])

@@ -113,3 +113,27 @@ def test_orbit_camera_turns_the_head(pipe, static_clip, tmp_path):
     assert frames.shape == fixed.shape == (4, 3, 24, 24)
     # 12 fps, period 1 s: frame 3 is at yaw +40 degrees, frame 0 at 0; the fixed camera stays put
     assert (frames[3] - frames[0]).abs().mean() > 3 * (fixed[3] - fixed[0]).abs().mean()
+
+
+def test_refined_frames_start_from_the_previous_frames_residual(pipe, static_clip, tmp_path, monkeypatch):
+    """``refine_steps``: each frame gets a detail residual, the first fitted from zeros in ``refine_first_steps``,
+    every later one started from the previous frame's in ``refine_steps``; the frames differ from the one-pass edit."""
+    calls = []
+    fit = pipe.detail_residual
+
+    def spy(image, camera, refine, resolution=None, initial=None):
+        residual = fit(image, camera, refine, resolution, initial=initial)
+        calls.append((refine.steps, initial, residual))
+        return residual
+
+    monkeypatch.setattr(pipe, "detail_residual", spy)
+    common = dict(style="bronze_statue", resolution=32, max_frames=4)
+    refined = edit_video(static_clip, tmp_path / "refined.mp4", VideoEditConfig(**common, refine_steps=3, refine_first_steps=12), pipe=pipe)
+    assert [steps for steps, _, _ in calls] == [12, 3, 3, 3]
+    assert calls[0][1] is None
+    assert all(initial is calls[i][2] for i, (_, initial, _) in enumerate(calls[1:]))
+    plain = edit_video(static_clip, tmp_path / "plain.mp4", VideoEditConfig(**common), pipe=pipe)
+    assert len(calls) == 4  # the one-pass edit fits nothing
+    assert (read_video(refined.out).frames - read_video(plain.out).frames).abs().mean() > 0.01
+    with pytest.raises(pe3d.errors.InvalidInput, match="refine steps must be >= 0"):
+        VideoEditConfig(**common, refine_steps=-1).validate()

@@ -4,7 +4,8 @@ Each frame is prepared like a photo: face crop square and camera from
 :func:`pe3d.faces.prepare_portrait` (a frame where no face is found keeps the previous frame's
 crop and camera; such frames are counted in the report). :class:`pe3d.video.TemporalSmoother`
 smooths the crop square and the camera before the frame is cropped and edited in one
-feed-forward pass, then the edited triplane; each smoothed triplane is rendered at
+feed-forward pass (with ``refine_steps``, plus the frame's detail residual of :mod:`pe3d.refinement`, each
+fit started from the previous frame's), then the edited triplane; each smoothed triplane is rendered at
 
 * ``camera: fixed`` — the frame's own (smoothed) camera: the edit follows the head; or
 * ``camera: orbit`` — a chosen orbit: yaw swings ``±orbit_yaw_deg`` with a period of
@@ -57,6 +58,12 @@ class VideoEditConfig:
     weights: Optional[str] = None
     compare: bool = False
     smooth: SmoothingConfig = field(default_factory=SmoothingConfig)
+    refine_steps: int = 0
+    """Test-time refinement (:mod:`pe3d.refinement`) of each frame: the detail residual fitted to the frame's
+    crop in this many steps, each frame's fit started from the previous frame's residual (0 = the one-pass
+    edit of every frame)."""
+    refine_first_steps: int = 100
+    """The steps of the first frame's fit, which starts from zeros (at least ``refine_steps``)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -74,6 +81,9 @@ class VideoEditConfig:
             raise InvalidInput(f"orbit_period_s must be > 0, got {self.orbit_period_s}")
         if not 0.0 <= self.strength <= 1.0:
             raise InvalidInput(f"strength must be in [0, 1], got {self.strength}")
+        if self.refine_steps < 0 or self.refine_first_steps < 0:
+            raise InvalidInput(f"refine steps must be >= 0, got refine_steps={self.refine_steps}, "
+                               f"refine_first_steps={self.refine_first_steps}")
 
 
 @dataclass
@@ -202,6 +212,17 @@ def _render(pipe: EditPipeline, planes: Tensor, camera: Tensor, resolution: int)
     return picture[0].clamp(0, 1).cpu()
 
 
+def refined_residual(pipe: EditPipeline, image: Tensor, camera: Tensor, cfg: VideoEditConfig,
+                     previous: Optional[Tensor]) -> Tensor:
+    """The detail residual of one frame's crop ``image [3, S, S]`` at its camera ``[1, 25]``: fitted from
+    ``previous`` (the last frame's) in ``cfg.refine_steps`` steps, or from zeros in ``cfg.refine_first_steps``
+    (at least ``refine_steps``) for the first frame."""
+    from pe3d.refinement import RefineConfig
+
+    steps = cfg.refine_steps if previous is not None else max(cfg.refine_steps, cfg.refine_first_steps)
+    return pipe.detail_residual(image, camera, RefineConfig(steps=steps), cfg.resolution, initial=previous)
+
+
 def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Optional[EditPipeline] = None) -> VideoEditReport:
     """Edit ``src`` frame by frame into the MP4 ``out`` (see the module docstring)."""
     cfg.validate()
@@ -211,12 +232,14 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
         tracker = FaceTracker(pipe.editor.cfg.prior.encoder.image_size, cfg.face, framing=pipe.framing)
         smoother = TemporalSmoother(cfg.smooth)
 
-        def edited_view(image: Tensor, view: Tensor, smooth: bool) -> Tensor:
+        def edited_view(image: Tensor, view: Tensor, smooth: bool, residual: Optional[Tensor]) -> Tensor:
             planes = pipe.edit_triplane(image, prompt=prompt, prompt_image=reference, strength=cfg.strength)
+            planes = planes if residual is None else planes + residual
             planes = smoother.triplane(planes) if smooth else planes
             return _render(pipe, planes, view, cfg.resolution)
 
         outputs, input_flicker, unsmoothed_flicker = [], FlickerMeter(), FlickerMeter()
+        residual = None
         fps = reader.fps
         total = min(filter(None, (cfg.max_frames, reader.expected_frames)), default=None)
         for index, frame in enumerate(tqdm(reader, total=total, desc="edit-video", unit="frame")):
@@ -226,10 +249,12 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
             orbit = orbit_camera(index / fps, cfg.orbit_yaw_deg, cfg.orbit_period_s)[None]
             input_flicker.update(frame)
             image = tracker.crop(frame, square)
-            outputs.append(edited_view(image, camera[None] if cfg.camera == "fixed" else orbit, smooth=True))
-            if cfg.compare:
+            if cfg.refine_steps:
+                residual = refined_residual(pipe, image, camera[None], cfg, residual)
+            outputs.append(edited_view(image, camera[None] if cfg.camera == "fixed" else orbit, True, residual))
+            if cfg.compare:  # the same residual: the comparison is about the smoothing
                 view = face.camera[None] if cfg.camera == "fixed" else orbit
-                unsmoothed_flicker.update(edited_view(tracker.crop(frame, face.square), view, smooth=False))
+                unsmoothed_flicker.update(edited_view(tracker.crop(frame, face.square), view, False, residual))
     if not outputs:
         raise InvalidInput(f"{src}: the video has no frames")
     frames = torch.stack(outputs)
