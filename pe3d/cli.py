@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write a mesh of the edited head (a bare name goes into the output folder)")
     edit.add_argument("--refine-steps", type=int, default=None, metavar="N",
                       help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit "
-                           "(0 = the one-pass edit; default: 100 for an aligned photo with the shipped editor, 0 with --no-align)")
+                           "(0 = the one-pass edit; default: 200 for an aligned photo with the shipped editor, 0 with --no-align)")
     edit.set_defaults(func=_cmd_edit)
 
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--weights", default=None, help="base editor file (default: the shipped mini editor)")
     video.add_argument("--refine-steps", type=int, default=0, metavar="N",
                        help="fit each frame's missing detail in N steps, starting from the previous frame's (0 = one pass a frame)")
-    video.add_argument("--refine-first-steps", type=int, default=100, metavar="N",
+    video.add_argument("--refine-first-steps", type=int, default=200, metavar="N",
                        help="steps of the first frame's fit, which starts from nothing (with --refine-steps)")
     video.set_defaults(func=_cmd_edit_video)
 

@@ -17,6 +17,7 @@ active; ``EditPipeline.from_pretrained(folder)`` restores exactly that state.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -387,8 +388,10 @@ class EditPipeline:
         prior = self.refinement_prior(refine.prior)
         with torch.no_grad():
             reconstruction = prior(self._prepare_image(image))
-        return fit_detail_residual(self.editor.render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
-                                   refine, frozen=self.editor, resolution=resolution, initial=initial)
+        side = resolution or self.editor.renderer.config.neural_rendering_resolution
+        render = functools.partial(self.editor.render, images_only=True)  # the fit reads the images only
+        return fit_detail_residual(render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
+                                   refine, frozen=self.editor, resolution=side, initial=initial)
 
     def refinement_prior(self, weights: str = "") -> "PriorModel":
         """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),

@@ -65,9 +65,9 @@ def test_a_larger_render_is_fitted_at_the_planes_resolution(pipe):
     editor = pipe.editor
     sides = []
 
-    def render(planes, labels, resolution=None):
+    def render(planes, labels, resolution=None, **kwargs):
         sides.append(resolution)
-        return editor.render(planes, labels, resolution=resolution)
+        return editor.render(planes, labels, resolution=resolution, **kwargs)
 
     large = torch.nn.functional.interpolate(image, size=128, mode="bilinear", align_corners=False)
     with torch.no_grad():
@@ -93,6 +93,7 @@ def test_fitting_resolution_and_the_stored_teachers_key():
 
     assert teacher_refinement(10).fingerprint() == "RefineConfig(steps=10, lr=0.02, l1=0.5, residual_weight=0.1, prior='', planes='all')"
     assert "fit_resolution=96" in RefineConfig(steps=10, fit_resolution=96).fingerprint()
+    assert "ray_fraction=0.25" in RefineConfig(steps=10).fingerprint()
     with pytest.raises(InvalidInput, match="refine fit_resolution must be >= 0"):
         RefineConfig(fit_resolution=-1)
 
@@ -162,13 +163,13 @@ def test_refined_teacher_fits_each_pairs_edit_once():
 
 
 def test_pe3d_edit_refines_an_aligned_photo_by_default(pipe):
-    """``refine_steps=None`` (the CLI's default): 100 steps for an aligned photo with the shipped editor, none with
+    """``refine_steps=None`` (the CLI's default): 200 steps for an aligned photo with the shipped editor, none with
     ``--no-align`` (world-framed inputs) or for an editor whose renderer is not the shipped prior's."""
     import copy
 
     from pe3d.recipes.edit import PHOTO_REFINE_STEPS, _load_settings, default_refine_steps
 
-    assert PHOTO_REFINE_STEPS == 100
+    assert PHOTO_REFINE_STEPS == 200
     assert _load_settings(pipe, "bronze_statue", None, None, align=True).refine_steps == PHOTO_REFINE_STEPS
     assert _load_settings(pipe, "bronze_statue", None, None, align=True, refine_steps=None).refine_steps == PHOTO_REFINE_STEPS
     assert _load_settings(pipe, "bronze_statue", None, None, align=False).refine_steps == 0
@@ -198,3 +199,37 @@ def test_a_fit_started_from_a_residual_continues_it(pipe):
     assert error(warm) < 0.8 * error(cold), (error(warm), error(cold))
     with pytest.raises(InvalidInput, match="initial residual must have the reconstruction's shape"):
         fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), initial=fitted[:1])
+
+
+def test_each_step_renders_a_quarter_of_the_rays_repeatably(pipe):
+    """``RefineConfig.ray_fraction`` (0.25 by default): each step renders that share of the rays, drawn afresh from a
+    generator seeded at 0, so two fits are equal; with every ray (1.0) no subset is drawn."""
+    from pe3d.refinement import RaySubsets
+
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    counts = []
+
+    def render(planes, labels, resolution=None, ray_indices=None):
+        counts.append(None if ray_indices is None else tuple(ray_indices.shape))
+        if ray_indices is not None:
+            assert ray_indices.unique(dim=1).shape == ray_indices.shape  # no ray twice in a step
+        return editor.render(planes, labels, resolution=resolution, ray_indices=ray_indices)
+
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+        plain = editor.render(reconstruction, camera).image.clamp(0, 1)
+    first = fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64)
+    assert counts == [(2, 64 * 64 // 4)] * 40
+    again = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64)
+    assert torch.equal(first, again)
+    with torch.no_grad():
+        refined = editor.render(reconstruction + first, camera).image.clamp(0, 1)
+    assert (refined - image).square().mean() < 0.8 * (plain - image).square().mean()
+    counts.clear()
+    fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=2, ray_fraction=1.0), resolution=64)
+    assert counts == [None, None]
+    draws = RaySubsets(0.5, 3).draw(8, torch.device("cpu"))
+    assert draws.shape == (3, 32) and int(draws.max()) < 64
+    with pytest.raises(InvalidInput, match="refine ray_fraction must be in \\(0, 1\\]"):
+        RefineConfig(ray_fraction=0.0)

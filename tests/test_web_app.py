@@ -174,14 +174,14 @@ def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits):
 
 
 def test_the_pages_refine_switch_refines_one_edit(handlers, portraits):
-    """The Edit tab's "refine the detail to the photo" switch: ticked, the edit gets pe3d edit's 100 refinement
+    """The Edit tab's "refine the detail to the photo" switch: ticked, the edit gets pe3d edit's 200 refinement
     steps (the server sets none) and the status says so; unticked, the one-pass edit."""
     before, _ = portraits
     assert handlers.editing.refine_steps(None) == 0 and handlers.editing.refine_steps(False) == 0
-    assert handlers.editing.refine_steps(True) == 100
+    assert handlers.editing.refine_steps(True) == 200
     assert EditService(WebSettings(refine_steps=30)).refine_steps(True) == 30
     status, sharp, *_ = handlers.run_edit(before[0], "bronze_statue", "", None, 1.0, 0, 0, False, True)
-    assert "refined to the photo in 100 steps" in status
+    assert "refined to the photo in 200 steps" in status
     status, soft, *_ = handlers.run_edit(before[0], "bronze_statue", "", None, 1.0, 0, 0, False, False)
     assert "refined" not in status
     assert np.abs(sharp.astype(np.float32) - soft).mean() > 1.0

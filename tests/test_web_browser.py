@@ -152,7 +152,7 @@ def test_upload_pick_a_style_and_get_the_edit(page, uploads):
     # the "refine the detail to the photo" switch: the next edit is refined, and the status says so
     page.locator("#refine input[type=checkbox]").check()
     page.locator("#edit-button").click()
-    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').includes('refined to the photo in 100 steps')")
+    page.wait_for_function("(document.querySelector('#edit-status')?.innerText ?? '').includes('refined to the photo in 200 steps')")
     page.locator("#refine input[type=checkbox]").uncheck()
 
 

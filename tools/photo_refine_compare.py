@@ -2,10 +2,10 @@
 
     pe3d edit astronaut.png --style bronze_statue --out runs/astro --resolution 128 --refine-steps 0
     python tools/photo_refine_compare.py runs/astro [--prompt TEXT] [--resolution 128] \
-        [--settings 0 50:0.02:128 100:0.04:0] [--picture runs/refine_compare.png]
+        [--settings 0 50:0.02:128:1 100:0.04:0:1 200:0.04:0:0.25] [--picture runs/refine_compare.png]
 
-Each setting is ``STEPS:LR:FIT_RESOLUTION`` (:class:`pe3d.refinement.RefineConfig`; fit resolution 0 = the
-default, the render side capped at the planes'). For each: the seconds the fit took, the PSNR of the
+Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]]`` (:class:`pe3d.refinement.RefineConfig`; fit
+resolution 0 = the default, the render side capped at the planes'; what is left out takes the defaults). For each: the seconds the fit took, the PSNR of the
 prior's reconstruction plus the residual against the aligned input at the photo's camera (``--resolution``),
 and, in the picture, one row per setting: the edit plus the residual at the photo's camera, yaw -30 and yaw +30.
 The settings take turns with nothing else running in the process; time them on a quiet machine.
@@ -28,15 +28,16 @@ from pe3d.refinement import RefineConfig
 
 
 def parse_setting(text: str) -> RefineConfig:
-    """``STEPS[:LR[:FIT_RESOLUTION]]`` -> a :class:`RefineConfig` (defaults for what is left out)."""
+    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]]`` -> a :class:`RefineConfig` (defaults for what is left out)."""
     parts = text.split(":")
     try:
         steps = int(parts[0])
         lr = float(parts[1]) if len(parts) > 1 else RefineConfig.lr
         fit = int(parts[2]) if len(parts) > 2 else 0
+        rays = float(parts[3]) if len(parts) > 3 else RefineConfig.ray_fraction
     except ValueError:
-        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION]], e.g. 100:0.04:0") from None
-    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit)
+        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]], e.g. 200:0.04:0:0.25") from None
+    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays)
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("folder", help="a pe3d edit output folder of an aligned photo (input.png, portrait.json)")
     parser.add_argument("--prompt", default="turn the person into a bronze statue")
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--settings", nargs="+", default=["0", "50:0.02:128", "100:0.04:0"])
+    parser.add_argument("--settings", nargs="+", default=["0", "50:0.02:128:1", "100:0.04:0:1", "200:0.04:0:0.25"])
     parser.add_argument("--picture", default="")
     args = parser.parse_args()
     folder = Path(args.folder)
@@ -60,8 +61,8 @@ def main() -> None:
         reconstruction = pipe.refinement_prior()(pipe._prepare_image(image))
         edit = pipe.edit_triplane(image, prompt=args.prompt)
     cameras = torch.cat([camera, label_from_yaw_pitch([math.radians(-30), math.radians(30)], [0.0, 0.0])])
-    print("| steps | lr | fit side | seconds | reconstruction PSNR at the photo's camera (dB) |")
-    print("|---|---|---|---|---|")
+    print("| steps | lr | fit side | share of the rays | seconds | reconstruction PSNR at the photo's camera (dB) |")
+    print("|---|---|---|---|---|---|")
     rows = []
     for text in args.settings:
         cfg = parse_setting(text)
@@ -73,7 +74,7 @@ def main() -> None:
             psnr = float(-10 * torch.log10((shown - target).square().mean()))
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
         side = cfg.fit_resolution or min(args.resolution, reconstruction.shape[-1])
-        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {seconds:.1f} | {psnr:.2f} |")
+        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {seconds:.1f} | {psnr:.2f} |")
     if args.picture:
         from PIL import Image
 

@@ -1,7 +1,7 @@
 """What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
-        [--lr 0.04] [--residual-weight 0.1] [--picture runs/refine_study.png]
+        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--skip-teacher] [--picture runs/refine_study.png]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=RefineConfig.lr)
     parser.add_argument("--residual-weight", type=float, default=RefineConfig.residual_weight)
     parser.add_argument("--planes", default=RefineConfig.planes, help="planes the residual may change: all or front")
+    parser.add_argument("--ray-fraction", type=float, default=RefineConfig.ray_fraction,
+                        help="share of the rays each step renders (1 = every ray, the setting before 2026-12-06)")
+    parser.add_argument("--skip-teacher", action="store_true", help="leave out the refined two-stage teacher's rows (the slow part)")
     parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
     args = parser.parse_args()
 
@@ -76,9 +79,11 @@ def main() -> None:
     print("|---|" + "---|" * len(names))
     pictures = {}
     for steps in args.steps:
-        cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes)
+        cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes,
+                           ray_fraction=args.ray_fraction)
         start = time.perf_counter()
-        residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor)
+        residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor,
+                                       resolution=data.resolution)
         seconds = (time.perf_counter() - start) / target.shape[0]
         row(f"prior + {steps}-step residual ({seconds:.2f} s/image)", psnr_per_view(editor.render, reconstruction + residual,
                                                                                data.truth.views, names, data.resolution))
@@ -89,13 +94,16 @@ def main() -> None:
                 per_style.append(psnr_per_view(editor.render, edits[style][split] + residual, case.targets.views, names,
                                                data.resolution))
             row(f"ours, {split} prompts, + {steps}-step residual (mean of 6 styles)", mean(per_style))
+        pictures[steps] = residual
+        if args.skip_teacher:
+            continue
         per_style = []
         for style in styles:
             case = next(c for c in data.cases if c.style == style)
-            own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior)
+            own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior,
+                                      resolution=data.resolution)
             per_style.append(psnr_per_view(prior.render, teacher[style] + own, case.targets.views, names, data.resolution))
         row(f"two-stage teacher + {steps}-step residual of its own input (mean of 6 styles)", mean(per_style))
-        pictures[steps] = residual
     if args.picture:
         from pe3d.bench.plots import GridRow, image_grid
 

@@ -43,10 +43,11 @@ from pe3d.turntable import (
 
 ALIGNED_SIZE = 256
 """Side of the aligned crop saved as ``input.png`` (the pipeline resizes it to the model's input)."""
-PHOTO_REFINE_STEPS = 100
+PHOTO_REFINE_STEPS = 200
 """``refine_steps`` when none is given and the photo is aligned (a real photo, out of the world the mini models
 were trained on) and the editor's prior is the shipped one: the face's detail comes back
-(docs/results/quality/refinement.md); 0 with ``align=False`` (inputs framed like the world) or another editor."""
+(docs/results/quality/refinement.md; each step renders a quarter of the rays, :class:`RefineConfig`'s default);
+0 with ``align=False`` (inputs framed like the world) or another editor."""
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 """File types a batch folder is scanned for."""
 
@@ -270,7 +271,7 @@ def edit_photo(
     refine_steps: int | None = None,
 ) -> dict[str, Path]:
     """Edit one photo (see the module docstring); returns the written files by kind. ``refine_steps=None``:
-    :func:`default_refine_steps` (100 steps of test-time refinement for an aligned photo, none with
+    :func:`default_refine_steps` (200 steps of test-time refinement for an aligned photo, none with
     ``align=False``)."""
     pipe = EditPipeline.from_pretrained(weights)
     settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,

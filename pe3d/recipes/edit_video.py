@@ -62,7 +62,7 @@ class VideoEditConfig:
     """Test-time refinement (:mod:`pe3d.refinement`) of each frame: the detail residual fitted to the frame's
     crop in this many steps, each frame's fit started from the previous frame's residual (0 = the one-pass
     edit of every frame)."""
-    refine_first_steps: int = 100
+    refine_first_steps: int = 200
     """The steps of the first frame's fit, which starts from zeros (at least ``refine_steps``)."""
 
     def validate(self) -> None:

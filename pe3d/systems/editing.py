@@ -37,12 +37,14 @@ from pe3d.systems.view_bank import ViewBank
 
 TEACHER_REFINE_LR = 0.02
 """The rate of the teacher's refinement (``system.teacher_refine_steps``): the shipped editor's stages were
-distilled with it (half the rate a photo is refined at, :class:`~pe3d.refinement.RefineConfig`'s default)."""
+distilled with it (half the rate a photo is refined at, :class:`~pe3d.refinement.RefineConfig`'s default), and
+with every ray each step (a photo: a quarter)."""
 
 
 def teacher_refinement(steps: int) -> RefineConfig:
-    """The refinement of a pair's teacher triplane (``system.teacher_refine_steps``)."""
-    return RefineConfig(steps=steps, lr=TEACHER_REFINE_LR)
+    """The refinement of a pair's teacher triplane (``system.teacher_refine_steps``): the shipped recipe's
+    settings, whatever :class:`~pe3d.refinement.RefineConfig`'s defaults for photos become."""
+    return RefineConfig(steps=steps, lr=TEACHER_REFINE_LR, ray_fraction=1.0)
 
 
 @dataclass

@@ -105,7 +105,7 @@ def build_app(pipe_factory: Optional[Callable[[], EditPipeline]] = None, setting
                                         "frontal camera)", elem_id="align")
                     refine = gr.Checkbox(value=settings.refine_steps > 0, elem_id="refine",
                                          label=f"Refine the detail to the photo ({editing.refine_steps(True)} steps, about "
-                                               "10 s on a CPU: the face's eyes and mouth come back; unticked: the one-pass edit)")
+                                               "8 s on a CPU: the face's eyes and mouth come back; unticked: the one-pass edit)")
                     style = gr.Dropdown(choices=editing.style_choices(), value=NO_STYLE, label="Style", elem_id="style")
                     prompt = gr.Textbox(label="Text prompt (optional with a style)", max_lines=2, elem_id="prompt")
                     reference = gr.File(label="Reference image prompt (optional)", file_count="single", type="filepath",

@@ -21,7 +21,7 @@ class WebSettings:
     ``adapt_max_minutes``: caps of one adaptation (the paper: about 5 minutes); ``refine_steps``:
     test-time detail refinement of every edit (:mod:`pe3d.refinement`, with ``prior``; 0 = the one-pass
     edit): the steps of the page's "refine the detail to the photo" switch, which starts ticked when they
-    are above 0 (unset, the switch gives ``pe3d edit``'s 100; 100 take about 10–15 s on a 2-core CPU).
+    are above 0 (unset, the switch gives ``pe3d edit``'s 200, about 8 s on a 2-core CPU).
     """
 
     host: str = LOCAL_HOST
