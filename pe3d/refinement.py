@@ -194,7 +194,8 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
                 shown = target
             else:
                 if resolution is None:  # the renderer's default side, read once from a full render
-                    resolution = render(base, camera).image.shape[-1]
+                    with torch.no_grad():
+                        resolution = render(base, camera).image.shape[-1]
                 if target.shape[-1] != resolution:
                     target = resize_images(target, resolution)
                 indices = rays.draw(resolution, target.device)
