@@ -185,6 +185,12 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     optimiser = torch.optim.Adam([residual], lr=cfg.lr)
     schedule = cosine_lr_schedule(optimiser, cfg.steps)
     rays = RaySubsets(cfg.ray_fraction, target.shape[0])
+    if not rays.every_ray:  # ray indices need the side: the renderer's default is read once from a full render
+        if resolution is None:
+            with torch.no_grad():
+                resolution = render(base, camera).image.shape[-1]
+        if target.shape[-1] != resolution:
+            target = resize_images(target, resolution)
     with torch.enable_grad(), _frozen(frozen):
         for _ in tqdm(range(cfg.steps), desc="refining the detail", unit="step", disable=not cfg.progress, leave=False):
             if rays.every_ray:
@@ -193,11 +199,6 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
                     target = resize_images(target, out.shape[-1])
                 shown = target
             else:
-                if resolution is None:  # the renderer's default side, read once from a full render
-                    with torch.no_grad():
-                        resolution = render(base, camera).image.shape[-1]
-                if target.shape[-1] != resolution:
-                    target = resize_images(target, resolution)
                 indices = rays.draw(resolution, target.device)
                 out = render(base + residual * mask, camera, resolution=resolution, ray_indices=indices).image
                 shown = target.flatten(2).gather(2, indices[:, None].expand(-1, target.shape[1], -1))

@@ -24,7 +24,7 @@ import torch
 from pe3d.images import load_image, resize_images
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.pipeline import EditPipeline
-from pe3d.refinement import RefineConfig
+from pe3d.refinement import RefineConfig, fitting_resolution
 
 
 def parse_setting(text: str) -> RefineConfig:
@@ -73,7 +73,7 @@ def main() -> None:
             shown = pipe.render(reconstruction + residual, camera, resolution=args.resolution).image.clamp(0, 1)
             psnr = float(-10 * torch.log10((shown - target).square().mean()))
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
-        side = cfg.fit_resolution or min(args.resolution, reconstruction.shape[-1])
+        side = fitting_resolution(cfg, args.resolution, reconstruction.shape[-1])
         print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {seconds:.1f} | {psnr:.2f} |")
     if args.picture:
         from PIL import Image

@@ -32,6 +32,7 @@ from pe3d.faces.align import FaceSquare, warp_square
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square, load_image
 from pe3d.pipeline import EditPipeline
+from pe3d.refinement import RefineConfig
 from pe3d.video import FlickerMeter, SmoothingConfig, TemporalSmoother, VideoReader, flicker, write_video
 from pe3d.errors import InvalidInput
 
@@ -217,8 +218,6 @@ def refined_residual(pipe: EditPipeline, image: Tensor, camera: Tensor, cfg: Vid
     """The detail residual of one frame's crop ``image [3, S, S]`` at its camera ``[1, 25]``: fitted from
     ``previous`` (the last frame's) in ``cfg.refine_steps`` steps, or from zeros in ``cfg.refine_first_steps``
     (at least ``refine_steps``) for the first frame."""
-    from pe3d.refinement import RefineConfig
-
     steps = cfg.refine_steps if previous is not None else max(cfg.refine_steps, cfg.refine_first_steps)
     return pipe.detail_residual(image, camera, RefineConfig(steps=steps), cfg.resolution, initial=previous)
 
