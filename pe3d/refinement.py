@@ -26,12 +26,13 @@ from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 
-__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution"]
+__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution", "visual_hull_masks"]
 
 
 RESIDUAL_PLANES = {"all": (0, 1, 2), "front": (0,)}
@@ -59,6 +60,14 @@ class RefineConfig:
     ray_fraction: the share of the fitted render's rays each step renders, drawn afresh every step (seeded, so
         a fit is repeatable); 1 = every ray. A quarter of the rays for twice the steps fits a photo better in less
         time than every ray (docs/results/quality/refinement.md, "A quarter of the rays a step").
+    hull_threshold: keep the residual to the reconstruction's visual hull (:func:`visual_hull_masks`): a plane
+        cell may change only where the reconstruction's field is occupied (a cell's opacity above this) somewhere
+        along the plane's normal, ``hull_dilation`` cells around included; 0 = off (the residual may change every
+        cell). Off, the residual paints the photo's background onto the box's walls and into empty space, and
+        the novel views see it as streaks; 0.3 since 2026-12-06 (0 before, still the teacher's:
+        :func:`pe3d.systems.editing.teacher_refinement`; docs/results/quality/refinement.md, "Kept to the visual
+        hull").
+    hull_dilation: cells the hull grows by on each plane (room for the hair's outline to move).
     progress: show a progress bar over the steps (``pe3d edit``).
     """
 
@@ -70,6 +79,8 @@ class RefineConfig:
     planes: str = "all"
     fit_resolution: int = 0
     ray_fraction: float = 0.25
+    hull_threshold: float = 0.3
+    hull_dilation: int = 2
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +94,10 @@ class RefineConfig:
             raise InvalidInput(f"refine weights must be >= 0, got l1={self.l1}, residual_weight={self.residual_weight}")
         if not 0.0 < self.ray_fraction <= 1.0:
             raise InvalidInput(f"refine ray_fraction must be in (0, 1], got {self.ray_fraction}")
+        if not 0.0 <= self.hull_threshold < 1.0:
+            raise InvalidInput(f"refine hull_threshold must be in [0, 1) (an opacity; 0 = off), got {self.hull_threshold}")
+        if self.hull_dilation < 0:
+            raise InvalidInput(f"refine hull_dilation must be >= 0, got {self.hull_dilation}")
         if self.fit_resolution < 0:
             raise InvalidInput(f"refine fit_resolution must be >= 0 (0 = the render side, capped at the planes'), "
                                f"got {self.fit_resolution}")
@@ -90,10 +105,12 @@ class RefineConfig:
     def fingerprint(self) -> str:
         """The settings as a string that names what changes the fitted residual, for keys of stored
         residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
-        ``progress``, without ``fit_resolution`` while it is 0 and without ``ray_fraction`` while it is 1 (every
-        ray), so that the keys of stores written before those fields existed hold."""
+        ``progress``, without ``fit_resolution`` while it is 0, without ``ray_fraction`` while it is 1 (every
+        ray) and without the hull's fields while it is off, so that the keys of stores written before those fields
+        existed hold."""
         left_out = {"progress"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
-            | ({"ray_fraction"} if self.ray_fraction == 1.0 else set())
+            | ({"ray_fraction"} if self.ray_fraction == 1.0 else set()) \
+            | ({"hull_threshold", "hull_dilation"} if self.hull_threshold == 0 else set())
         shown = [f for f in fields(self) if f.name not in left_out]
         return f"RefineConfig({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
@@ -128,6 +145,47 @@ def fitting_resolution(cfg: RefineConfig, resolution: Optional[int], planes_side
     return None if resolution is None else min(resolution, planes_side)
 
 
+HULL_GRID_SIDE = 64
+"""Most cells per side of the 3D grid :func:`visual_hull_masks` decodes (``HULL_GRID_SIDE³`` points; larger planes
+get the masks resized to their side)."""
+
+
+def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int) -> Tensor:
+    """``[B, 3, 1, R, R]`` 0/1 masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
+    ``renderer``'s field of those planes is occupied: the field is decoded on a grid of cell centres over the
+    triplane's box (``min(R, HULL_GRID_SIDE)`` per side), each point's opacity over one cell
+    (``1 - exp(-σ · cell)``) is reduced by its maximum along each plane's normal, cells above ``threshold`` are kept
+    and the kept region grows by ``dilation`` cells (a max filter). Multiplied into a residual, they keep it where
+    the field has a surface, out of the empty space and the background that a point at a box wall reads
+    (:func:`pe3d.rendering.renderer.background_wall_points`). ``renderer`` is a
+    :class:`~pe3d.rendering.renderer.TriplaneRenderer`."""
+    from pe3d.rendering.planes import _PLANE_UV_AXES
+    from pe3d.rendering.volume import activate_density
+
+    batch, count, _, side, width = planes.shape
+    if count != 3 or side != width:
+        raise InvalidInput(f"visual_hull_masks: planes must be [B, 3, C, R, R], got {tuple(planes.shape)}")
+    options = renderer.config.ray_march
+    grid_side = min(side, HULL_GRID_SIDE)
+    centres = ((torch.arange(grid_side, dtype=planes.dtype, device=planes.device) + 0.5) / grid_side * 2 - 1) * (options.box_warp / 2)
+    points = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(1, -1, 3)
+    with torch.no_grad():
+        sigma = renderer.query_field(planes.detach(), points.expand(batch, -1, -1)).sigma
+        opacity = 1 - torch.exp(-activate_density(sigma, options.density_activation) * (options.box_warp / grid_side))
+        occupancy = opacity.reshape(batch, grid_side, grid_side, grid_side)  # [B, x, y, z]
+        masks = []
+        for width_axis, height_axis in _PLANE_UV_AXES.tolist():
+            normal = 3 - width_axis - height_axis
+            seen = occupancy.amax(dim=1 + normal)  # [B, the two remaining axes in order]
+            masks.append(seen if height_axis < width_axis else seen.transpose(1, 2))  # -> [B, height, width]
+        kept = (torch.stack(masks, dim=1) > threshold).to(planes.dtype).reshape(batch * 3, 1, grid_side, grid_side)
+        if dilation:
+            kept = F.max_pool2d(kept, 2 * dilation + 1, stride=1, padding=dilation)
+        if grid_side != side:
+            kept = F.interpolate(kept, size=(side, side), mode="nearest")
+    return kept.reshape(batch, 3, 1, side, side)
+
+
 def cosine_lr_schedule(optimiser: torch.optim.Optimizer, steps: int, floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine decay of every parameter group's learning rate to ``floor`` times its start over ``steps``
     steps (held there after), for short fits outside Lightning: this refinement and the quality
@@ -155,7 +213,7 @@ def _frozen(module: Optional[nn.Module]) -> Iterator[None]:
 
 def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: Tensor, cfg: RefineConfig,
                         frozen: Optional[nn.Module] = None, resolution: Optional[int] = None,
-                        initial: Optional[Tensor] = None) -> Tensor:
+                        initial: Optional[Tensor] = None, region: Optional[Tensor] = None) -> Tensor:
     """The residual ``D`` (same shape as ``reconstruction [B,3,C,R,R]``) that makes
     ``render(reconstruction + D, camera)`` match ``image [B,3,H,W]`` (in [0, 1]).
 
@@ -164,21 +222,28 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     is ``[B, 25]``; renders are made at :func:`fitting_resolution` of ``resolution`` (``None``: the
     renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``,
     whose parameters get no gradients meanwhile. ``initial``: the residual the fit starts from (e.g. the
-    previous video frame's, so that a few steps follow the new frame); zeros by default. ``initial`` itself
-    when ``cfg.steps == 0``.
+    previous video frame's, so that a few steps follow the new frame); zeros by default. ``region``: a
+    ``[B or 1, 3, 1, R, R]`` multiplier of the residual (the cells it may change, e.g. :func:`visual_hull_masks`;
+    ``cfg.hull_threshold`` asks the caller for it). ``initial`` itself (times ``region``) when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
         raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
     if initial is not None and initial.shape != reconstruction.shape:
         raise InvalidInput(f"refine: initial residual must have the reconstruction's shape {tuple(reconstruction.shape)}, "
                            f"got {tuple(initial.shape)}")
-    start = torch.zeros_like(reconstruction) if initial is None else initial.detach().to(reconstruction)
-    residual = start.clone().requires_grad_(True)
-    if cfg.steps == 0:
-        return residual.detach()
+    if region is not None and (region.ndim != 5 or region.shape[0] not in (1, reconstruction.shape[0])
+                               or region.shape[1] != 3 or region.shape[3:] != reconstruction.shape[3:]):
+        raise InvalidInput(f"refine: region must be [B or 1, 3, 1, R, R] for planes {tuple(reconstruction.shape)}, "
+                           f"got {tuple(region.shape)}")
     mask = torch.zeros(1, reconstruction.shape[1], 1, 1, 1, dtype=reconstruction.dtype, device=reconstruction.device)
     planes = list(RESIDUAL_PLANES[cfg.planes])
     mask[:, planes] = 1
+    if region is not None:
+        mask = mask * region.to(reconstruction)
+    start = torch.zeros_like(reconstruction) if initial is None else initial.detach().to(reconstruction)
+    residual = start.clone().requires_grad_(True)
+    if cfg.steps == 0:
+        return (residual * mask).detach() if region is not None else residual.detach()
     base = reconstruction.detach()
     target = image.detach()
     resolution = fitting_resolution(cfg, resolution, reconstruction.shape[-1])

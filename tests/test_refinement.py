@@ -233,3 +233,58 @@ def test_each_step_renders_a_quarter_of_the_rays_repeatably(pipe):
     assert draws.shape == (3, 32) and int(draws.max()) < 64
     with pytest.raises(InvalidInput, match="refine ray_fraction must be in \\(0, 1\\]"):
         RefineConfig(ray_fraction=0.0)
+
+
+def test_the_hull_keeps_the_residual_off_the_background(pipe):
+    """``RefineConfig.hull_threshold`` (0.3 by default): the residual may change only the plane cells over the
+    reconstruction's occupied field (:func:`visual_hull_masks`), so a busy photo background is not painted onto the
+    box's walls, where a side view saw it as streaks; without the hull it is. The face is still fitted."""
+    import math
+
+    from pe3d.geometry import label_from_yaw_pitch
+    from pe3d.refinement import visual_hull_masks
+
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+        front = editor.render(reconstruction, camera)
+    background = (front.weights < 0.05).to(image)
+    stripes = (torch.arange(64) // 4 % 2).to(image)[None, None, :, None].expand_as(image) * torch.tensor([0.1, 0.2, 0.6])[:, None, None]
+    photo = image * (1 - background) + stripes * background  # a dark striped wall behind the head
+
+    hull = visual_hull_masks(editor.renderer, reconstruction, 0.3, 2)
+    assert hull.shape == (2, 3, 1, 64, 64) and set(hull.unique().tolist()) <= {0.0, 1.0}
+    assert 0.1 < float(hull.mean()) < 0.9
+    wider = visual_hull_masks(editor.renderer, reconstruction, 0.3, 4)
+    assert bool((wider >= hull).all()) and float(wider.sum()) > float(hull.sum())
+
+    kept = pipe.detail_residual(photo, camera, RefineConfig(steps=30), resolution=64)  # the default: the hull
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(pipe._prepare_image(photo))  # what the fit started from
+    photo_hull = visual_hull_masks(editor.renderer, reconstruction, 0.3, 2)
+    assert torch.count_nonzero(kept * (1 - photo_hull)) == 0 and kept.abs().mean() > 0
+    free = pipe.detail_residual(photo, camera, RefineConfig(steps=30, hull_threshold=0.0), resolution=64)
+    assert torch.count_nonzero(free * (1 - photo_hull)) > 0
+
+    side = label_from_yaw_pitch([math.radians(30)] * 2, [0.0, 0.0])
+    with torch.no_grad():
+        plain = editor.render(reconstruction, side)
+    empty = (plain.weights < 0.05).to(image)
+
+    @torch.no_grad()
+    def wall_change(residual):
+        shown = editor.render(reconstruction + residual, side).image
+        return float(((shown - plain.image).abs() * empty).sum() / (empty.sum() * 3))
+
+    @torch.no_grad()
+    def face_error(residual):
+        shown = editor.render(reconstruction + residual, camera).image.clamp(0, 1)
+        return float(((shown - image).square() * (1 - background)).sum())
+
+    assert wall_change(kept) < 0.25 * wall_change(free), (wall_change(kept), wall_change(free))
+    assert face_error(kept) < 0.8 * face_error(torch.zeros_like(kept)), (face_error(kept), face_error(torch.zeros_like(kept)))
+    with pytest.raises(InvalidInput, match="refine hull_threshold must be in \\[0, 1\\)"):
+        RefineConfig(hull_threshold=1.0)
+    with pytest.raises(InvalidInput, match="refine: region must be"):
+        fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), region=hull[:, :2])

@@ -2,12 +2,15 @@
 
     pe3d edit astronaut.png --style bronze_statue --out runs/astro --resolution 128 --refine-steps 0
     python tools/photo_refine_compare.py runs/astro [--prompt TEXT] [--resolution 128] \
-        [--settings 0 50:0.02:128:1 100:0.04:0:1 200:0.04:0:0.25] [--picture runs/refine_compare.png]
+        [--settings 0 50:0.02:128:1 100:0.04:0:1 200:0.04:0:0.25:0] [--picture runs/refine_compare.png]
 
-Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]]`` (:class:`pe3d.refinement.RefineConfig`; fit
-resolution 0 = the default, the render side capped at the planes'; what is left out takes the defaults). For each: the seconds the fit took, the PSNR of the
-prior's reconstruction plus the residual against the aligned input at the photo's camera (``--resolution``),
-and, in the picture, one row per setting: the edit plus the residual at the photo's camera, yaw -30 and yaw +30.
+Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]]``
+(:class:`pe3d.refinement.RefineConfig`; fit resolution 0 = the default, the render side capped at the planes';
+hull threshold 0 = the residual may change every cell; what is left out takes the defaults). For each: the
+seconds the fit took, the PSNR of the prior's reconstruction plus the residual against the aligned input at the
+photo's camera (``--resolution``), over the whole image and over the reconstruction's foreground (its opacity
+above 0.5 there), and, in the picture, one row per setting: the edit plus the residual at the photo's camera, yaw
+-30 and yaw +30.
 The settings take turns with nothing else running in the process; time them on a quiet machine.
 """
 
@@ -28,16 +31,20 @@ from pe3d.refinement import RefineConfig, fitting_resolution
 
 
 def parse_setting(text: str) -> RefineConfig:
-    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]]`` -> a :class:`RefineConfig` (defaults for what is left out)."""
+    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]]`` -> a :class:`RefineConfig`
+    (defaults for what is left out)."""
     parts = text.split(":")
     try:
         steps = int(parts[0])
         lr = float(parts[1]) if len(parts) > 1 else RefineConfig.lr
         fit = int(parts[2]) if len(parts) > 2 else 0
         rays = float(parts[3]) if len(parts) > 3 else RefineConfig.ray_fraction
+        hull = float(parts[4]) if len(parts) > 4 else RefineConfig.hull_threshold
+        dilation = int(parts[5]) if len(parts) > 5 else RefineConfig.hull_dilation
     except ValueError:
-        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION]]], e.g. 200:0.04:0:0.25") from None
-    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays)
+        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]], "
+                         "e.g. 200:0.04:0:0.25:0.3:2") from None
+    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays, hull_threshold=hull, hull_dilation=dilation)
 
 
 def main() -> None:
@@ -61,8 +68,11 @@ def main() -> None:
         reconstruction = pipe.refinement_prior()(pipe._prepare_image(image))
         edit = pipe.edit_triplane(image, prompt=args.prompt)
     cameras = torch.cat([camera, label_from_yaw_pitch([math.radians(-30), math.radians(30)], [0.0, 0.0])])
-    print("| steps | lr | fit side | share of the rays | seconds | reconstruction PSNR at the photo's camera (dB) |")
-    print("|---|---|---|---|---|---|")
+    with torch.no_grad():
+        foreground = (pipe.render(reconstruction, camera, resolution=args.resolution).weights > 0.5).to(target)
+    print("| steps | lr | fit side | share of the rays | hull (threshold / cells) | seconds "
+          "| reconstruction PSNR at the photo's camera (dB) | the same, foreground |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for text in args.settings:
         cfg = parse_setting(text)
@@ -71,10 +81,14 @@ def main() -> None:
         seconds = time.perf_counter() - start
         with torch.no_grad():
             shown = pipe.render(reconstruction + residual, camera, resolution=args.resolution).image.clamp(0, 1)
-            psnr = float(-10 * torch.log10((shown - target).square().mean()))
+            error = (shown - target).square()
+            psnr = float(-10 * torch.log10(error.mean()))
+            psnr_fg = float(-10 * torch.log10((error * foreground).sum() / (foreground.sum() * error.shape[1])))
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
         side = fitting_resolution(cfg, args.resolution, reconstruction.shape[-1])
-        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {seconds:.1f} | {psnr:.2f} |")
+        hull = f"{cfg.hull_threshold:g} / {cfg.hull_dilation}" if cfg.hull_threshold else "off"
+        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {seconds:.1f} "
+              f"| {psnr:.2f} | {psnr_fg:.2f} |")
     if args.picture:
         from PIL import Image
 

@@ -1,7 +1,8 @@
 """What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
-        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--skip-teacher] [--picture runs/refine_study.png]
+        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2]
+        [--skip-teacher] [--picture runs/refine_study.png]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
@@ -25,7 +26,7 @@ from pe3d.bench.quality import world_config
 from pe3d.evaluation.world import PerViewScores, build_world_eval_set, edit_with_prompt, model_inputs, render_views, style_prompts
 from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
-from pe3d.refinement import RefineConfig, fit_detail_residual
+from pe3d.refinement import RefineConfig, fit_detail_residual, visual_hull_masks
 from pe3d.styles.discovery import load_named_style
 from pe3d.weights import resolve_weights
 
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--planes", default=RefineConfig.planes, help="planes the residual may change: all or front")
     parser.add_argument("--ray-fraction", type=float, default=RefineConfig.ray_fraction,
                         help="share of the rays each step renders (1 = every ray, the setting before 2026-12-06)")
+    parser.add_argument("--hull-threshold", type=float, default=RefineConfig.hull_threshold,
+                        help="keep the residual to the reconstruction's visual hull (an opacity; 0 = off)")
+    parser.add_argument("--hull-dilation", type=int, default=RefineConfig.hull_dilation)
     parser.add_argument("--skip-teacher", action="store_true", help="leave out the refined two-stage teacher's rows (the slow part)")
     parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
     args = parser.parse_args()
@@ -80,10 +84,10 @@ def main() -> None:
     pictures = {}
     for steps in args.steps:
         cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes,
-                           ray_fraction=args.ray_fraction)
+                           ray_fraction=args.ray_fraction, hull_threshold=args.hull_threshold, hull_dilation=args.hull_dilation)
         start = time.perf_counter()
         residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor,
-                                       resolution=data.resolution)
+                                       resolution=data.resolution, region=hull(editor, reconstruction, cfg))
         seconds = (time.perf_counter() - start) / target.shape[0]
         row(f"prior + {steps}-step residual ({seconds:.2f} s/image)", psnr_per_view(editor.render, reconstruction + residual,
                                                                                data.truth.views, names, data.resolution))
@@ -101,7 +105,7 @@ def main() -> None:
         for style in styles:
             case = next(c for c in data.cases if c.style == style)
             own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior,
-                                      resolution=data.resolution)
+                                      resolution=data.resolution, region=hull(prior, teacher[style], cfg))
             per_style.append(psnr_per_view(prior.render, teacher[style] + own, case.targets.views, names, data.resolution))
         row(f"two-stage teacher + {steps}-step residual of its own input (mean of 6 styles)", mean(per_style))
     if args.picture:
@@ -118,6 +122,11 @@ def main() -> None:
                                        {n: _one(case.targets.views[n], i) for n in names}, names, data.resolution)
                 rows.append(GridRow(f"id {i}: ours + {steps}", [renders[n].image[0].clamp(0, 1) for n in names]))
         print("picture:", image_grid(rows, names, args.picture, cell=80, title="bronze_statue, test prompt: refinement steps"))
+
+
+def hull(model, planes, cfg: RefineConfig):
+    """The residual's region for ``cfg`` (``None`` with the hull off), as ``pe3d edit`` computes it."""
+    return visual_hull_masks(model.renderer, planes, cfg.hull_threshold, cfg.hull_dilation) if cfg.hull_threshold else None
 
 
 def _one(view, i):
