@@ -288,3 +288,36 @@ def test_the_hull_keeps_the_residual_off_the_background(pipe):
         RefineConfig(hull_threshold=1.0)
     with pytest.raises(InvalidInput, match="refine: region must be"):
         fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), region=hull[:, :2])
+
+
+def test_hull_masks_mark_the_cells_the_renderer_reads_an_occupied_box_through():
+    """:func:`visual_hull_masks` on a field whose density is known (a box off the centre, in no plane's symmetry):
+    each plane's mask, read the way the renderer reads its planes (``sample_from_planes``), is 1 at points whose
+    projection falls on the box and 0 elsewhere; planes larger than the hull grid (96 cells here, grid 64) get masks
+    of their own side."""
+    from types import SimpleNamespace
+
+    from pe3d.rendering.decoder import DecoderOutput
+    from pe3d.rendering.planes import sample_from_planes
+    from pe3d.rendering.volume import RayMarchOptions
+    from pe3d.refinement import visual_hull_masks
+
+    low, high = torch.tensor([0.1, -0.25, 0.0]), torch.tensor([0.3, -0.05, 0.2])
+
+    def inside(points):
+        return ((points >= low) & (points <= high)).all(dim=-1, keepdim=True)
+
+    field = SimpleNamespace(config=SimpleNamespace(ray_march=RayMarchOptions(box_warp=1.0)),
+                            query_field=lambda planes, coords: DecoderOutput(torch.zeros(*coords.shape[:2], 3),
+                                                                             torch.where(inside(coords), 50.0, -50.0)))
+    for side in (64, 96):
+        masks = visual_hull_masks(field, torch.zeros(1, 3, 4, side, side), threshold=0.3, dilation=0)
+        assert masks.shape == (1, 3, 1, side, side)
+        points = torch.rand(4000, 3, generator=torch.Generator().manual_seed(side)) - 0.5
+        seen = sample_from_planes(masks, points[None], box_warp=1.0, mode="nearest")[0, :, :, 0]  # [3, N]
+        for plane, (a, b) in enumerate([(0, 1), (0, 2), (2, 0)]):  # EG3D's (x, y), (x, z), (z, x)
+            over = ((points[:, [a, b]] >= low[[a, b]] + 0.02) & (points[:, [a, b]] <= high[[a, b]] - 0.02)).all(dim=1)
+            off = ((points[:, [a, b]] < low[[a, b]] - 0.02) | (points[:, [a, b]] > high[[a, b]] + 0.02)).any(dim=1)
+            assert bool((seen[plane][over] == 1).all()) and bool((seen[plane][off] == 0).all()), (side, plane)
+    grown = visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), threshold=0.3, dilation=2)
+    assert float(grown.sum()) > float(visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 0).sum())
