@@ -40,7 +40,7 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, recorded_styles, save_editor
-from pe3d.refinement import RefineConfig, fit_detail_residual, visual_hull_masks
+from pe3d.refinement import RefineConfig, fit_detail_residual, residual_region
 from pe3d.prompt_vocabulary import (
     PromptVocabulary,
     compound_reading,
@@ -383,19 +383,18 @@ class EditPipeline:
                         initial: Tensor | None = None) -> Tensor:
         """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at
         ``camera`` ``[B, 25]`` (:func:`pe3d.refinement.fit_detail_residual`, at ``resolution``, default the
-        renderer's default; started from ``initial``, default zeros; kept to the reconstruction's visual hull when
-        ``refine.hull_threshold`` is set, :func:`pe3d.refinement.visual_hull_masks`); the editor's weights are not
-        changed."""
+        renderer's default; started from ``initial``, default zeros; kept to the reconstruction's visual hull and
+        out of its empty space as ``refine`` asks, :func:`pe3d.refinement.residual_region`); the editor's weights are
+        not changed."""
         target = as_image_batch(image, "image").to(self.device)
         prior = self.refinement_prior(refine.prior)
         with torch.no_grad():
             reconstruction = prior(self._prepare_image(image))
         side = resolution or self.editor.renderer.config.neural_rendering_resolution
         render = functools.partial(self.editor.render, images_only=True)  # the fit reads the images only
-        region = (visual_hull_masks(self.editor.renderer, reconstruction, refine.hull_threshold, refine.hull_dilation)
-                  if refine.hull_threshold > 0 else None)
+        region, empty = residual_region(self.editor.renderer, reconstruction, refine)
         return fit_detail_residual(render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
-                                   refine, frozen=self.editor, resolution=side, initial=initial, region=region)
+                                   refine, frozen=self.editor, resolution=side, initial=initial, region=region, empty=empty)
 
     def refinement_prior(self, weights: str = "") -> "PriorModel":
         """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),

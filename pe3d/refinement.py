@@ -26,13 +26,14 @@ from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
+from pe3d.residual_region import EmptySpace, field_occupancy, visual_hull_masks
 
-__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution", "visual_hull_masks"]
+__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution", "residual_region",
+           "visual_hull_masks"]
 
 
 RESIDUAL_PLANES = {"all": (0, 1, 2), "front": (0,)}
@@ -68,6 +69,10 @@ class RefineConfig:
         :func:`pe3d.systems.editing.teacher_refinement`; docs/results/quality/refinement.md, "Kept to the visual
         hull").
     hull_dilation: cells the hull grows by on each plane (room for the hair's outline to move).
+    empty_weight: weight of the mean opacity, at ``empty_points`` random points a step, of the space the
+        reconstruction leaves empty within the residual's reach (:class:`pe3d.residual_region.EmptySpace`): keeps the
+        residual from growing density there (a dark post beside the shoulder at the side views); 0 = off.
+    empty_points: points per image each step draws for ``empty_weight``.
     progress: show a progress bar over the steps (``pe3d edit``).
     """
 
@@ -81,6 +86,8 @@ class RefineConfig:
     ray_fraction: float = 0.25
     hull_threshold: float = 0.3
     hull_dilation: int = 2
+    empty_weight: float = 10.0
+    empty_points: int = 4096
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +103,8 @@ class RefineConfig:
             raise InvalidInput(f"refine ray_fraction must be in (0, 1], got {self.ray_fraction}")
         if not 0.0 <= self.hull_threshold < 1.0:
             raise InvalidInput(f"refine hull_threshold must be in [0, 1) (an opacity; 0 = off), got {self.hull_threshold}")
+        if self.empty_weight < 0 or self.empty_points < 1:
+            raise InvalidInput(f"refine empty_weight must be >= 0 and empty_points >= 1, got {self.empty_weight}, {self.empty_points}")
         if self.hull_dilation < 0:
             raise InvalidInput(f"refine hull_dilation must be >= 0, got {self.hull_dilation}")
         if self.fit_resolution < 0:
@@ -106,11 +115,12 @@ class RefineConfig:
         """The settings as a string that names what changes the fitted residual, for keys of stored
         residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
         ``progress``, without ``fit_resolution`` while it is 0, without ``ray_fraction`` while it is 1 (every
-        ray) and without the hull's fields while it is off, so that the keys of stores written before those fields
+        ray) and without the hull's and the empty space's fields while they are off, so that the keys of stores written before those fields
         existed hold."""
         left_out = {"progress"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
             | ({"ray_fraction"} if self.ray_fraction == 1.0 else set()) \
-            | ({"hull_threshold", "hull_dilation"} if self.hull_threshold == 0 else set())
+            | ({"hull_threshold", "hull_dilation"} if self.hull_threshold == 0 else set()) \
+            | ({"empty_weight", "empty_points"} if self.empty_weight == 0 else set())
         shown = [f for f in fields(self) if f.name not in left_out]
         return f"RefineConfig({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
@@ -145,45 +155,18 @@ def fitting_resolution(cfg: RefineConfig, resolution: Optional[int], planes_side
     return None if resolution is None else min(resolution, planes_side)
 
 
-HULL_GRID_SIDE = 64
-"""Most cells per side of the 3D grid :func:`visual_hull_masks` decodes (``HULL_GRID_SIDE³`` points; larger planes
-get the masks resized to their side)."""
-
-
-def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int) -> Tensor:
-    """``[B, 3, 1, R, R]`` 0/1 masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
-    ``renderer``'s field of those planes is occupied: the field is decoded on a grid of cell centres over the
-    triplane's box (``min(R, HULL_GRID_SIDE)`` per side), each point's opacity over one cell
-    (``1 - exp(-σ · cell)``) is reduced by its maximum along each plane's normal, cells above ``threshold`` are kept
-    and the kept region grows by ``dilation`` cells (a max filter). Multiplied into a residual, they keep it where
-    the field has a surface, out of the empty space and the background that a point at a box wall reads
-    (:func:`pe3d.rendering.renderer.background_wall_points`). ``renderer`` is a
-    :class:`~pe3d.rendering.renderer.TriplaneRenderer`."""
-    from pe3d.rendering.planes import _PLANE_UV_AXES
-    from pe3d.rendering.volume import activate_density
-
-    batch, count, _, side, width = planes.shape
-    if count != 3 or side != width:
-        raise InvalidInput(f"visual_hull_masks: planes must be [B, 3, C, R, R], got {tuple(planes.shape)}")
-    options = renderer.config.ray_march
-    grid_side = min(side, HULL_GRID_SIDE)
-    centres = ((torch.arange(grid_side, dtype=planes.dtype, device=planes.device) + 0.5) / grid_side * 2 - 1) * (options.box_warp / 2)
-    points = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(1, -1, 3)
-    with torch.no_grad():
-        sigma = renderer.query_field(planes.detach(), points.expand(batch, -1, -1)).sigma
-        opacity = 1 - torch.exp(-activate_density(sigma, options.density_activation) * (options.box_warp / grid_side))
-        occupancy = opacity.reshape(batch, grid_side, grid_side, grid_side)  # [B, x, y, z]
-        masks = []
-        for width_axis, height_axis in _PLANE_UV_AXES.tolist():
-            normal = 3 - width_axis - height_axis
-            seen = occupancy.amax(dim=1 + normal)  # [B, the two remaining axes in order]
-            masks.append(seen if height_axis < width_axis else seen.transpose(1, 2))  # -> [B, height, width]
-        kept = (torch.stack(masks, dim=1) > threshold).to(planes.dtype).reshape(batch * 3, 1, grid_side, grid_side)
-        if dilation:
-            kept = F.max_pool2d(kept, 2 * dilation + 1, stride=1, padding=dilation)
-        if grid_side != side:
-            kept = F.interpolate(kept, size=(side, side), mode="nearest")
-    return kept.reshape(batch, 3, 1, side, side)
+def residual_region(renderer, reconstruction: Tensor, cfg: RefineConfig) -> tuple[Optional[Tensor], Optional[EmptySpace]]:
+    """What :func:`fit_detail_residual` takes as ``region`` and ``empty`` for ``cfg``: the visual hull's masks of
+    ``reconstruction`` (``None`` with ``cfg.hull_threshold`` 0) and its empty space within them (``None`` with
+    ``cfg.empty_weight`` 0), from one decode of the field on a grid (:mod:`pe3d.residual_region`); neither without
+    steps. ``renderer``: the :class:`~pe3d.rendering.renderer.TriplaneRenderer` the fit renders with."""
+    if not cfg.steps or (cfg.hull_threshold == 0 and cfg.empty_weight == 0):
+        return None, None
+    occupancy = field_occupancy(renderer, reconstruction)
+    masks = (visual_hull_masks(renderer, reconstruction, cfg.hull_threshold, cfg.hull_dilation, occupancy)
+             if cfg.hull_threshold > 0 else None)
+    empty = EmptySpace.of(renderer, reconstruction, masks, occupancy) if cfg.empty_weight > 0 else None
+    return masks, empty
 
 
 def cosine_lr_schedule(optimiser: torch.optim.Optimizer, steps: int, floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
@@ -213,7 +196,8 @@ def _frozen(module: Optional[nn.Module]) -> Iterator[None]:
 
 def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: Tensor, cfg: RefineConfig,
                         frozen: Optional[nn.Module] = None, resolution: Optional[int] = None,
-                        initial: Optional[Tensor] = None, region: Optional[Tensor] = None) -> Tensor:
+                        initial: Optional[Tensor] = None, region: Optional[Tensor] = None,
+                        empty: Optional[EmptySpace] = None) -> Tensor:
     """The residual ``D`` (same shape as ``reconstruction [B,3,C,R,R]``) that makes
     ``render(reconstruction + D, camera)`` match ``image [B,3,H,W]`` (in [0, 1]).
 
@@ -224,7 +208,9 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     whose parameters get no gradients meanwhile. ``initial``: the residual the fit starts from (e.g. the
     previous video frame's, so that a few steps follow the new frame); zeros by default. ``region``: a
     ``[B or 1, 3, 1, R, R]`` multiplier of the residual (the cells it may change, e.g. :func:`visual_hull_masks`;
-    ``cfg.hull_threshold`` asks the caller for it). ``initial`` itself (times ``region``) when ``cfg.steps == 0``.
+    ``cfg.hull_threshold`` asks the caller for it). ``empty``: points the reconstruction leaves empty, whose mean
+    opacity at ``cfg.empty_points`` of them a step is added to the loss times ``cfg.empty_weight``
+    (:func:`residual_region` makes both). ``initial`` itself (times ``region``) when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
         raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
@@ -250,6 +236,8 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     optimiser = torch.optim.Adam([residual], lr=cfg.lr)
     schedule = cosine_lr_schedule(optimiser, cfg.steps)
     rays = RaySubsets(cfg.ray_fraction, target.shape[0])
+    empty_draws = torch.Generator().manual_seed(1)
+    keep_empty = empty is not None and cfg.empty_weight > 0
     if not rays.every_ray:  # ray indices need the side: the renderer's default is read once from a full render
         if resolution is None:
             with torch.no_grad():
@@ -269,6 +257,10 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
                 shown = target.flatten(2).gather(2, indices[:, None].expand(-1, target.shape[1], -1))
             error = out - shown
             loss = error.square().mean() + cfg.l1 * error.abs().mean() + cfg.residual_weight * residual[:, planes].square().mean()
+            if keep_empty:
+                points, weights = empty.draw(cfg.empty_points, empty_draws)
+                opacity = empty.opacity(base + residual * mask, points.to(base)).mean(dim=(1, 2))
+                loss = loss + cfg.empty_weight * (opacity * weights).sum() / weights.sum().clamp(min=1)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

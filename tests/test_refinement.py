@@ -259,12 +259,12 @@ def test_the_hull_keeps_the_residual_off_the_background(pipe):
     wider = visual_hull_masks(editor.renderer, reconstruction, 0.3, 4)
     assert bool((wider >= hull).all()) and float(wider.sum()) > float(hull.sum())
 
-    kept = pipe.detail_residual(photo, camera, RefineConfig(steps=30), resolution=64)  # the default: the hull
+    kept = pipe.detail_residual(photo, camera, RefineConfig(steps=30, empty_weight=0.0), resolution=64)  # the default hull
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(pipe._prepare_image(photo))  # what the fit started from
     photo_hull = visual_hull_masks(editor.renderer, reconstruction, 0.3, 2)
     assert torch.count_nonzero(kept * (1 - photo_hull)) == 0 and kept.abs().mean() > 0
-    free = pipe.detail_residual(photo, camera, RefineConfig(steps=30, hull_threshold=0.0), resolution=64)
+    free = pipe.detail_residual(photo, camera, RefineConfig(steps=30, hull_threshold=0.0, empty_weight=0.0), resolution=64)
     assert torch.count_nonzero(free * (1 - photo_hull)) > 0
 
     side = label_from_yaw_pitch([math.radians(30)] * 2, [0.0, 0.0])
@@ -321,3 +321,48 @@ def test_hull_masks_mark_the_cells_the_renderer_reads_an_occupied_box_through():
             assert bool((seen[plane][over] == 1).all()) and bool((seen[plane][off] == 0).all()), (side, plane)
     grown = visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), threshold=0.3, dilation=2)
     assert float(grown.sum()) > float(visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 0).sum())
+
+
+def test_the_empty_space_term_keeps_the_reconstructions_empty_space_empty(pipe):
+    """``RefineConfig.empty_weight`` (10 by default): the fit adds the mean opacity of random points that the
+    reconstruction leaves empty within the hull (:class:`pe3d.residual_region.EmptySpace`) to its loss, so the residual
+    does not grow density there, as it does without the term; the face is still fitted."""
+    from pe3d.refinement import residual_region
+    from pe3d.residual_region import EMPTY_OPACITY, EmptySpace
+
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(pipe._prepare_image(image))
+        front = editor.render(reconstruction, camera)
+    background = (front.weights < 0.05).to(image)
+    stripes = (torch.arange(64) // 4 % 2).to(image)[None, None, :, None].expand_as(image) * torch.tensor([0.1, 0.2, 0.6])[:, None, None]
+    photo = image * (1 - background) + stripes * background
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(pipe._prepare_image(photo))
+
+    masks, empty = residual_region(editor.renderer, reconstruction, RefineConfig(steps=1))
+    assert masks is not None and isinstance(empty, EmptySpace) and len(empty.points) == 2
+    assert all(points.shape[0] > 1000 for points in empty.points)
+    with torch.no_grad():
+        start = torch.cat([empty.opacity(reconstruction[i : i + 1], points[None]) for i, points in enumerate(empty.points)], dim=1)
+    assert float(start.max()) < EMPTY_OPACITY
+    assert residual_region(editor.renderer, reconstruction, RefineConfig(steps=1, empty_weight=0.0))[1] is None
+    assert residual_region(editor.renderer, reconstruction, RefineConfig(steps=0)) == (None, None)
+
+    def grown(residual):
+        with torch.no_grad():
+            return float(torch.cat([empty.opacity(reconstruction[i : i + 1] + residual[i : i + 1], points[None])
+                                    for i, points in enumerate(empty.points)], dim=1).mean())
+
+    kept = pipe.detail_residual(photo, camera, RefineConfig(steps=30), resolution=64)
+    free = pipe.detail_residual(photo, camera, RefineConfig(steps=30, empty_weight=0.0), resolution=64)
+    assert grown(kept) < 0.5 * grown(free), (grown(kept), grown(free), float(start.mean()))
+    with torch.no_grad():
+        plain = (editor.render(reconstruction, camera).image.clamp(0, 1) - image).square() * (1 - background)
+        refined = (editor.render(reconstruction + kept, camera).image.clamp(0, 1) - image).square() * (1 - background)
+    assert refined.sum() < 0.9 * plain.sum()  # 30 steps: 0.82 when written
+    points, weights = EmptySpace([torch.zeros(0, 3), torch.ones(5, 3)], empty.opacity).draw(7, torch.Generator().manual_seed(0))
+    assert points.shape == (2, 7, 3) and weights.tolist() == [0.0, 1.0] and bool((points[1] == 1).all())
+    with pytest.raises(InvalidInput, match="refine empty_weight must be >= 0"):
+        RefineConfig(empty_weight=-1.0)

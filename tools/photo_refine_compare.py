@@ -4,9 +4,9 @@
     python tools/photo_refine_compare.py runs/astro [--prompt TEXT] [--resolution 128] \
         [--settings 0 50:0.02:128:1 100:0.04:0:1 200:0.04:0:0.25:0] [--picture runs/refine_compare.png]
 
-Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]]``
+Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]``
 (:class:`pe3d.refinement.RefineConfig`; fit resolution 0 = the default, the render side capped at the planes';
-hull threshold 0 = the residual may change every cell; what is left out takes the defaults). For each: the
+hull threshold 0 = the residual may change every cell; empty weight 0 = no term keeping the empty space empty; what is left out takes the defaults). For each: the
 seconds the fit took, the PSNR of the prior's reconstruction plus the residual against the aligned input at the
 photo's camera (``--resolution``), over the whole image, over the reconstruction's foreground (its opacity
 above 0.5 there) and over that foreground's inside (8 pixels or more from its edge), and, in the picture, one row per setting: the edit plus the residual at the photo's camera, yaw
@@ -31,7 +31,7 @@ from pe3d.refinement import RefineConfig, fitting_resolution
 
 
 def parse_setting(text: str) -> RefineConfig:
-    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]]`` -> a :class:`RefineConfig`
+    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]`` -> a :class:`RefineConfig`
     (defaults for what is left out)."""
     parts = text.split(":")
     try:
@@ -41,10 +41,12 @@ def parse_setting(text: str) -> RefineConfig:
         rays = float(parts[3]) if len(parts) > 3 else RefineConfig.ray_fraction
         hull = float(parts[4]) if len(parts) > 4 else RefineConfig.hull_threshold
         dilation = int(parts[5]) if len(parts) > 5 else RefineConfig.hull_dilation
+        empty = float(parts[6]) if len(parts) > 6 else RefineConfig.empty_weight
     except ValueError:
-        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION]]]]], "
-                         "e.g. 200:0.04:0:0.25:0.3:2") from None
-    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays, hull_threshold=hull, hull_dilation=dilation)
+        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]], "
+                         "e.g. 200:0.04:0:0.25:0.3:2:10") from None
+    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays, hull_threshold=hull, hull_dilation=dilation,
+                        empty_weight=empty)
 
 
 def main() -> None:
@@ -71,9 +73,9 @@ def main() -> None:
     with torch.no_grad():
         foreground = (pipe.render(reconstruction, camera, resolution=args.resolution).weights > 0.5).to(target)
         inside = 1 - torch.nn.functional.max_pool2d(1 - foreground, 17, stride=1, padding=8)
-    print("| steps | lr | fit side | share of the rays | hull (threshold / cells) | seconds "
+    print("| steps | lr | fit side | share of the rays | hull (threshold / cells) | empty space weight | seconds "
           "| reconstruction PSNR at the photo's camera (dB) | the same, foreground | its inside |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for text in args.settings:
         cfg = parse_setting(text)
@@ -88,7 +90,7 @@ def main() -> None:
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
         side = fitting_resolution(cfg, args.resolution, reconstruction.shape[-1])
         hull = "-" if not cfg.steps else f"{cfg.hull_threshold:g} / {cfg.hull_dilation}" if cfg.hull_threshold else "off"
-        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {seconds:.1f} "
+        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {f"{cfg.empty_weight:g}" if cfg.steps else "-"} | {seconds:.1f} "
               f"| {psnr:.2f} | {psnr_fg:.2f} | {psnr_inside:.2f} |")
     if args.picture:
         from PIL import Image

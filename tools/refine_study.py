@@ -1,7 +1,7 @@
 """What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
-        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2]
+        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--empty-weight 10]
         [--skip-teacher] [--picture runs/refine_study.png]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
@@ -26,7 +26,7 @@ from pe3d.bench.quality import world_config
 from pe3d.evaluation.world import PerViewScores, build_world_eval_set, edit_with_prompt, model_inputs, render_views, style_prompts
 from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
-from pe3d.refinement import RefineConfig, fit_detail_residual, visual_hull_masks
+from pe3d.refinement import RefineConfig, fit_detail_residual, residual_region
 from pe3d.styles.discovery import load_named_style
 from pe3d.weights import resolve_weights
 
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--hull-threshold", type=float, default=RefineConfig.hull_threshold,
                         help="keep the residual to the reconstruction's visual hull (an opacity; 0 = off)")
     parser.add_argument("--hull-dilation", type=int, default=RefineConfig.hull_dilation)
+    parser.add_argument("--empty-weight", type=float, default=RefineConfig.empty_weight,
+                        help="weight of the term keeping the reconstruction's empty space empty (0 = off)")
     parser.add_argument("--skip-teacher", action="store_true", help="leave out the refined two-stage teacher's rows (the slow part)")
     parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
     args = parser.parse_args()
@@ -84,10 +86,11 @@ def main() -> None:
     pictures = {}
     for steps in args.steps:
         cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes,
-                           ray_fraction=args.ray_fraction, hull_threshold=args.hull_threshold, hull_dilation=args.hull_dilation)
+                           ray_fraction=args.ray_fraction, hull_threshold=args.hull_threshold, hull_dilation=args.hull_dilation,
+                           empty_weight=args.empty_weight)
         start = time.perf_counter()
         residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor,
-                                       resolution=data.resolution, region=hull(editor, reconstruction, cfg))
+                                       resolution=data.resolution, **region(editor, reconstruction, cfg))
         seconds = (time.perf_counter() - start) / target.shape[0]
         row(f"prior + {steps}-step residual ({seconds:.2f} s/image)", psnr_per_view(editor.render, reconstruction + residual,
                                                                                data.truth.views, names, data.resolution))
@@ -105,7 +108,7 @@ def main() -> None:
         for style in styles:
             case = next(c for c in data.cases if c.style == style)
             own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior,
-                                      resolution=data.resolution, region=hull(prior, teacher[style], cfg))
+                                      resolution=data.resolution, **region(prior, teacher[style], cfg))
             per_style.append(psnr_per_view(prior.render, teacher[style] + own, case.targets.views, names, data.resolution))
         row(f"two-stage teacher + {steps}-step residual of its own input (mean of 6 styles)", mean(per_style))
     if args.picture:
@@ -124,9 +127,11 @@ def main() -> None:
         print("picture:", image_grid(rows, names, args.picture, cell=80, title="bronze_statue, test prompt: refinement steps"))
 
 
-def hull(model, planes, cfg: RefineConfig):
-    """The residual's region for ``cfg`` (``None`` with the hull off), as ``pe3d edit`` computes it."""
-    return visual_hull_masks(model.renderer, planes, cfg.hull_threshold, cfg.hull_dilation) if cfg.hull_threshold else None
+def region(model, planes, cfg: RefineConfig) -> dict:
+    """The residual's region and empty space for ``cfg``, as ``pe3d edit`` computes them (keyword arguments of
+    ``fit_detail_residual``)."""
+    masks, empty = residual_region(model.renderer, planes, cfg)
+    return {"region": masks, "empty": empty}
 
 
 def _one(view, i):

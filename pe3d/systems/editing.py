@@ -44,7 +44,7 @@ with every ray each step (a photo: a quarter)."""
 def teacher_refinement(steps: int) -> RefineConfig:
     """The refinement of a pair's teacher triplane (``system.teacher_refine_steps``): the shipped recipe's
     settings, whatever :class:`~pe3d.refinement.RefineConfig`'s defaults for photos become."""
-    return RefineConfig(steps=steps, lr=TEACHER_REFINE_LR, ray_fraction=1.0, hull_threshold=0.0)
+    return RefineConfig(steps=steps, lr=TEACHER_REFINE_LR, ray_fraction=1.0, hull_threshold=0.0, empty_weight=0.0)
 
 
 @dataclass

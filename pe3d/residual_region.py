@@ -1,0 +1,133 @@
+"""Where a refinement residual (:mod:`pe3d.refinement`) may act: the reconstruction's visual hull, and its empty space.
+
+A triplane residual fitted to one photo changes every point along each line through the box that projects onto a
+changed plane cell. Left free it paints the photo's background onto the box's walls, which the renderer reads as
+each ray's background (:func:`pe3d.rendering.renderer.background_wall_points`), and grows density in empty space
+where the photo shows something the reconstruction put elsewhere; other views see both as streaks and posts.
+:func:`visual_hull_masks` keeps the residual to the plane cells over the reconstruction's occupied field, and
+:class:`EmptySpace` holds points inside that reach which the reconstruction leaves empty, where the fit is asked to
+keep the opacity at zero (docs/results/quality/refinement.md, "Kept to the visual hull").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from pe3d.errors import InvalidInput
+
+__all__ = ["EMPTY_OPACITY", "HULL_GRID_SIDE", "EmptySpace", "field_occupancy", "visual_hull_masks"]
+
+HULL_GRID_SIDE = 64
+"""Most cells per side of the 3D grid the field is decoded on (``HULL_GRID_SIDE³`` points; larger planes get the
+masks resized to their side)."""
+
+EMPTY_OPACITY = 0.05
+"""A grid point whose opacity over one cell is below this is empty space (:meth:`EmptySpace.of`)."""
+
+
+def _grid_side(planes: Tensor) -> int:
+    batch, count, _, side, width = planes.shape
+    if count != 3 or side != width:
+        raise InvalidInput(f"residual region: planes must be [B, 3, C, R, R], got {tuple(planes.shape)}")
+    return min(side, HULL_GRID_SIDE)
+
+
+def _grid_points(box_warp: float, side: int, like: Tensor) -> Tensor:
+    """``[side³, 3]`` cell centres over the box ``[-box_warp/2, box_warp/2]³``, ``x`` slowest, ``z`` fastest."""
+    centres = ((torch.arange(side, dtype=like.dtype, device=like.device) + 0.5) / side * 2 - 1) * (box_warp / 2)
+    return torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def cell_opacity(renderer, planes: Tensor, points: Tensor, cell: float) -> Tensor:
+    """``[B, K, 1]`` opacity over one cell of side ``cell``, ``1 - exp(-σ · cell)``, of ``renderer``'s field of
+    ``planes`` at ``points [B, K, 3]`` (differentiable in ``planes``)."""
+    from pe3d.rendering.volume import activate_density
+
+    options = renderer.config.ray_march
+    sigma = renderer.query_field(planes, points).sigma
+    return 1 - torch.exp(-activate_density(sigma, options.density_activation) * cell)
+
+
+def field_occupancy(renderer, planes: Tensor) -> Tensor:
+    """``[B, G, G, G]`` (indexed ``x, y, z``) opacity over one cell of ``renderer``'s field of ``planes
+    [B, 3, C, R, R]`` at the centres of a ``G = min(R, HULL_GRID_SIDE)`` grid over the triplane's box (no autograd).
+    ``renderer`` is a :class:`~pe3d.rendering.renderer.TriplaneRenderer`."""
+    side = _grid_side(planes)
+    box = renderer.config.ray_march.box_warp
+    points = _grid_points(box, side, planes)[None].expand(planes.shape[0], -1, -1)
+    with torch.no_grad():
+        opacity = cell_opacity(renderer, planes.detach(), points, box / side)
+    return opacity.reshape(planes.shape[0], side, side, side)
+
+
+def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int,
+                      occupancy: Optional[Tensor] = None) -> Tensor:
+    """``[B, 3, 1, R, R]`` 0/1 masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
+    ``renderer``'s field of those planes is occupied: the field's :func:`field_occupancy` (or ``occupancy``, computed
+    before) is reduced by its maximum along each plane's normal, cells above ``threshold`` are kept and the kept
+    region grows by ``dilation`` cells (a max filter). Multiplied into a residual, they keep it where the field has a
+    surface, out of the empty space and the background that a point at a box wall reads."""
+    from pe3d.rendering.planes import _PLANE_UV_AXES
+
+    grid_side = _grid_side(planes)
+    batch, side = planes.shape[0], planes.shape[-1]
+    occupancy = field_occupancy(renderer, planes) if occupancy is None else occupancy
+    masks = []
+    for width_axis, height_axis in _PLANE_UV_AXES.tolist():
+        normal = 3 - width_axis - height_axis
+        seen = occupancy.amax(dim=1 + normal)  # [B, the two remaining axes in order]
+        masks.append(seen if height_axis < width_axis else seen.transpose(1, 2))  # -> [B, height, width]
+    kept = (torch.stack(masks, dim=1) > threshold).to(planes.dtype).reshape(batch * 3, 1, grid_side, grid_side)
+    if dilation:
+        kept = F.max_pool2d(kept, 2 * dilation + 1, stride=1, padding=dilation)
+    if grid_side != side:
+        kept = F.interpolate(kept, size=(side, side), mode="nearest")
+    return kept.reshape(batch, 3, 1, side, side)
+
+
+@dataclass
+class EmptySpace:
+    """Points of each item that its reconstruction leaves empty (opacity below :data:`EMPTY_OPACITY` on the
+    :func:`field_occupancy` grid) and that a residual within ``masks`` can reach (every plane's cell on), with the
+    field's opacity there: :func:`pe3d.refinement.fit_detail_residual` adds the mean opacity at a random draw of
+    them to its loss, so that the residual does not grow density where the reconstruction has none (a post beside
+    the shoulder, seen from the side)."""
+
+    points: list[Tensor]
+    """Per item ``[M_i, 3]`` world points (``M_i`` may be 0)."""
+    opacity: Callable[[Tensor, Tensor], Tensor]
+    """``(planes [B, 3, C, R, R], points [B, K, 3]) -> [B, K, 1]`` opacity over one grid cell (differentiable)."""
+
+    @classmethod
+    def of(cls, renderer, planes: Tensor, masks: Optional[Tensor] = None, occupancy: Optional[Tensor] = None) -> "EmptySpace":
+        """The empty space of ``renderer``'s field of ``planes`` within ``masks`` (``None``: the whole box)."""
+        from pe3d.rendering.planes import sample_from_planes
+
+        side = _grid_side(planes)
+        box = renderer.config.ray_march.box_warp
+        occupancy = field_occupancy(renderer, planes) if occupancy is None else occupancy
+        grid = _grid_points(box, side, planes)
+        empty = occupancy.reshape(planes.shape[0], -1) < EMPTY_OPACITY
+        if masks is not None:
+            reach = sample_from_planes(masks.to(planes.dtype), grid[None].expand(planes.shape[0], -1, -1), box, mode="nearest")
+            empty &= reach[..., 0].amin(dim=1) > 0  # [B, N]: every plane's cell may change
+        return cls([grid[row] for row in empty], lambda p, x: cell_opacity(renderer, p, x, box / side))
+
+    def draw(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``count`` points per item drawn with replacement, ``[B, count, 3]``, and ``[B]`` weights (0 for an item
+        without empty points, whose draw is a placeholder)."""
+        picks, weights = [], []
+        for points in self.points:
+            if points.shape[0] == 0:
+                picks.append(torch.zeros(count, 3, dtype=torch.float32))
+                weights.append(0.0)
+                continue
+            picks.append(points[torch.randint(points.shape[0], (count,), generator=generator)])
+            weights.append(1.0)
+        device = self.points[0].device if self.points else None
+        return torch.stack(picks).to(device), torch.tensor(weights, device=device)
