@@ -89,8 +89,9 @@ def main() -> None:
             psnr_fg, psnr_inside = (float(-10 * torch.log10((error * m).sum() / (m.sum() * error.shape[1]))) for m in (foreground, inside))
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
         side = fitting_resolution(cfg, args.resolution, reconstruction.shape[-1])
+        empty = f"{cfg.empty_weight:g}" if cfg.steps else "-"
         hull = "-" if not cfg.steps else f"{cfg.hull_threshold:g} / {cfg.hull_dilation}" if cfg.hull_threshold else "off"
-        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {f"{cfg.empty_weight:g}" if cfg.steps else "-"} | {seconds:.1f} "
+        print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {empty} | {seconds:.1f} "
               f"| {psnr:.2f} | {psnr_fg:.2f} | {psnr_inside:.2f} |")
     if args.picture:
         from PIL import Image
