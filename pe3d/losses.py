@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -68,6 +69,11 @@ class ReconstructionLossConfig:
     depth: float = 1.0
     opacity: float = 0.1
     triplane: float = 1.0
+    empty_space: float = 0.0
+    """Weight of :func:`empty_space_loss` (the predicted field's opacity at random points of its box where that
+    opacity is already near zero: clears the faint haze a side view's rays add up); 0 = off."""
+    empty_space_points: int = 4096
+    """Random box points per item each step for ``empty_space``."""
 
 
 def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -136,6 +142,21 @@ def triplane_loss(pred: Tensor, target: Tensor) -> Tensor:
 def opacity_loss(weights: Tensor, mask: Tensor) -> Tensor:
     """Binary cross-entropy of accumulated weight ``[B, 1, H, W]`` against a 0/1 foreground mask."""
     return F.binary_cross_entropy(weights.clamp(1e-4, 1 - 1e-4), mask.to(weights.dtype))
+
+
+def empty_space_loss(renderer, planes: Tensor, count: int, generator: torch.Generator | None = None) -> Tensor:
+    """Mean opacity over one cell (a 64th of the box's side, :func:`pe3d.residual_region.cell_opacity`) of
+    ``renderer``'s field of ``planes [B, 3, C, R, R]`` at ``count`` uniform random points of the triplane's box per
+    item, counted only where that opacity is below :data:`pe3d.residual_region.EMPTY_OPACITY` (the field's own empty
+    space, judged without gradient): the same term the test-time refinement adds (``RefineConfig.empty_weight``),
+    here for training a prior."""
+    from pe3d.residual_region import EMPTY_OPACITY, HULL_GRID_SIDE, cell_opacity
+
+    box = renderer.config.ray_march.box_warp
+    points = (torch.rand(planes.shape[0], count, 3, generator=generator, dtype=planes.dtype) - 0.5).to(planes.device) * box
+    opacity = cell_opacity(renderer, planes, points, box / HULL_GRID_SIDE)
+    empty = (opacity.detach() < EMPTY_OPACITY).to(opacity)
+    return (opacity * empty).sum() / empty.sum().clamp(min=1)
 
 
 class EditObjective(nn.Module):

@@ -115,8 +115,8 @@ class RefineConfig:
         """The settings as a string that names what changes the fitted residual, for keys of stored
         residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
         ``progress``, without ``fit_resolution`` while it is 0, without ``ray_fraction`` while it is 1 (every
-        ray) and without the hull's and the empty space's fields while they are off, so that the keys of stores written before those fields
-        existed hold."""
+        ray) and without the hull's and the empty space's fields while they are off, so that the keys of stores
+        written before those fields existed hold."""
         left_out = {"progress"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
             | ({"ray_fraction"} if self.ray_fraction == 1.0 else set()) \
             | ({"hull_threshold", "hull_dilation"} if self.hull_threshold == 0 else set()) \

@@ -2,8 +2,9 @@
 
 One input view goes in; the predicted triplane is rendered at several cameras of the
 same identity and compared with their ground truth (image L2 + perceptual term, depth
-L1 on the foreground, opacity against the mask, and triplane L1 when a teacher
-triplane is in the batch). The renderer is trained with the encoder.
+L1 on the foreground, opacity against the mask, triplane L1 when a teacher
+triplane is in the batch, and optionally the opacity of the field's own empty space,
+``loss.empty_space``). The renderer is trained with the encoder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import lightning as L
 from torch import Tensor
 
-from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, opacity_loss, triplane_loss
+from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, empty_space_loss, opacity_loss, triplane_loss
 from pe3d.models.prior import PriorModel
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 
@@ -62,6 +63,9 @@ class PriorSystem(L.LightningModule):
         if self.cfg.loss.opacity > 0:
             terms["opacity"] = opacity_loss(out.weights, mask)
             loss = loss + self.cfg.loss.opacity * terms["opacity"]
+        if self.cfg.loss.empty_space > 0:
+            terms["empty_space"] = empty_space_loss(self.model.renderer, planes, self.cfg.loss.empty_space_points)
+            loss = loss + self.cfg.loss.empty_space * terms["empty_space"]
         if self.cfg.loss.triplane > 0 and "teacher_planes" in batch:
             terms["triplane"] = triplane_loss(planes, batch["teacher_planes"])
             loss = loss + self.cfg.loss.triplane * terms["triplane"]
