@@ -14,7 +14,9 @@ whole triplanes to many ground-truth views). ``tools/refine_study.py`` measures 
 identities (docs/results/quality/refinement.md): it lifts the input view and leaves the novel views
 where they were. The residual must come from the *prior's* reconstruction: the editor's own prompt-free
 path (:meth:`~pe3d.models.editor.EditorCore.reconstruct`, 5 dB worse than the prior after distillation)
-would make ``D`` carry colour the edit removed.
+would make ``D`` carry colour the edit removed. By default ``D`` is kept to the reconstruction's visual hull and
+the fit is charged for opacity it grows in the reconstruction's empty space (:mod:`pe3d.residual_region`), so the
+photo's background is not painted across the box where other views see it as streaks.
 """
 
 from __future__ import annotations

@@ -121,13 +121,13 @@ class EmptySpace:
     def draw(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``count`` points per item drawn with replacement, ``[B, count, 3]``, and ``[B]`` weights (0 for an item
         without empty points, whose draw is a placeholder)."""
+        like = next((points for points in self.points if points.shape[0]), torch.zeros(0, 3))
         picks, weights = [], []
         for points in self.points:
             if points.shape[0] == 0:
-                picks.append(torch.zeros(count, 3, dtype=torch.float32))
+                picks.append(like.new_zeros(count, 3))
                 weights.append(0.0)
                 continue
-            picks.append(points[torch.randint(points.shape[0], (count,), generator=generator)])
+            picks.append(points[torch.randint(points.shape[0], (count,), generator=generator).to(points.device)])
             weights.append(1.0)
-        device = self.points[0].device if self.points else None
-        return torch.stack(picks).to(device), torch.tensor(weights, device=device)
+        return torch.stack(picks), torch.tensor(weights, dtype=like.dtype, device=like.device)
