@@ -248,20 +248,21 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
             target = resize_images(target, resolution)
     with torch.enable_grad(), _frozen(frozen):
         for _ in tqdm(range(cfg.steps), desc="refining the detail", unit="step", disable=not cfg.progress, leave=False):
+            planes_now = base + residual * mask
             if rays.every_ray:
-                out = render(base + residual * mask, camera, resolution=resolution).image
+                out = render(planes_now, camera, resolution=resolution).image
                 if target.shape[-1] != out.shape[-1]:
                     target = resize_images(target, out.shape[-1])
                 shown = target
             else:
                 indices = rays.draw(resolution, target.device)
-                out = render(base + residual * mask, camera, resolution=resolution, ray_indices=indices).image
+                out = render(planes_now, camera, resolution=resolution, ray_indices=indices).image
                 shown = target.flatten(2).gather(2, indices[:, None].expand(-1, target.shape[1], -1))
             error = out - shown
             loss = error.square().mean() + cfg.l1 * error.abs().mean() + cfg.residual_weight * residual[:, planes].square().mean()
             if keep_empty:
                 points, weights = empty.draw(cfg.empty_points, empty_draws)
-                opacity = empty.opacity(base + residual * mask, points.to(base)).mean(dim=(1, 2))
+                opacity = empty.opacity(planes_now, points.to(base)).mean(dim=(1, 2))
                 loss = loss + cfg.empty_weight * (opacity * weights).sum() / weights.sum().clamp(min=1)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
