@@ -40,7 +40,7 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, recorded_styles, save_editor
-from pe3d.refinement import RefineConfig, fit_detail_residual, residual_region
+from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.prompt_vocabulary import (
     PromptVocabulary,
     compound_reading,
@@ -392,9 +392,8 @@ class EditPipeline:
             reconstruction = prior(self._prepare_image(image))
         side = resolution or self.editor.renderer.config.neural_rendering_resolution
         render = functools.partial(self.editor.render, images_only=True)  # the fit reads the images only
-        region, empty = residual_region(self.editor.renderer, reconstruction, refine)
-        return fit_detail_residual(render, reconstruction, target, camera.reshape(-1, 25).to(self.device),
-                                   refine, frozen=self.editor, resolution=side, initial=initial, region=region, empty=empty)
+        return fit_detail_residual(render, reconstruction, target, camera.reshape(-1, 25).to(self.device), refine,
+                                   frozen=self.editor, resolution=side, initial=initial, renderer=self.editor.renderer)
 
     def refinement_prior(self, weights: str = "") -> "PriorModel":
         """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),

@@ -171,6 +171,25 @@ def residual_region(renderer, reconstruction: Tensor, cfg: RefineConfig) -> tupl
     return masks, empty
 
 
+def _asked_region(renderer, reconstruction: Tensor, cfg: RefineConfig, region: Optional[Tensor],
+                  empty: Optional[EmptySpace]) -> tuple[Optional[Tensor], Optional[EmptySpace]]:
+    """``region`` and ``empty`` for :func:`fit_detail_residual`: as given, and where ``cfg`` asks for one that is not
+    given, made with ``renderer`` (:func:`residual_region`); a clear error when that is needed and ``renderer`` is
+    ``None``."""
+    need_hull = bool(cfg.steps) and cfg.hull_threshold > 0 and region is None
+    need_empty = bool(cfg.steps) and cfg.empty_weight > 0 and empty is None
+    if not (need_hull or need_empty):
+        return region, empty
+    if renderer is None:
+        asked = [f"hull_threshold={cfg.hull_threshold}"] * need_hull + [f"empty_weight={cfg.empty_weight}"] * need_empty
+        verb = "need" if len(asked) > 1 else "needs"
+        raise InvalidInput(f"refine: {' and '.join(asked)} {verb} the reconstruction's visual hull and empty space, which "
+                           "are made with the renderer: pass renderer= (or region= and empty= from "
+                           "pe3d.refinement.residual_region), or set them to 0 to fit every cell")
+    masks, space = residual_region(renderer, reconstruction, cfg)
+    return (masks if region is None else region), (space if empty is None else empty)
+
+
 def cosine_lr_schedule(optimiser: torch.optim.Optimizer, steps: int, floor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine decay of every parameter group's learning rate to ``floor`` times its start over ``steps``
     steps (held there after), for short fits outside Lightning: this refinement and the quality
@@ -199,7 +218,7 @@ def _frozen(module: Optional[nn.Module]) -> Iterator[None]:
 def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: Tensor, cfg: RefineConfig,
                         frozen: Optional[nn.Module] = None, resolution: Optional[int] = None,
                         initial: Optional[Tensor] = None, region: Optional[Tensor] = None,
-                        empty: Optional[EmptySpace] = None) -> Tensor:
+                        empty: Optional[EmptySpace] = None, renderer=None) -> Tensor:
     """The residual ``D`` (same shape as ``reconstruction [B,3,C,R,R]``) that makes
     ``render(reconstruction + D, camera)`` match ``image [B,3,H,W]`` (in [0, 1]).
 
@@ -209,10 +228,13 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
     renderer's default) and ``image`` is resized to their side. ``frozen``: the module behind ``render``,
     whose parameters get no gradients meanwhile. ``initial``: the residual the fit starts from (e.g. the
     previous video frame's, so that a few steps follow the new frame); zeros by default. ``region``: a
-    ``[B or 1, 3, 1, R, R]`` multiplier of the residual (the cells it may change, e.g. :func:`visual_hull_masks`;
-    ``cfg.hull_threshold`` asks the caller for it). ``empty``: points the reconstruction leaves empty, whose mean
-    opacity at ``cfg.empty_points`` of them a step is added to the loss times ``cfg.empty_weight``
-    (:func:`residual_region` makes both). ``initial`` itself (times ``region``) when ``cfg.steps == 0``.
+    ``[B or 1, 3, 1, R, R]`` multiplier of the residual (the cells it may change: the visual hull's masks).
+    ``empty``: points the reconstruction leaves empty, whose mean opacity at ``cfg.empty_points`` of them a step is
+    added to the loss times ``cfg.empty_weight``. ``renderer``: the
+    :class:`~pe3d.rendering.renderer.TriplaneRenderer` behind ``render``; when ``cfg`` asks for the hull
+    (``hull_threshold`` > 0) or the empty space (``empty_weight`` > 0) and ``region`` / ``empty`` are not given,
+    they are made from it (:func:`residual_region`), and without it the fit refuses rather than silently fitting
+    every cell. ``initial`` itself (times ``region``) when ``cfg.steps == 0``.
     """
     if image.ndim != 4 or image.shape[0] != reconstruction.shape[0]:
         raise InvalidInput(f"refine: image must be [B,3,H,W] with B={reconstruction.shape[0]}, got {tuple(image.shape)}")
@@ -223,6 +245,7 @@ def fit_detail_residual(render, reconstruction: Tensor, image: Tensor, camera: T
                                or region.shape[1] != 3 or region.shape[3:] != reconstruction.shape[3:]):
         raise InvalidInput(f"refine: region must be [B or 1, 3, 1, R, R] for planes {tuple(reconstruction.shape)}, "
                            f"got {tuple(region.shape)}")
+    region, empty = _asked_region(renderer, reconstruction, cfg, region, empty)
     mask = torch.zeros(1, reconstruction.shape[1], 1, 1, 1, dtype=reconstruction.dtype, device=reconstruction.device)
     planes = list(RESIDUAL_PLANES[cfg.planes])
     mask[:, planes] = 1

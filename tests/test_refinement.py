@@ -14,6 +14,10 @@ def pipe():
     return pe3d.EditPipeline.from_pretrained()
 
 
+EVERY_CELL = {"hull_threshold": 0.0, "empty_weight": 0.0}
+"""Settings of a fit of every plane cell (no visual hull, no empty-space term): the tests of one mechanism isolate it."""
+
+
 def _world_portrait():
     from pe3d.evaluation.world import WorldEvalConfig, build_world_eval_set
 
@@ -28,7 +32,7 @@ def test_residual_fits_the_input_view_and_leaves_the_model_alone(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera).image.clamp(0, 1)
-    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor)
+    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor, renderer=editor.renderer)
     assert residual.shape == reconstruction.shape and not residual.requires_grad
     with torch.no_grad():
         refined = editor.render(reconstruction + residual, camera).image.clamp(0, 1)
@@ -47,7 +51,7 @@ def test_a_front_residual_changes_the_front_plane_only(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera).image.clamp(0, 1)
-    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=20, planes="front"),
+    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=20, planes="front", **EVERY_CELL),
                                    frozen=editor)
     assert residual[:, 0].abs().mean() > 0
     assert torch.count_nonzero(residual[:, 1:]) == 0  # EG3D's two x-z planes untouched
@@ -73,13 +77,15 @@ def test_a_larger_render_is_fitted_at_the_planes_resolution(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera, resolution=128).image.clamp(0, 1)
-    residual = fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=30), frozen=editor, resolution=128)
+    residual = fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=30), frozen=editor, resolution=128,
+                                   renderer=editor.renderer)
     assert reconstruction.shape[-1] == 64 and sides == [64] * 30
     with torch.no_grad():
         refined = editor.render(reconstruction + residual, camera, resolution=128).image.clamp(0, 1)
     assert (refined - large).square().mean() < 0.8 * (plain - large).square().mean()
     sides.clear()
-    fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=2, fit_resolution=96), resolution=128)
+    fit_detail_residual(render, reconstruction, large, camera, RefineConfig(steps=2, fit_resolution=96), resolution=128,
+                        renderer=editor.renderer)
     assert sides == [96, 96]
 
 
@@ -187,10 +193,11 @@ def test_a_fit_started_from_a_residual_continues_it(pipe):
     editor = pipe.editor
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
-    fitted = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor)
+    fitted = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor, renderer=editor.renderer)
     assert torch.equal(fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=0), initial=fitted), fitted)
-    cold = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor)
-    warm = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, initial=fitted)
+    cold = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, renderer=editor.renderer)
+    warm = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, initial=fitted,
+                               renderer=editor.renderer)
 
     def error(residual):
         with torch.no_grad():
@@ -198,7 +205,8 @@ def test_a_fit_started_from_a_residual_continues_it(pipe):
 
     assert error(warm) < 0.8 * error(cold), (error(warm), error(cold))
     with pytest.raises(InvalidInput, match="initial residual must have the reconstruction's shape"):
-        fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), initial=fitted[:1])
+        fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), initial=fitted[:1],
+                            renderer=editor.renderer)
 
 
 def test_each_step_renders_a_quarter_of_the_rays_repeatably(pipe):
@@ -219,15 +227,18 @@ def test_each_step_renders_a_quarter_of_the_rays_repeatably(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera).image.clamp(0, 1)
-    first = fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64)
+    first = fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64,
+                                renderer=editor.renderer)
     assert counts == [(2, 64 * 64 // 4)] * 40
-    again = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64)
+    again = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=40), frozen=editor, resolution=64,
+                                renderer=editor.renderer)
     assert torch.equal(first, again)
     with torch.no_grad():
         refined = editor.render(reconstruction + first, camera).image.clamp(0, 1)
     assert (refined - image).square().mean() < 0.8 * (plain - image).square().mean()
     counts.clear()
-    fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=2, ray_fraction=1.0), resolution=64)
+    fit_detail_residual(render, reconstruction, image, camera, RefineConfig(steps=2, ray_fraction=1.0), resolution=64,
+                        renderer=editor.renderer)
     assert counts == [None, None]
     draws = RaySubsets(0.5, 3).draw(8, torch.device("cpu"))
     assert draws.shape == (3, 32) and int(draws.max()) < 64
@@ -288,6 +299,31 @@ def test_the_hull_keeps_the_residual_off_the_background(pipe):
         RefineConfig(hull_threshold=1.0)
     with pytest.raises(InvalidInput, match="refine: region must be"):
         fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=1), region=hull[:, :2])
+
+
+def test_a_fit_asked_for_the_hull_needs_the_renderer(pipe):
+    """The defaults keep the residual to the visual hull and out of the empty space: given ``renderer=``, the fit
+    makes both itself (the same residual as when given :func:`residual_region`'s), and without it, it refuses,
+    naming the settings, instead of silently fitting every cell; with both off no renderer is needed."""
+    from pe3d.refinement import residual_region
+
+    image, camera = _world_portrait()
+    editor = pipe.editor
+    with torch.no_grad():
+        reconstruction = pipe.refinement_prior()(image)
+    cfg = RefineConfig(steps=3)
+    with pytest.raises(InvalidInput, match="refine: hull_threshold=0.3 and empty_weight=10.0 need .* pass renderer="):
+        fit_detail_residual(editor.render, reconstruction, image, camera, cfg)
+    with pytest.raises(InvalidInput, match="refine: empty_weight=10.0 needs"):
+        fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3, hull_threshold=0.0))
+    own = fit_detail_residual(editor.render, reconstruction, image, camera, cfg, frozen=editor, renderer=editor.renderer)
+    masks, empty = residual_region(editor.renderer, reconstruction, cfg)
+    given = fit_detail_residual(editor.render, reconstruction, image, camera, cfg, frozen=editor, region=masks, empty=empty)
+    assert torch.equal(own, given) and own.abs().mean() > 0
+    assert torch.count_nonzero(own * (1 - masks)) == 0
+    free = fit_detail_residual(editor.render, reconstruction, image, camera,
+                               RefineConfig(steps=3, hull_threshold=0.0, empty_weight=0.0), frozen=editor)
+    assert torch.count_nonzero(free * (1 - masks)) > 0
 
 
 def test_hull_masks_mark_the_cells_the_renderer_reads_an_occupied_box_through():

@@ -26,7 +26,7 @@ from pe3d.bench.quality import world_config
 from pe3d.evaluation.world import PerViewScores, build_world_eval_set, edit_with_prompt, model_inputs, render_views, style_prompts
 from pe3d.models.editor import load_editor
 from pe3d.models.prior import load_prior
-from pe3d.refinement import RefineConfig, fit_detail_residual, residual_region
+from pe3d.refinement import RefineConfig, fit_detail_residual
 from pe3d.styles.discovery import load_named_style
 from pe3d.weights import resolve_weights
 
@@ -90,7 +90,7 @@ def main() -> None:
                            empty_weight=args.empty_weight)
         start = time.perf_counter()
         residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor,
-                                       resolution=data.resolution, **region(editor, reconstruction, cfg))
+                                       resolution=data.resolution, renderer=editor.renderer)
         seconds = (time.perf_counter() - start) / target.shape[0]
         row(f"prior + {steps}-step residual ({seconds:.2f} s/image)", psnr_per_view(editor.render, reconstruction + residual,
                                                                                data.truth.views, names, data.resolution))
@@ -108,7 +108,7 @@ def main() -> None:
         for style in styles:
             case = next(c for c in data.cases if c.style == style)
             own = fit_detail_residual(prior.render, teacher[style], filtered[style], data.labels, cfg, frozen=prior,
-                                      resolution=data.resolution, **region(prior, teacher[style], cfg))
+                                      resolution=data.resolution, renderer=prior.renderer)
             per_style.append(psnr_per_view(prior.render, teacher[style] + own, case.targets.views, names, data.resolution))
         row(f"two-stage teacher + {steps}-step residual of its own input (mean of 6 styles)", mean(per_style))
     if args.picture:
@@ -127,11 +127,6 @@ def main() -> None:
         print("picture:", image_grid(rows, names, args.picture, cell=80, title="bronze_statue, test prompt: refinement steps"))
 
 
-def region(model, planes, cfg: RefineConfig) -> dict:
-    """The residual's region and empty space for ``cfg``, as ``pe3d edit`` computes them (keyword arguments of
-    ``fit_detail_residual``)."""
-    masks, empty = residual_region(model.renderer, planes, cfg)
-    return {"region": masks, "empty": empty}
 
 
 def _one(view, i):

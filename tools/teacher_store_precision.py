@@ -30,7 +30,8 @@ def main() -> None:
 
     from pe3d.data.pairs import load_png, read_manifest
     from pe3d.models.prior import load_prior
-    from pe3d.refinement import RefineConfig, fit_detail_residual
+    from pe3d.refinement import fit_detail_residual
+    from pe3d.systems.editing import teacher_refinement
     from pe3d.systems.teacher_store import RESIDUAL_DTYPE
     from pe3d.weights import resolve_weights
 
@@ -42,7 +43,7 @@ def main() -> None:
             camera = torch.tensor(record.camera, dtype=torch.float32)[None]
             with torch.no_grad():
                 base = prior(image)
-            residual = fit_detail_residual(prior.render, base, image, camera, RefineConfig(steps=args.steps), frozen=prior)
+            residual = fit_detail_residual(prior.render, base, image, camera, teacher_refinement(args.steps), frozen=prior)
             exact, kept = base + residual, base + residual.to(RESIDUAL_DTYPE).float()
             worst = max(worst, float((kept - exact).abs().max()))
             relative = max(relative, float((kept - exact).abs().max() / residual.abs().max().clamp_min(1e-12)))
