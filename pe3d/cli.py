@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write a mesh of the edited head (a bare name goes into the output folder)")
     edit.add_argument("--refine-steps", type=int, default=None, metavar="N",
                       help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit "
-                           "(0 = the one-pass edit; default: 200 for an aligned photo with the shipped editor, 0 with --no-align)")
+                           "(0 = the one-pass edit; default: 200 with the shipped editor, aligned or not)")
     edit.set_defaults(func=_cmd_edit)
 
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")

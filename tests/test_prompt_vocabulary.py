@@ -67,10 +67,11 @@ def test_pe3d_edit_warns_about_unseen_words(tmp_path):
     render = render_identities([sample_identity(split.seed, split.heldout_indices(1)[0])], label_from_yaw_pitch([0.0], [0.0]), 64)
     Image.fromarray(to_uint8(render.rgb[0])).save(tmp_path / "head.png")
     with pytest.warns(UnseenPromptWordsWarning, match="'ghoul' never appeared in this editor's training prompts"):
-        edit_photo(tmp_path / "head.png", tmp_path / "ghoul", prompt=GHOUL, views=2, align=False)
+        edit_photo(tmp_path / "head.png", tmp_path / "ghoul", prompt=GHOUL, views=2, align=False, refine_steps=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnseenPromptWordsWarning)
-        edit_photo(tmp_path / "head.png", tmp_path / "zombie", prompt="turn the person into a zombie", views=2, align=False)
+        edit_photo(tmp_path / "head.png", tmp_path / "zombie", prompt="turn the person into a zombie", views=2, align=False,
+                   refine_steps=0)
     assert (tmp_path / "zombie" / "edited.png").is_file()
 
 

@@ -168,9 +168,9 @@ def test_refined_teacher_fits_each_pairs_edit_once():
     assert torch.equal(soft, plain._teacher_planes("teacher_input", edited, keys, label))  # 0 steps: feed-forward
 
 
-def test_pe3d_edit_refines_an_aligned_photo_by_default(pipe):
-    """``refine_steps=None`` (the CLI's default): 200 steps for an aligned photo with the shipped editor, none with
-    ``--no-align`` (world-framed inputs) or for an editor whose renderer is not the shipped prior's."""
+def test_pe3d_edit_refines_by_default(pipe):
+    """``refine_steps=None`` (the CLI's default): 200 steps with the shipped editor, for an aligned photo and with
+    ``--no-align`` (world-framed inputs) alike, none for an editor whose renderer is not the shipped prior's."""
     import copy
 
     from pe3d.recipes.edit import PHOTO_REFINE_STEPS, _load_settings, default_refine_steps
@@ -178,12 +178,12 @@ def test_pe3d_edit_refines_an_aligned_photo_by_default(pipe):
     assert PHOTO_REFINE_STEPS == 200
     assert _load_settings(pipe, "bronze_statue", None, None, align=True).refine_steps == PHOTO_REFINE_STEPS
     assert _load_settings(pipe, "bronze_statue", None, None, align=True, refine_steps=None).refine_steps == PHOTO_REFINE_STEPS
-    assert _load_settings(pipe, "bronze_statue", None, None, align=False).refine_steps == 0
+    assert _load_settings(pipe, "bronze_statue", None, None, align=False).refine_steps == PHOTO_REFINE_STEPS
     assert _load_settings(pipe, "bronze_statue", None, None, align=True, refine_steps=7).refine_steps == 7
     other = copy.deepcopy(pipe.editor)
     with torch.no_grad():
         next(other.renderer.parameters()).add_(0.1)
-    assert default_refine_steps(pe3d.EditPipeline(other), align=True) == 0
+    assert default_refine_steps(pe3d.EditPipeline(other)) == 0
 
 
 def test_a_fit_started_from_a_residual_continues_it(pipe):

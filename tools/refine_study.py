@@ -2,7 +2,7 @@
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
         [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--empty-weight 10]
-        [--skip-teacher] [--picture runs/refine_study.png]
+        [--skip-teacher] [--per-style] [--picture runs/refine_study.png] [--picture-style bronze_statue]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
@@ -53,8 +53,10 @@ def main() -> None:
     parser.add_argument("--hull-dilation", type=int, default=RefineConfig.hull_dilation)
     parser.add_argument("--empty-weight", type=float, default=RefineConfig.empty_weight,
                         help="weight of the term keeping the reconstruction's empty space empty (0 = off)")
+    parser.add_argument("--per-style", action="store_true", help="also a row per style for the test prompts")
     parser.add_argument("--skip-teacher", action="store_true", help="leave out the refined two-stage teacher's rows (the slow part)")
-    parser.add_argument("--picture", default="", help="write a grid (input | target | feed-forward | refined) of bronze_statue")
+    parser.add_argument("--picture", default="", help="write a grid (target | feed-forward | refined at each view) of --picture-style")
+    parser.add_argument("--picture-style", default="bronze_statue", help="the style the picture shows")
     args = parser.parse_args()
 
     bench = QualityBenchmark(identities=args.identities)
@@ -101,6 +103,9 @@ def main() -> None:
                 per_style.append(psnr_per_view(editor.render, edits[style][split] + residual, case.targets.views, names,
                                                data.resolution))
             row(f"ours, {split} prompts, + {steps}-step residual (mean of 6 styles)", mean(per_style))
+            if args.per_style and split == "test":
+                for style, values in zip(styles, per_style):
+                    row(f"{style}, test prompt, + {steps}-step residual", values)
         pictures[steps] = residual
         if args.skip_teacher:
             continue
@@ -114,17 +119,17 @@ def main() -> None:
     if args.picture:
         from pe3d.bench.plots import GridRow, image_grid
 
-        case = next(c for c in data.cases if c.style == "bronze_statue")
+        case = next(c for c in data.cases if c.style == args.picture_style)
         rows = []
         for i in range(2):
             rows.append(GridRow(f"id {i}: target", [case.targets.views[n].image[i] for n in names]))
             for steps, residual in pictures.items():
                 if steps not in (min(pictures), max(pictures)):
                     continue
-                renders = render_views(editor.render, edits["bronze_statue"]["test"][i : i + 1] + residual[i : i + 1],
+                renders = render_views(editor.render, edits[args.picture_style]["test"][i : i + 1] + residual[i : i + 1],
                                        {n: _one(case.targets.views[n], i) for n in names}, names, data.resolution)
                 rows.append(GridRow(f"id {i}: ours + {steps}", [renders[n].image[0].clamp(0, 1) for n in names]))
-        print("picture:", image_grid(rows, names, args.picture, cell=80, title="bronze_statue, test prompt: refinement steps"))
+        print("picture:", image_grid(rows, names, args.picture, cell=80, title=f"{args.picture_style}, test prompt: refinement steps"))
 
 
 

@@ -44,10 +44,11 @@ from pe3d.turntable import (
 ALIGNED_SIZE = 256
 """Side of the aligned crop saved as ``input.png`` (the pipeline resizes it to the model's input)."""
 PHOTO_REFINE_STEPS = 200
-"""``refine_steps`` when none is given and the photo is aligned (a real photo, out of the world the mini models
-were trained on) and the editor's prior is the shipped one: the face's detail comes back
-(docs/results/quality/refinement.md; each step renders a quarter of the rays, :class:`RefineConfig`'s default);
-0 with ``align=False`` (inputs framed like the world) or another editor."""
+"""``refine_steps`` when none is given and the editor's prior is the shipped one: for an aligned photo (out of the
+world the mini models were trained on) the face's detail comes back, and for an input framed like the world
+(``align=False``) the edit gains at the input view and, kept to the visual hull and out of the empty space, a
+little at the novel views too (docs/results/quality/refinement.md; each step renders a quarter of the rays,
+:class:`RefineConfig`'s default); 0 with another editor."""
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 """File types a batch folder is scanned for."""
 
@@ -127,10 +128,10 @@ class EditSettings:
     refine_steps: int = 0
 
 
-def default_refine_steps(pipe: EditPipeline, align: bool) -> int:
-    """:data:`PHOTO_REFINE_STEPS` for an aligned photo when ``pipe`` can refine with the shipped prior
-    (:meth:`EditPipeline.has_shipped_prior`), else 0 (the one-pass edit)."""
-    return PHOTO_REFINE_STEPS if align and pipe.has_shipped_prior() else 0
+def default_refine_steps(pipe: EditPipeline) -> int:
+    """:data:`PHOTO_REFINE_STEPS` when ``pipe`` can refine with the shipped prior (:meth:`EditPipeline.has_shipped_prior`),
+    aligned photo or not, else 0 (the one-pass edit)."""
+    return PHOTO_REFINE_STEPS if pipe.has_shipped_prior() else 0
 
 
 def mesh_path(mesh: str, out: Path, batch: bool) -> Path:
@@ -241,7 +242,7 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
             raise _style_needs_reference(style)
     pipe.check_prompt(prompt)
     if options.get("refine_steps") is None:
-        options["refine_steps"] = default_refine_steps(pipe, options.get("align", True))
+        options["refine_steps"] = default_refine_steps(pipe)
     reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     settings = EditSettings(prompt=prompt, reference=reference, **options)
     if settings.views < 1:
@@ -271,8 +272,7 @@ def edit_photo(
     refine_steps: int | None = None,
 ) -> dict[str, Path]:
     """Edit one photo (see the module docstring); returns the written files by kind. ``refine_steps=None``:
-    :func:`default_refine_steps` (200 steps of test-time refinement for an aligned photo, none with
-    ``align=False``)."""
+    :func:`default_refine_steps` (200 steps of test-time refinement with the shipped editor)."""
     pipe = EditPipeline.from_pretrained(weights)
     settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,
                               face=face, align=align, mesh=mesh, refine_steps=refine_steps)
