@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--empty-weight", type=float, default=RefineConfig.empty_weight,
                         help="weight of the term keeping the reconstruction's empty space empty (0 = off)")
     parser.add_argument("--per-style", action="store_true", help="also a row per style for the test prompts")
+    parser.add_argument("--transfer", nargs="*", default=[], choices=["colour", "luminance"],
+                        help="also rows for a residual fitted on each edit to the edit's render plus the detail the "
+                             "reconstruction misses (the input minus its render; 'luminance': its channel mean)")
     parser.add_argument("--skip-teacher", action="store_true", help="leave out the refined two-stage teacher's rows (the slow part)")
     parser.add_argument("--picture", default="", help="write a grid (target | feed-forward | refined at each view) of --picture-style")
     parser.add_argument("--picture-style", default="bronze_statue", help="the style the picture shows")
@@ -107,6 +110,13 @@ def main() -> None:
                 for style, values in zip(styles, per_style):
                     row(f"{style}, test prompt, + {steps}-step residual", values)
         pictures[steps] = residual
+        for mode in args.transfer:
+            per_style = transferred_detail(editor, reconstruction, target, data, edits, styles, cfg, mode, names)
+            row(f"ours, test prompts, {steps}-step fit of the edit to its render + the {mode} missing detail (mean of 6 styles)",
+                mean(per_style))
+            if args.per_style:
+                for style, values in zip(styles, per_style):
+                    row(f"{style}, test prompt, {steps}-step fit of the edit, {mode} detail", values)
         if args.skip_teacher:
             continue
         per_style = []
@@ -132,6 +142,26 @@ def main() -> None:
         print("picture:", image_grid(rows, names, args.picture, cell=80, title=f"{args.picture_style}, test prompt: refinement steps"))
 
 
+
+
+def transferred_detail(editor, reconstruction, target, data, edits, styles, cfg, mode, names) -> list[dict]:
+    """Per style, the PSNR per view of each test-prompt edit plus a residual fitted on *the edit* to the edit's own
+    render plus the detail its reconstruction misses at the input view (``target`` minus the reconstruction's render;
+    ``mode`` "luminance": that difference's mean over the colour channels, so that the detail carries no colour)."""
+    with torch.no_grad():
+        missing = target - editor.render(reconstruction, data.labels, resolution=data.resolution).image
+        if mode == "luminance":
+            missing = missing.mean(dim=1, keepdim=True).expand_as(missing)
+    per_style = []
+    for style in styles:
+        case = next(c for c in data.cases if c.style == style)
+        edit = edits[style]["test"]
+        with torch.no_grad():
+            goal = (editor.render(edit, data.labels, resolution=data.resolution).image + missing).clamp(0, 1)
+        own = fit_detail_residual(editor.render, edit, goal, data.labels, cfg, frozen=editor, resolution=data.resolution,
+                                  renderer=editor.renderer)
+        per_style.append(psnr_per_view(editor.render, edit + own, case.targets.views, names, data.resolution))
+    return per_style
 
 
 def _one(view, i):
