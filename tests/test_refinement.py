@@ -32,7 +32,8 @@ def test_residual_fits_the_input_view_and_leaves_the_model_alone(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera).image.clamp(0, 1)
-    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor, renderer=editor.renderer)
+    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor,
+                                   renderer=editor.renderer)
     assert residual.shape == reconstruction.shape and not residual.requires_grad
     with torch.no_grad():
         refined = editor.render(reconstruction + residual, camera).image.clamp(0, 1)
@@ -51,8 +52,8 @@ def test_a_front_residual_changes_the_front_plane_only(pipe):
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
         plain = editor.render(reconstruction, camera).image.clamp(0, 1)
-    residual = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=20, planes="front", **EVERY_CELL),
-                                   frozen=editor)
+    residual = fit_detail_residual(editor.render, reconstruction, image, camera,
+                                   RefineConfig(steps=20, planes="front", **EVERY_CELL), frozen=editor)
     assert residual[:, 0].abs().mean() > 0
     assert torch.count_nonzero(residual[:, 1:]) == 0  # EG3D's two x-z planes untouched
     with torch.no_grad():
@@ -193,9 +194,11 @@ def test_a_fit_started_from_a_residual_continues_it(pipe):
     editor = pipe.editor
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(image)
-    fitted = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor, renderer=editor.renderer)
+    fitted = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=30), frozen=editor,
+                                 renderer=editor.renderer)
     assert torch.equal(fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=0), initial=fitted), fitted)
-    cold = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, renderer=editor.renderer)
+    cold = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor,
+                               renderer=editor.renderer)
     warm = fit_detail_residual(editor.render, reconstruction, image, camera, RefineConfig(steps=3), frozen=editor, initial=fitted,
                                renderer=editor.renderer)
 

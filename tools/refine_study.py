@@ -2,7 +2,8 @@
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
         [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--empty-weight 10]
-        [--skip-teacher] [--per-style] [--picture runs/refine_study.png] [--picture-style bronze_statue]
+        [--skip-teacher] [--per-style] [--transfer colour luminance] [--picture runs/refine_study.png]
+        [--picture-style bronze_statue]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
