@@ -105,7 +105,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     options = dict(style=args.style, prompt=args.prompt, prompt_image=args.prompt_image, views=args.views,
                    strength=args.strength, weights=args.weights, resolution=args.resolution,
-                   face=_face_choice(args.face), align=not args.no_align, mesh=args.mesh, refine_steps=args.refine_steps)
+                   face=_face_choice(args.face), align=not args.no_align, mesh=args.mesh, refine_steps=args.refine_steps,
+                   refine_strength=args.refine_strength)
     if Path(args.photo).is_dir():
         report = edit_folder(args.photo, args.out, **options)
         print(report.summary())
@@ -125,7 +126,7 @@ def _cmd_edit_video(args: argparse.Namespace) -> int:
         orbit_yaw_deg=args.orbit_yaw, orbit_period_s=args.orbit_period, strength=args.strength,
         resolution=args.resolution, max_frames=args.max_frames, face=_face_choice(args.face), weights=args.weights,
         compare=args.compare, smooth=SmoothingConfig(strength=args.smooth, adaptive=args.smooth_adaptive),
-        refine_steps=args.refine_steps, refine_first_steps=args.refine_first_steps,
+        refine_steps=args.refine_steps, refine_first_steps=args.refine_first_steps, refine_strength=args.refine_strength,
     )
     report = edit_video(args.video, args.out, cfg)
     print("\n".join(report.lines()))
@@ -291,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--refine-steps", type=int, default=None, metavar="N",
                       help="fit the reconstruction's missing detail to the photo in N steps and add it to the edit "
                            "(0 = the one-pass edit; default: 200 with the shipped editor, aligned or not)")
+    edit.add_argument("--refine-strength", type=float, default=None, metavar="S",
+                      help="add S times that detail (0-2; default: the style's refine.strength, e.g. 0.5 for "
+                           "marble_statue, else 1)")
     edit.set_defaults(func=_cmd_edit)
 
     video = sub.add_parser("edit-video", help="edit a portrait video frame by frame, with temporal smoothing (MP4 out)")
@@ -313,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fit each frame's missing detail in N steps, starting from the previous frame's (0 = one pass a frame)")
     video.add_argument("--refine-first-steps", type=int, default=200, metavar="N",
                        help="steps of the first frame's fit, which starts from nothing (with --refine-steps)")
+    video.add_argument("--refine-strength", type=float, default=None, metavar="S",
+                       help="add S times each frame's detail (0-2; default: the style's refine.strength, else 1)")
     video.set_defaults(func=_cmd_edit_video)
 
     web = sub.add_parser("serve", help='the web interface (gradio; pip install "pe3d[web]")')

@@ -300,8 +300,8 @@ class EditPipeline:
             resolution: render side (default: the model's neural rendering resolution).
             refine: test-time detail refinement (:mod:`pe3d.refinement`): with ``refine.steps > 0`` the
                 triplane residual that makes the prior's reconstruction of ``image`` render like it at
-                ``input_camera`` (at ``resolution``) is added to the edit; not one pass any more (``steps``
-                renders with gradients).
+                ``input_camera`` (at ``resolution``), times ``refine.strength``, is added to the edit; not one pass
+                any more (``steps`` renders with gradients).
         """
         edited = self.edit_triplane(image, prompt=prompt, prompt_image=prompt_image, strength=strength)
         batch = edited.shape[0]
@@ -309,7 +309,7 @@ class EditPipeline:
             input_camera = label_from_yaw_pitch([0.0] * batch, [0.0] * batch)
         input_camera = input_camera.reshape(-1, 25).expand(batch, 25).to(self.device)
         if refine is not None and refine.steps > 0:
-            edited = edited + self.detail_residual(image, input_camera, refine, resolution)
+            edited = edited + refine.strength * self.detail_residual(image, input_camera, refine, resolution)
         if cameras is None:
             cameras = label_from_yaw_pitch([math.radians(y) for y in DEFAULT_VIEW_YAWS_DEG], [0.0] * len(DEFAULT_VIEW_YAWS_DEG))
         cameras = cameras.reshape(-1, 25).to(self.device)

@@ -38,6 +38,9 @@ __all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting
            "visual_hull_masks"]
 
 
+MAX_STRENGTH = 2.0
+"""Largest :attr:`RefineConfig.strength` accepted (beyond 1 the residual overshoots the photo: 1.25 already loses
+at the novel views on every distilled style)."""
 RESIDUAL_PLANES = {"all": (0, 1, 2), "front": (0,)}
 """``RefineConfig.planes`` -> the plane indices the residual may change."""
 
@@ -75,6 +78,10 @@ class RefineConfig:
         reconstruction leaves empty within the residual's reach (:class:`pe3d.residual_region.EmptySpace`): keeps the
         residual from growing density there (a dark post beside the shoulder at the side views); 0 = off.
     empty_points: points per image each step draws for ``empty_weight``.
+    strength: the multiple of the fitted residual added to an edit (:meth:`pe3d.pipeline.EditPipeline.__call__`);
+        not part of the fit. 1 = all of the photo's missing detail; less for a style whose edit does not keep the
+        photo's colours (a style's ``refine.strength``, :class:`pe3d.styles.spec.RefineSpec`: marble_statue 0.5,
+        docs/results/quality/refinement.md, "A strength per style"); 0 = the one-pass edit.
     progress: show a progress bar over the steps (``pe3d edit``).
     """
 
@@ -90,6 +97,7 @@ class RefineConfig:
     hull_dilation: int = 2
     empty_weight: float = 10.0
     empty_points: int = 4096
+    strength: float = 1.0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -109,6 +117,9 @@ class RefineConfig:
             raise InvalidInput(f"refine empty_weight must be >= 0 and empty_points >= 1, got {self.empty_weight}, {self.empty_points}")
         if self.hull_dilation < 0:
             raise InvalidInput(f"refine hull_dilation must be >= 0, got {self.hull_dilation}")
+        if not 0.0 <= self.strength <= MAX_STRENGTH:
+            raise InvalidInput(f"refine strength must be in [0, {MAX_STRENGTH:g}] (the multiple of the residual added "
+                               f"to the edit), got {self.strength}")
         if self.fit_resolution < 0:
             raise InvalidInput(f"refine fit_resolution must be >= 0 (0 = the render side, capped at the planes'), "
                                f"got {self.fit_resolution}")
@@ -116,10 +127,10 @@ class RefineConfig:
     def fingerprint(self) -> str:
         """The settings as a string that names what changes the fitted residual, for keys of stored
         residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
-        ``progress``, without ``fit_resolution`` while it is 0, without ``ray_fraction`` while it is 1 (every
-        ray) and without the hull's and the empty space's fields while they are off, so that the keys of stores
-        written before those fields existed hold."""
-        left_out = {"progress"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
+        ``progress`` and ``strength`` (neither changes the fit), without ``fit_resolution`` while it is 0, without
+        ``ray_fraction`` while it is 1 (every ray) and without the hull's and the empty space's fields while they are
+        off, so that the keys of stores written before those fields existed hold."""
+        left_out = {"progress", "strength"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
             | ({"ray_fraction"} if self.ray_fraction == 1.0 else set()) \
             | ({"hull_threshold", "hull_dilation"} if self.hull_threshold == 0 else set()) \
             | ({"empty_weight", "empty_points"} if self.empty_weight == 0 else set())

@@ -131,6 +131,33 @@ def test_pipeline_adds_the_residual_to_the_edit(pipe):
     assert torch.allclose(other.triplane - zombie.triplane, residual, atol=1e-5)
 
 
+def test_the_refine_strength_scales_the_residual_added_to_the_edit(pipe, tmp_path, capsys):
+    """``RefineConfig.strength``: the multiple of the fitted residual added to the edit, not part of the fit (nor of
+    the stored teachers' key); ``pe3d edit --style`` takes the style's ``refine.strength`` (marble_statue 0.5)."""
+    image, camera = _world_portrait()
+    prompt = "turn the person into a marble statue"
+    plain = pipe(image, prompt=prompt, input_camera=camera)
+    full = pipe(image, prompt=prompt, input_camera=camera, refine=RefineConfig(steps=10))
+    quarter = pipe(image, prompt=prompt, input_camera=camera, refine=RefineConfig(steps=10, strength=0.25))
+    residual = full.triplane - plain.triplane
+    assert residual.abs().mean() > 0
+    assert torch.allclose(quarter.triplane - plain.triplane, 0.25 * residual, atol=1e-5)
+    assert not torch.allclose(quarter.image, full.image, atol=1e-3)
+    assert RefineConfig(steps=10, strength=0.25).fingerprint() == RefineConfig(steps=10).fingerprint()
+    with pytest.raises(InvalidInput, match=r"refine strength must be in \[0, 2\]"):
+        RefineConfig(strength=2.5)
+    from pe3d.cli import main
+    from pe3d.recipes.edit import _load_settings
+
+    assert _load_settings(pipe, "marble_statue", None, None).refine_strength == 0.5
+    assert _load_settings(pipe, "bronze_statue", None, None).refine_strength == 1.0
+    assert _load_settings(pipe, None, "make it marble", None).refine_strength == 1.0
+    assert _load_settings(pipe, "marble_statue", None, None, refine_strength=0.25).refine_strength == 0.25
+    photo = tmp_path / "x.png"
+    assert main(["edit", str(photo), "--style", "bronze_statue", "--out", str(tmp_path / "o"), "--refine-strength", "3"]) == 2
+    assert "--refine-strength must be in [0, 2], got 3.0" in capsys.readouterr().err
+
+
 def test_bad_refine_settings_are_named(tmp_path, capsys):
     with pytest.raises(InvalidInput, match="refine steps"):
         RefineConfig(steps=-1)

@@ -220,6 +220,8 @@ def test_validation_errors_name_file_and_field(tmp_path):
     assert "key 'adapt.depth_source'" in _error(tmp_path, {**base, "adapt": {"depth_source": "shape"}})
     assert "key 'adapt.depth_weight'" in _error(tmp_path, {**base, "adapt": {"depth_weight": -1.0}})
     assert "key 'adapt.gradient_clip_norm'" in _error(tmp_path, {**base, "adapt": {"gradient_clip_norm": -0.1}})
+    assert "key 'refine.strength'" in _error(tmp_path, {**base, "refine": {"strength": -0.5}})
+    assert "key 'refine.strength'" in _error(tmp_path, {**base, "refine": {"strength": 2.5}})
     assert "key 'folder'" in _error(tmp_path, {**base, "folder": "/tmp"})
     message = _error(tmp_path, {"generator": "nope"})
     assert "key 'generator'" in message and "filter" in message and "folder" in message

@@ -137,3 +137,10 @@ def test_refined_frames_start_from_the_previous_frames_residual(pipe, static_cli
     assert (read_video(refined.out).frames - read_video(plain.out).frames).abs().mean() > 0.01
     with pytest.raises(pe3d.errors.InvalidInput, match="refine steps must be >= 0"):
         VideoEditConfig(**common, refine_steps=-1).validate()
+    # refine_strength 0: the residuals are fitted (and chained) but none of them is added
+    nothing = edit_video(static_clip, tmp_path / "zero.mp4", VideoEditConfig(**common, refine_steps=3, refine_first_steps=12,
+                                                                             refine_strength=0.0), pipe=pipe)
+    assert len(calls) == 8
+    assert torch.equal(read_video(nothing.out).frames, read_video(plain.out).frames)
+    with pytest.raises(pe3d.errors.InvalidInput, match=r"refine_strength must be in \[0, 2\], got 3"):
+        VideoEditConfig(**common, refine_strength=3.0).validate()

@@ -3,7 +3,7 @@
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
         [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--empty-weight 10]
         [--skip-teacher] [--per-style] [--transfer colour luminance] [--picture runs/refine_study.png]
-        [--picture-style bronze_statue]
+        [--picture-style bronze_statue] [--strengths 0.5 1.0] [--offset 0]
 
 For each number of refinement steps: the prior's reconstruction plus the residual fitted to the input
 (PSNR against the unedited ground truth at the input view, yaw -30/+30 and pitch -15/+15), the shipped
@@ -55,6 +55,10 @@ def main() -> None:
     parser.add_argument("--empty-weight", type=float, default=RefineConfig.empty_weight,
                         help="weight of the term keeping the reconstruction's empty space empty (0 = off)")
     parser.add_argument("--per-style", action="store_true", help="also a row per style for the test prompts")
+    parser.add_argument("--strengths", type=float, nargs="*", default=[],
+                        help="also a row per style for the test prompts with the residual scaled by each of these")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="first held-out identity (1,000,000 + offset): choose settings on one set, report on another")
     parser.add_argument("--transfer", nargs="*", default=[], choices=["colour", "luminance"],
                         help="also rows for a residual fitted on each edit to the edit's render plus the detail the "
                              "reconstruction misses (the input minus its render; 'luminance': its channel mean)")
@@ -65,7 +69,9 @@ def main() -> None:
 
     bench = QualityBenchmark(identities=args.identities)
     styles = list(bench.styles)
-    data = build_world_eval_set(world_config(bench, styles))
+    world = world_config(bench, styles)
+    world.offset = args.offset
+    data = build_world_eval_set(world)
     names = data.plan.scored
     editor = load_editor(resolve_weights(args.editor, "editor_mini")).eval()
     prior = load_prior(resolve_weights(args.prior, "prior_mini")).eval()
@@ -110,6 +116,13 @@ def main() -> None:
             if args.per_style and split == "test":
                 for style, values in zip(styles, per_style):
                     row(f"{style}, test prompt, + {steps}-step residual", values)
+            if split == "test":
+                for strength in args.strengths:
+                    for style in styles:
+                        case = next(c for c in data.cases if c.style == style)
+                        row(f"{style}, test prompt, + {strength:g} x {steps}-step residual",
+                            psnr_per_view(editor.render, edits[style][split] + strength * residual, case.targets.views, names,
+                                          data.resolution))
         pictures[steps] = residual
         for mode in args.transfer:
             per_style = transferred_detail(editor, reconstruction, target, data, edits, styles, cfg, mode, names)
@@ -140,6 +153,11 @@ def main() -> None:
                 renders = render_views(editor.render, edits[args.picture_style]["test"][i : i + 1] + residual[i : i + 1],
                                        {n: _one(case.targets.views[n], i) for n in names}, names, data.resolution)
                 rows.append(GridRow(f"id {i}: ours + {steps}", [renders[n].image[0].clamp(0, 1) for n in names]))
+                for strength in args.strengths if steps == max(pictures) else ():
+                    planes = edits[args.picture_style]["test"][i : i + 1] + strength * residual[i : i + 1]
+                    renders = render_views(editor.render, planes, {n: _one(case.targets.views[n], i) for n in names}, names,
+                                           data.resolution)
+                    rows.append(GridRow(f"id {i}: + {strength:g} x {steps}", [renders[n].image[0].clamp(0, 1) for n in names]))
         print("picture:", image_grid(rows, names, args.picture, cell=80, title=f"{args.picture_style}, test prompt: refinement steps"))
 
 

@@ -31,7 +31,7 @@ from pe3d.images import ImageLoadError, center_square, load_image
 from pe3d.io import atomic_write, atomic_write_text
 from pe3d.errors import InvalidInput
 from pe3d.pipeline import EditPipeline
-from pe3d.refinement import RefineConfig
+from pe3d.refinement import MAX_STRENGTH, RefineConfig
 from pe3d.turntable import (
     depth_to_gray,
     to_uint8,
@@ -93,6 +93,14 @@ def resolve_style_prompts(pipe: EditPipeline, style: str) -> tuple[str | None, P
     return _first_training_prompt(spec), None
 
 
+def style_refine_strength(style: str | None) -> float:
+    """The multiple of the photo's missing detail the refinement adds to ``style``'s edits: its ``refine.strength``
+    (:class:`pe3d.styles.spec.RefineSpec`; marble_statue 0.5), 1.0 with no style."""
+    from pe3d.styles.discovery import load_named_style
+
+    return load_named_style(style).refine.strength if style else 1.0
+
+
 def _style_needs_reference(style: str) -> InvalidInput:
     return InvalidInput(f"style {style!r}: this editor reads reference images only (no text encoder): give "
                         f"--prompt-image FILE, or name a reference image in the style (reference: IMAGE in its style.yaml)")
@@ -114,6 +122,8 @@ class EditSettings:
         mesh_resolution: marching-cubes grid points per axis.
         refine_steps: test-time detail refinement steps (:mod:`pe3d.refinement`; 0 = the one-pass edit;
             ``None``, as given to :func:`edit_photo`, becomes :func:`default_refine_steps`).
+        refine_strength: the multiple of the fitted residual added to the edit (``RefineConfig.strength``;
+            ``None``, as given to :func:`edit_photo`, becomes the style's (:func:`style_refine_strength`), else 1).
     """
 
     prompt: str | None = None
@@ -126,6 +136,7 @@ class EditSettings:
     mesh: str | None = None
     mesh_resolution: int = 96
     refine_steps: int = 0
+    refine_strength: float = 1.0
 
 
 def default_refine_steps(pipe: EditPipeline) -> int:
@@ -208,7 +219,8 @@ def edit_one(pipe: EditPipeline, photo: str | Path, out: str | Path, settings: E
     original = load_image(photo)
     size = max(ALIGNED_SIZE, pipe.editor.cfg.prior.encoder.image_size)  # never upsample a crop for the model
     image, camera, facts = prepare_input(original, settings, str(photo), framing=pipe.framing, size=size)
-    refine = RefineConfig(steps=settings.refine_steps, progress=True) if settings.refine_steps else None
+    refine = RefineConfig(steps=settings.refine_steps, strength=settings.refine_strength, progress=True) \
+        if settings.refine_steps else None
     result = pipe(image, prompt=settings.prompt, prompt_image=settings.reference, strength=settings.strength,
                   cameras=turntable_cameras(settings.views), input_camera=camera, resolution=settings.resolution, refine=refine)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +255,8 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
     pipe.check_prompt(prompt)
     if options.get("refine_steps") is None:
         options["refine_steps"] = default_refine_steps(pipe)
+    if options.get("refine_strength") is None:
+        options["refine_strength"] = style_refine_strength(style)
     reference = center_square(load_image(prompt_image)) if prompt_image is not None else None
     settings = EditSettings(prompt=prompt, reference=reference, **options)
     if settings.views < 1:
@@ -251,6 +265,8 @@ def _load_settings(pipe: EditPipeline, style, prompt, prompt_image, **options) -
         raise InvalidInput(f"--strength must be in [0, 1], got {settings.strength}")
     if settings.refine_steps < 0:
         raise InvalidInput(f"--refine-steps must be >= 0, got {settings.refine_steps}")
+    if not 0.0 <= settings.refine_strength <= MAX_STRENGTH:
+        raise InvalidInput(f"--refine-strength must be in [0, {MAX_STRENGTH:g}], got {settings.refine_strength}")
     if settings.mesh is not None:
         mesh_path(settings.mesh, Path("."), batch=False)  # validates the name
     return settings
@@ -270,12 +286,14 @@ def edit_photo(
     align: bool = True,
     mesh: str | None = None,
     refine_steps: int | None = None,
+    refine_strength: float | None = None,
 ) -> dict[str, Path]:
     """Edit one photo (see the module docstring); returns the written files by kind. ``refine_steps=None``:
-    :func:`default_refine_steps` (200 steps of test-time refinement with the shipped editor)."""
+    :func:`default_refine_steps` (200 steps of test-time refinement with the shipped editor);
+    ``refine_strength=None``: the style's (:func:`style_refine_strength`)."""
     pipe = EditPipeline.from_pretrained(weights)
     settings = _load_settings(pipe, style, prompt, prompt_image, views=views, strength=strength, resolution=resolution,
-                              face=face, align=align, mesh=mesh, refine_steps=refine_steps)
+                              face=face, align=align, mesh=mesh, refine_steps=refine_steps, refine_strength=refine_strength)
     return edit_one(pipe, photo, out, settings)
 
 
@@ -305,7 +323,8 @@ def edit_folder(folder: str | Path, out: str | Path, weights: str | None = None,
                 prompt: str | None = None, prompt_image: str | Path | None = None, progress: bool = True, **options) -> BatchReport:
     """Edit every photo in ``folder`` into ``out/<photo stem>/``; a failing photo is reported and skipped.
 
-    ``options`` are those of :func:`edit_photo` (views, strength, resolution, face, align, mesh, refine_steps).
+    ``options`` are those of :func:`edit_photo` (views, strength, resolution, face, align, mesh, refine_steps,
+    refine_strength).
     """
     from tqdm import tqdm
 
@@ -335,4 +354,4 @@ def _unique_stems(photos: list[Path]) -> dict[Path, str]:
 
 
 __all__ = ["BatchReport", "EditSettings", "edit_folder", "edit_one", "edit_photo", "list_photos", "mesh_path", "resolve_style_prompt",
-           "resolve_style_prompts"]
+           "resolve_style_prompts", "style_refine_strength"]

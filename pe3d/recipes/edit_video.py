@@ -32,7 +32,7 @@ from pe3d.faces.align import FaceSquare, warp_square
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square, load_image
 from pe3d.pipeline import EditPipeline
-from pe3d.refinement import RefineConfig
+from pe3d.refinement import MAX_STRENGTH, RefineConfig
 from pe3d.video import FlickerMeter, SmoothingConfig, TemporalSmoother, VideoReader, flicker, write_video
 from pe3d.errors import InvalidInput
 
@@ -65,6 +65,9 @@ class VideoEditConfig:
     edit of every frame)."""
     refine_first_steps: int = 200
     """The steps of the first frame's fit, which starts from zeros (at least ``refine_steps``)."""
+    refine_strength: Optional[float] = None
+    """The multiple of each frame's residual added to its edit (:attr:`pe3d.refinement.RefineConfig.strength`);
+    ``None``: the style's ``refine.strength`` (:func:`pe3d.recipes.edit.style_refine_strength`), else 1."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -85,6 +88,8 @@ class VideoEditConfig:
         if self.refine_steps < 0 or self.refine_first_steps < 0:
             raise InvalidInput(f"refine steps must be >= 0, got refine_steps={self.refine_steps}, "
                                f"refine_first_steps={self.refine_first_steps}")
+        if self.refine_strength is not None and not 0.0 <= self.refine_strength <= MAX_STRENGTH:
+            raise InvalidInput(f"refine_strength must be in [0, {MAX_STRENGTH:g}], got {self.refine_strength}")
 
 
 @dataclass
@@ -228,12 +233,18 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
     with VideoReader(src, cfg.max_frames, DETECTION_MAX_SIDE) as reader:
         pipe = pipe or EditPipeline.from_pretrained(cfg.weights)
         prompt, reference = _prompt_of(pipe, cfg)
+        if cfg.refine_strength is not None:
+            refine_strength = cfg.refine_strength
+        else:
+            from pe3d.recipes.edit import style_refine_strength
+
+            refine_strength = style_refine_strength(cfg.style)
         tracker = FaceTracker(pipe.editor.cfg.prior.encoder.image_size, cfg.face, framing=pipe.framing)
         smoother = TemporalSmoother(cfg.smooth)
 
         def edited_view(image: Tensor, view: Tensor, smooth: bool, residual: Optional[Tensor]) -> Tensor:
             planes = pipe.edit_triplane(image, prompt=prompt, prompt_image=reference, strength=cfg.strength)
-            planes = planes if residual is None else planes + residual
+            planes = planes if residual is None else planes + refine_strength * residual
             planes = smoother.triplane(planes) if smooth else planes
             return _render(pipe, planes, view, cfg.resolution)
 

@@ -156,8 +156,26 @@ class AdaptSpec:
 
 
 @dataclass
+class RefineSpec:
+    """How the test-time refinement (:mod:`pe3d.refinement`) treats this style's edits.
+
+    ``strength``: the multiple of the photo's missing detail (the residual fitted to the photo) added to the
+    style's edit by ``pe3d edit --style``, ``pe3d edit-video --style`` and the web page
+    (:attr:`pe3d.refinement.RefineConfig.strength`); 1 = all of it. Lower it for a style whose target does not
+    keep the photo's colours: marble_statue's smooth stone got the photo's tints back with the detail and lost
+    0.2-0.4 dB at the novel views at 1. On held-out identities 8-15 (strengths 0 to 1.5 tried) 0.25 and 0.5
+    lose about 0.1 dB there at most against the one-pass edit and gain at the input view; 0.5 keeps the glasses
+    visible, so marble_statue has 0.5; on identities 0-7 it gains +0.2 / +0.3 / +0.2 / +0.2 / +0.2 dB over 1 at
+    the input / yaw -30 / yaw +30 / pitch -15 / pitch +15 (docs/results/quality/refinement.md, "A strength per
+    style"). Every other built-in style is best at 1.
+    """
+
+    strength: float = 1.0
+
+
+@dataclass
 class StyleSpec:
-    """One style: its generator (by short name) and parameters, prompts, pair and adapt settings.
+    """One style: its generator (by short name) and parameters, prompts, pair, adapt and refine settings.
 
     ``name`` must equal the folder name (it may be omitted in YAML: the folder name is
     used). ``params`` is checked against the generator's own ``Params`` schema at load
@@ -178,6 +196,7 @@ class StyleSpec:
     image_prompts: bool = True
     pairs: PairsSpec = field(default_factory=PairsSpec)
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
+    refine: RefineSpec = field(default_factory=RefineSpec)
     reference: str = ""
     folder: str = ""
 
@@ -320,6 +339,10 @@ def validate_spec(spec: StyleSpec, path: Path) -> None:
     for key in ("yaw_std", "pitch_std", "yaw_limit", "pitch_limit"):
         value = getattr(pose, key)
         _check_value(path, f"pairs.pose.{key}", 0.0 <= value <= 3.2, f"must be in [0, 3.2] radians, got {value}")
+    from pe3d.refinement import MAX_STRENGTH
+
+    _check_value(path, "refine.strength", 0.0 <= spec.refine.strength <= MAX_STRENGTH,
+                 f"must be in [0, {MAX_STRENGTH:g}] (the multiple of the photo's detail added to an edit), got {spec.refine.strength}")
     adapt = spec.adapt
     _check_value(path, "adapt.num_pairs", adapt.num_pairs >= 1, f"must be >= 1, got {adapt.num_pairs}")
     _check_value(path, "adapt.max_steps", adapt.max_steps >= 1, f"must be >= 1, got {adapt.max_steps}")

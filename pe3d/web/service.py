@@ -141,6 +141,8 @@ class EditService:
     ) -> EditOutput:
         """Edit the uploaded ``portrait`` file; see :class:`EditOutput` (``align``: see :func:`prepare_upload`;
         ``refine``: the page's "refine to the photo" switch, :meth:`refine_steps`)."""
+        from pe3d.recipes.edit import style_refine_strength
+
         if not portrait:
             raise UploadRejected("upload a portrait image first")
         limits = self.settings.limits
@@ -162,9 +164,10 @@ class EditService:
                 raise UploadRejected(f"style {style!r}: this model reads reference images only (no text encoder); "
                                      "upload a reference image")
             steps = self.refine_steps(refine)
+            detail = style_refine_strength(style if style != NO_STYLE else None)
             result = self.pipe(prepared.image, prompt=text, prompt_image=reference_image, strength=strength,
                                cameras=cameras, input_camera=prepared.camera, resolution=self.settings.resolution,
-                               refine=RefineConfig(steps=steps, prior=self.settings.prior) if steps else None)
+                               refine=RefineConfig(steps=steps, prior=self.settings.prior, strength=detail) if steps else None)
             adapter = self.pipe.active_adapter
             if text and self.pipe.returns_unedited(text, reference_image):
                 read_as, unseen = "the prompt names no style of this editor: the portrait is returned unedited", ""
