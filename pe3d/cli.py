@@ -127,6 +127,7 @@ def _cmd_edit_video(args: argparse.Namespace) -> int:
         resolution=args.resolution, max_frames=args.max_frames, face=_face_choice(args.face), weights=args.weights,
         compare=args.compare, smooth=SmoothingConfig(strength=args.smooth, adaptive=args.smooth_adaptive),
         refine_steps=args.refine_steps, refine_first_steps=args.refine_first_steps, refine_strength=args.refine_strength,
+        refine_region=args.refine_region,
     )
     report = edit_video(args.video, args.out, cfg)
     print("\n".join(report.lines()))
@@ -319,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steps of the first frame's fit, which starts from nothing (with --refine-steps)")
     video.add_argument("--refine-strength", type=float, default=None, metavar="S",
                        help="add S times each frame's detail (0-2; default: the style's refine.strength, else 1)")
+    video.add_argument("--refine-region", choices=["first", "each"], default="first",
+                       help="the visual hull and empty space the fits keep to: the first frame's, kept (default), or "
+                            "each frame's own")
     video.set_defaults(func=_cmd_edit_video)
 
     web = sub.add_parser("serve", help='the web interface (gradio; pip install "pe3d[web]")')

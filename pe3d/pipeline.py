@@ -40,7 +40,7 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.io import atomic_write_text, save_tensors
 from pe3d.models.editor import EditorCore, Prompts, input_framing, load_editor, recorded_styles, save_editor
-from pe3d.refinement import RefineConfig, fit_detail_residual
+from pe3d.refinement import RefineConfig, ResidualRegion, fit_detail_residual, residual_region
 from pe3d.prompt_vocabulary import (
     PromptVocabulary,
     compound_reading,
@@ -380,20 +380,32 @@ class EditPipeline:
         return self._strength_prior is not False
 
     def detail_residual(self, image: Tensor, camera: Tensor, refine: RefineConfig, resolution: int | None = None,
-                        initial: Tensor | None = None) -> Tensor:
+                        initial: Tensor | None = None, region: ResidualRegion | None = None) -> Tensor:
         """The triplane residual that makes the prior's reconstruction of ``image`` render like ``image`` at
         ``camera`` ``[B, 25]`` (:func:`pe3d.refinement.fit_detail_residual`, at ``resolution``, default the
         renderer's default; started from ``initial``, default zeros; kept to the reconstruction's visual hull and
-        out of its empty space as ``refine`` asks, :func:`pe3d.refinement.residual_region`); the editor's weights are
-        not changed."""
+        out of its empty space as ``refine`` asks: ``region``, e.g. :meth:`residual_region` of an earlier video
+        frame, or made from this reconstruction); the editor's weights are not changed."""
         target = as_image_batch(image, "image").to(self.device)
-        prior = self.refinement_prior(refine.prior)
-        with torch.no_grad():
-            reconstruction = prior(self._prepare_image(image))
+        reconstruction = self._refined_reconstruction(image, refine)
         side = resolution or self.editor.renderer.config.neural_rendering_resolution
         render = functools.partial(self.editor.render, images_only=True)  # the fit reads the images only
+        masks, empty = region if region is not None else (None, None)
         return fit_detail_residual(render, reconstruction, target, camera.reshape(-1, 25).to(self.device), refine,
-                                   frozen=self.editor, resolution=side, initial=initial, renderer=self.editor.renderer)
+                                   frozen=self.editor, resolution=side, initial=initial, region=masks, empty=empty,
+                                   renderer=self.editor.renderer)
+
+    def residual_region(self, image: Tensor, refine: RefineConfig) -> ResidualRegion:
+        """The visual hull's masks and the empty space (:func:`pe3d.refinement.residual_region`) of the prior's
+        reconstruction of ``image``, as ``refine`` asks for them (``(None, None)`` when it asks for neither), for
+        :meth:`detail_residual` to reuse (``pe3d edit-video`` makes them once, from the first frame)."""
+        with torch.no_grad():
+            return residual_region(self.editor.renderer, self._refined_reconstruction(image, refine), refine)
+
+    def _refined_reconstruction(self, image: Tensor, refine: RefineConfig) -> Tensor:
+        prior = self.refinement_prior(refine.prior)
+        with torch.no_grad():
+            return prior(self._prepare_image(image))
 
     def refinement_prior(self, weights: str = "") -> "PriorModel":
         """The prior whose reconstruction :meth:`detail_residual` refines (``""`` = the shipped mini prior),

@@ -34,8 +34,8 @@ from pe3d.errors import InvalidInput
 from pe3d.images import resize_images
 from pe3d.residual_region import EmptySpace, field_occupancy, visual_hull_masks
 
-__all__ = ["RefineConfig", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution", "residual_region",
-           "visual_hull_masks"]
+__all__ = ["RefineConfig", "ResidualRegion", "cosine_lr_schedule", "fit_detail_residual", "fitting_resolution",
+           "residual_region", "visual_hull_masks"]
 
 
 MAX_STRENGTH = 2.0
@@ -168,7 +168,11 @@ def fitting_resolution(cfg: RefineConfig, resolution: Optional[int], planes_side
     return None if resolution is None else min(resolution, planes_side)
 
 
-def residual_region(renderer, reconstruction: Tensor, cfg: RefineConfig) -> tuple[Optional[Tensor], Optional[EmptySpace]]:
+ResidualRegion = tuple[Optional[Tensor], Optional[EmptySpace]]
+"""``(masks, empty)``: the cells a residual may change and the space it must keep empty (:func:`residual_region`)."""
+
+
+def residual_region(renderer, reconstruction: Tensor, cfg: RefineConfig) -> ResidualRegion:
     """What :func:`fit_detail_residual` takes as ``region`` and ``empty`` for ``cfg``: the visual hull's masks of
     ``reconstruction`` (``None`` with ``cfg.hull_threshold`` 0) and its empty space within them (``None`` with
     ``cfg.empty_weight`` 0), from one decode of the field on a grid (:mod:`pe3d.residual_region`); neither without

@@ -354,6 +354,12 @@ def test_a_fit_asked_for_the_hull_needs_the_renderer(pipe):
     free = fit_detail_residual(editor.render, reconstruction, image, camera,
                                RefineConfig(steps=3, hull_threshold=0.0, empty_weight=0.0), frozen=editor)
     assert torch.count_nonzero(free * (1 - masks)) > 0
+    # the pipeline's residual_region is the same, and detail_residual given it (edit-video reuses the first frame's)
+    # fits what it fits making its own
+    made = pipe.residual_region(image, cfg)
+    assert torch.equal(made[0], masks)
+    assert torch.equal(pipe.detail_residual(image, camera, cfg, region=made), pipe.detail_residual(image, camera, cfg))
+    assert pipe.residual_region(image, RefineConfig(steps=3, **EVERY_CELL)) == (None, None)
 
 
 def test_hull_masks_mark_the_cells_the_renderer_reads_an_occupied_box_through():

@@ -118,20 +118,33 @@ def test_orbit_camera_turns_the_head(pipe, static_clip, tmp_path):
 def test_refined_frames_start_from_the_previous_frames_residual(pipe, static_clip, tmp_path, monkeypatch):
     """``refine_steps``: each frame gets a detail residual, the first fitted from zeros in ``refine_first_steps``,
     every later one started from the previous frame's in ``refine_steps``; the frames differ from the one-pass edit."""
-    calls = []
-    fit = pipe.detail_residual
+    calls, regions = [], []
+    fit, make_region = pipe.detail_residual, pipe.residual_region
 
-    def spy(image, camera, refine, resolution=None, initial=None):
-        residual = fit(image, camera, refine, resolution, initial=initial)
-        calls.append((refine.steps, initial, residual))
+    def spy(image, camera, refine, resolution=None, initial=None, region=None):
+        residual = fit(image, camera, refine, resolution, initial=initial, region=region)
+        calls.append((refine.steps, initial, residual, region))
         return residual
 
+    def region_spy(image, refine):
+        regions.append(make_region(image, refine))
+        return regions[-1]
+
     monkeypatch.setattr(pipe, "detail_residual", spy)
+    monkeypatch.setattr(pipe, "residual_region", region_spy)
     common = dict(style="bronze_statue", resolution=32, max_frames=4)
     refined = edit_video(static_clip, tmp_path / "refined.mp4", VideoEditConfig(**common, refine_steps=3, refine_first_steps=12), pipe=pipe)
-    assert [steps for steps, _, _ in calls] == [12, 3, 3, 3]
+    assert [steps for steps, _, _, _ in calls] == [12, 3, 3, 3]
     assert calls[0][1] is None
-    assert all(initial is calls[i][2] for i, (_, initial, _) in enumerate(calls[1:]))
+    assert all(initial is calls[i][2] for i, (_, initial, _, _) in enumerate(calls[1:]))
+    # refine_region "first" (the default): the first frame's hull and empty space, made once, kept for every frame
+    assert len(regions) == 1 and regions[0][0] is not None and regions[0][1] is not None
+    assert all(region is regions[0] for _, _, _, region in calls)
+    each = edit_video(static_clip, tmp_path / "each.mp4", VideoEditConfig(**common, refine_steps=3, refine_first_steps=12,
+                                                                          refine_region="each"), pipe=pipe)
+    assert len(regions) == 1 and all(region is None for _, _, _, region in calls[4:8])  # each fit makes its own
+    assert (read_video(each.out).frames - read_video(refined.out).frames).abs().mean() < 0.02
+    del calls[4:]
     plain = edit_video(static_clip, tmp_path / "plain.mp4", VideoEditConfig(**common), pipe=pipe)
     assert len(calls) == 4  # the one-pass edit fits nothing
     assert (read_video(refined.out).frames - read_video(plain.out).frames).abs().mean() > 0.01
@@ -144,3 +157,5 @@ def test_refined_frames_start_from_the_previous_frames_residual(pipe, static_cli
     assert torch.equal(read_video(nothing.out).frames, read_video(plain.out).frames)
     with pytest.raises(pe3d.errors.InvalidInput, match=r"refine_strength must be in \[0, 2\], got 3"):
         VideoEditConfig(**common, refine_strength=3.0).validate()
+    with pytest.raises(pe3d.errors.InvalidInput, match="refine_region must be one of"):
+        VideoEditConfig(**common, refine_region="last").validate()

@@ -32,12 +32,14 @@ from pe3d.faces.align import FaceSquare, warp_square
 from pe3d.geometry import label_from_yaw_pitch
 from pe3d.images import center_square, load_image
 from pe3d.pipeline import EditPipeline
-from pe3d.refinement import MAX_STRENGTH, RefineConfig
+from pe3d.refinement import MAX_STRENGTH, RefineConfig, ResidualRegion
 from pe3d.video import FlickerMeter, SmoothingConfig, TemporalSmoother, VideoReader, flicker, write_video
 from pe3d.errors import InvalidInput
 
 CAMERA_MODES = ("fixed", "orbit")
 """Where the edited frames are rendered from (see the module docstring)."""
+REFINE_REGIONS = ("first", "each")
+"""Values of :attr:`VideoEditConfig.refine_region`."""
 DETECTION_MAX_SIDE = 512
 """Frames are downscaled to this longer side before face detection and editing."""
 
@@ -65,6 +67,11 @@ class VideoEditConfig:
     edit of every frame)."""
     refine_first_steps: int = 200
     """The steps of the first frame's fit, which starts from zeros (at least ``refine_steps``)."""
+    refine_region: str = "first"
+    """Where each frame's residual may change the planes and what it keeps empty (the reconstruction's visual hull
+    and empty space, :func:`pe3d.refinement.residual_region`): ``first``: made once, from the first frame's
+    reconstruction, and kept (the crop follows the face, so the head stays put in the box); ``each``: made again
+    from every frame's (a field decode on a 64³ grid a frame)."""
     refine_strength: Optional[float] = None
     """The multiple of each frame's residual added to its edit (:attr:`pe3d.refinement.RefineConfig.strength`);
     ``None``: the style's ``refine.strength`` (:func:`pe3d.recipes.edit.style_refine_strength`), else 1."""
@@ -88,6 +95,8 @@ class VideoEditConfig:
         if self.refine_steps < 0 or self.refine_first_steps < 0:
             raise InvalidInput(f"refine steps must be >= 0, got refine_steps={self.refine_steps}, "
                                f"refine_first_steps={self.refine_first_steps}")
+        if self.refine_region not in REFINE_REGIONS:
+            raise InvalidInput(f"refine_region must be one of {list(REFINE_REGIONS)}, got {self.refine_region!r}")
         if self.refine_strength is not None and not 0.0 <= self.refine_strength <= MAX_STRENGTH:
             raise InvalidInput(f"refine_strength must be in [0, {MAX_STRENGTH:g}], got {self.refine_strength}")
 
@@ -219,12 +228,13 @@ def _render(pipe: EditPipeline, planes: Tensor, camera: Tensor, resolution: int)
 
 
 def refined_residual(pipe: EditPipeline, image: Tensor, camera: Tensor, cfg: VideoEditConfig,
-                     previous: Optional[Tensor]) -> Tensor:
+                     previous: Optional[Tensor], region: Optional[ResidualRegion] = None) -> Tensor:
     """The detail residual of one frame's crop ``image [3, S, S]`` at its camera ``[1, 25]``: fitted from
     ``previous`` (the last frame's) in ``cfg.refine_steps`` steps, or from zeros in ``cfg.refine_first_steps``
-    (at least ``refine_steps``) for the first frame."""
+    (at least ``refine_steps``) for the first frame; kept to ``region`` (:meth:`EditPipeline.residual_region`),
+    or to this frame's own when ``None``."""
     steps = cfg.refine_steps if previous is not None else max(cfg.refine_steps, cfg.refine_first_steps)
-    return pipe.detail_residual(image, camera, RefineConfig(steps=steps), cfg.resolution, initial=previous)
+    return pipe.detail_residual(image, camera, RefineConfig(steps=steps), cfg.resolution, initial=previous, region=region)
 
 
 def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Optional[EditPipeline] = None) -> VideoEditReport:
@@ -249,7 +259,7 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
             return _render(pipe, planes, view, cfg.resolution)
 
         outputs, input_flicker, unsmoothed_flicker = [], FlickerMeter(), FlickerMeter()
-        residual = None
+        residual, region = None, None
         fps = reader.fps
         total = min(filter(None, (cfg.max_frames, reader.expected_frames)), default=None)
         for index, frame in enumerate(tqdm(reader, total=total, desc="edit-video", unit="frame")):
@@ -260,7 +270,9 @@ def edit_video(src: str | Path, out: str | Path, cfg: VideoEditConfig, pipe: Opt
             input_flicker.update(frame)
             image = tracker.crop(frame, square)
             if cfg.refine_steps:
-                residual = refined_residual(pipe, image, camera[None], cfg, residual)
+                if region is None and cfg.refine_region == "first":
+                    region = pipe.residual_region(image, RefineConfig(steps=cfg.refine_steps))
+                residual = refined_residual(pipe, image, camera[None], cfg, residual, region)
             outputs.append(edited_view(image, camera[None] if cfg.camera == "fixed" else orbit, True, residual))
             if cfg.compare:  # the same residual: the comparison is about the smoothing
                 view = face.camera[None] if cfg.camera == "fixed" else orbit
