@@ -250,7 +250,8 @@ class CeilingConfig:
 
 @dataclass
 class QualityBenchmark(BenchmarkBase):
-    """Per style, per view: ours (train / test prompts), the two-stage teacher, no edit and the ceiling."""
+    """Per style, per view: ours (train / test prompts; optionally refined), the two-stage teacher, no edit and the
+    ceiling."""
 
     kind: str = "quality"
     editor: str = ""
@@ -271,6 +272,11 @@ class QualityBenchmark(BenchmarkBase):
     """Also score ours over *every* train prompt and every test prompt of each style (rows ``ours (every
     train prompt)`` / ``ours (every test prompt)``, each image scored once per prompt), so that a style's
     score does not hang on one paraphrase."""
+    refine_steps: int = 0
+    """``> 0``: also what ``pe3d edit`` gives by default (200 steps): rows ``ours + refinement (test prompt)`` (the
+    test-prompt edit plus the detail residual fitted to the input in this many steps, :class:`pe3d.refinement.RefineConfig`
+    defaults, at the style's ``refine.strength``) and ``prior + refinement`` (the reconstruction plus the same
+    residual); one fit per identity, shared by every style. 0: the one pass only."""
     ceiling: CeilingConfig = field(default_factory=CeilingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     grid_identities: int = 2

@@ -12,7 +12,10 @@ ground truth (the style filter applied to the world's render at that camera):
 * ``no edit``: the prior on the unedited input (what not editing at all scores);
 * ``ceiling``: a triplane per identity fitted directly to ground-truth views (the tested views and
   random others) with the decoder and renderer frozen, until the loss stops falling: the best our
-  triplane representation and renderer can do, with no encoder in the way.
+  triplane representation and renderer can do, with no encoder in the way;
+* ``ours + refinement (test prompt)`` / ``prior + refinement`` (``refine_steps > 0``): the test-prompt edit
+  (or the reconstruction) plus the detail residual fitted to the input (:mod:`pe3d.refinement`), at the
+  style's ``refine.strength``: what ``pe3d edit`` gives by default.
 
 Besides PSNR / SSIM (and LPIPS when local weights exist) per view, it reports the depth error,
 ours against the teacher's renders (PSNR), and a picture grid per style.
@@ -235,6 +238,7 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     rows_by_method: dict[str, list[dict]] = {}
     data = build_world_eval_set(world_config(cfg, list(cfg.styles)), extra_cameras=fit_cams)
     inputs = model_inputs(data, prior.cfg.encoder.image_size)
+    residual = input_residual(editor, prior, data, cfg) if cfg.refine_steps else None
     for style in tqdm([PRIOR_ROW, *cfg.styles], desc="quality styles", disable=not cfg.progress):
         case = None if style == PRIOR_ROW else _style_case(data, style, cfg.prompt_index)
         targets = data.truth if case is None else case.targets
@@ -244,10 +248,15 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             prompts = (train[cfg.prompt_index % len(train)], case.prompt)
         teacher_planes = reconstruct(prior, data) if case is None else prior(filter_edit(case.filter_name, data.parts, inputs))
         methods: dict[str, Tensor] = {"prior (reconstruction)": teacher_planes}
+        if case is None and residual is not None:
+            methods["prior + refinement"] = teacher_planes + residual
         if case is not None:
             methods = {"ours (train prompt)": edit_with_prompt(editor, inputs, prompts[0]),
                        "ours (test prompt)": edit_with_prompt(editor, inputs, prompts[1]),
                        "two-stage": teacher_planes, "no edit": reconstruct(prior, data)}
+            if residual is not None:
+                strength = load_named_style(style).refine.strength
+                methods["ours + refinement (test prompt)"] = methods["ours (test prompt)"] + strength * residual
         scored: dict[str, _Scores] = {}
         renders: dict[str, dict] = {}
         for method, planes in methods.items():
@@ -286,6 +295,17 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             table.add_known(_mean_row(styled, method, names))
     table.notes += _notes(cfg, ceiling_fits, lpips is not None)
     return BenchOutput([table], figures)
+
+
+def input_residual(editor, prior, data, cfg: QualityBenchmark) -> Tensor:
+    """The detail residual that makes the prior's reconstruction of each held-out input render like it at its camera
+    (:func:`pe3d.refinement.fit_detail_residual`, ``cfg.refine_steps`` steps, :class:`RefineConfig`'s other defaults,
+    at ``cfg.resolution``): :meth:`pe3d.pipeline.EditPipeline.detail_residual` for the benchmark's batch."""
+    from pe3d.refinement import RefineConfig, fit_detail_residual
+
+    refine = RefineConfig(steps=cfg.refine_steps, progress=cfg.progress)
+    return fit_detail_residual(editor.render, reconstruct(prior, data), data.rgb, data.labels, refine, frozen=editor,
+                               resolution=cfg.resolution, renderer=editor.renderer)
 
 
 def _every_prompt_scores(editor, inputs: Tensor, prompts: Sequence[str], targets, names: list[str], resolution: int,
@@ -364,6 +384,12 @@ def _notes(cfg: QualityBenchmark, fits: list[CeilingFit], has_lpips: bool) -> li
     if cfg.every_prompt:
         notes.append("ours (every train / test prompt): the same scores over all of the style's training / test "
                      "prompts (each image once per prompt), so that no single paraphrase decides a style's number.")
+    if cfg.refine_steps:
+        notes.append(f"ours + refinement (test prompt): the test-prompt edit plus the detail residual fitted to each input "
+                     f"at its camera in {cfg.refine_steps} steps (pe3d.refinement defaults: a quarter of the rays a step, "
+                     "kept to the reconstruction's visual hull and out of its empty space), times the style's "
+                     "refine.strength: what `pe3d edit` does by default; prior + refinement: the reconstruction plus "
+                     "that residual.")
     if cfg.ceiling.enabled and fits:
         steps = [f.steps for f in fits]
         if cfg.ceiling.check_every:
@@ -386,4 +412,5 @@ def _notes(cfg: QualityBenchmark, fits: list[CeilingFit], has_lpips: bool) -> li
     return notes
 
 
-__all__ = ["CeilingConfig", "CeilingFit", "PRIOR_ROW", "QualityBenchmark", "fit_ceiling", "fitted_views_psnr", "run_quality"]
+__all__ = ["CeilingConfig", "CeilingFit", "PRIOR_ROW", "QualityBenchmark", "fit_ceiling", "fitted_views_psnr", "input_residual",
+           "run_quality"]
