@@ -151,8 +151,9 @@ def test_serve_defaults_to_localhost_and_needs_gradio(monkeypatch, capsys):
     assert 'pip install "pe3d[web]"' in capsys.readouterr().err
 
 
-def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits):
-    """`pe3d serve refine_steps=N`: every edit gets the detail residual fitted to the upload."""
+def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits, monkeypatch):
+    """`pe3d serve refine_steps=N`: every edit gets the detail residual fitted to the upload, at the style's
+    ``refine.strength`` (marble_statue 0.5)."""
     before, _ = portraits
     settings = WebSettings(view_yaws_deg=[30.0], resolution=64, refine_steps=20)
     plain_settings = WebSettings(view_yaws_deg=[30.0], resolution=64)
@@ -171,6 +172,19 @@ def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits):
     assert detail(sharp) > detail(soft), (detail(sharp), detail(soft))
     with pytest.raises(ValueError, match="refine_steps must be >= 0"):
         WebSettings(refine_steps=-1)
+    from pe3d.pipeline import EditPipeline
+
+    asked, call = [], EditPipeline.__call__
+
+    def spy(pipe, *args, refine=None, **kwargs):
+        asked.append(refine.strength)
+        return call(pipe, *args, refine=refine, **kwargs)
+
+    monkeypatch.setattr(EditPipeline, "__call__", spy)
+    handlers = PageHandlers(refined, AdaptService(settings, refined.input_size))
+    for style in ("marble_statue", "bronze_statue"):
+        handlers.run_edit(before[0], style, "", None, 1.0, 0, 0, False)
+    assert asked == [0.5, 1.0]
 
 
 def test_the_pages_refine_switch_refines_one_edit(handlers, portraits):
