@@ -86,7 +86,8 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pe3d.recipes.demo import run_demo
 
-    run_demo(Path(args.out), style=args.style, train=args.train, adapt_minutes=args.adapt_minutes, eval_count=args.count)
+    run_demo(Path(args.out), style=args.style, train=args.train, adapt_minutes=args.adapt_minutes, eval_count=args.count,
+             refine_steps=args.refine_steps)
     return 0
 
 
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--adapt-minutes", type=float, default=2.0,
                       help="wall-clock guard of the adaptation (its 80 steps end it first)")
     demo.add_argument("--count", type=int, default=8, help="held-out identities to evaluate")
+    demo.add_argument("--refine-steps", type=int, default=200, metavar="N",
+                      help="also a turntable refined to the input in N steps, as pe3d edit does (0 = none)")
     demo.set_defaults(func=_cmd_demo)
 
     edit = sub.add_parser("edit", help="edit a portrait photo (or a folder of them): image, depth, turntable GIF/MP4, mesh")

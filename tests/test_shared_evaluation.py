@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,7 +84,13 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
 
     monkeypatch.setattr(editing, "fit_adapt", unchanged_adapter)
     monkeypatch.setattr("pe3d.recipes.demo.turntable_cameras", lambda: _frontal().repeat(2, 1))
-    demo = run_demo(tmp_path / "demo", style=STYLE, eval_count=IDENTITIES)
+    demo = run_demo(tmp_path / "demo", style=STYLE, eval_count=IDENTITIES, refine_steps=10)
+    # the turntable of the one pass, and the same edit refined to the input (pe3d edit's default, here 10 steps)
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(demo[key]).convert("RGB"), dtype=np.float32) for key in ("turntable", "turntable_refined")]
+    assert frames[0].shape == frames[1].shape and np.abs(frames[0] - frames[1]).mean() > 0.5
+    assert "turntable_refined.gif: refined to the input in 10 steps" in (tmp_path / "demo" / "summary.md").read_text()
 
     cli_prior = _cli_json(["eval", "prior", "--weights", str(prior_path), "--count", str(IDENTITIES), "--visibility"],
                           tmp_path / "ep", "prior_quality.json")
