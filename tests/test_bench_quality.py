@@ -25,13 +25,14 @@ def test_ci_quality_benchmark_table_and_pictures(tmp_path):
     rows = read_csv_rows(tmp_path / "results.csv")
     methods = {(r["style"], r["method"]) for r in rows}
     for method in ("ours (train prompt)", "ours (test prompt)", "ours (every train prompt)", "ours (every test prompt)",
-                   "two-stage", "no edit", "ceiling (1 ids)", "ours + refinement (test prompt)"):
+                   "two-stage", "no edit", "ceiling (1 ids)", "ours + refinement (test prompt)", "two-stage + refinement"):
         assert ("bronze_statue", method) in methods
     assert ("prior", "prior (reconstruction)") in methods
     # the refined rows: the residual fitted to the input lifts the reconstruction and the edit at the input view
     by_method = {(r["style"], r["method"]): r for r in rows}
     for style, plain, refined in (("prior", "prior (reconstruction)", "prior + refinement"),
-                                  ("bronze_statue", "ours (test prompt)", "ours + refinement (test prompt)")):
+                                  ("bronze_statue", "ours (test prompt)", "ours + refinement (test prompt)"),
+                                  ("bronze_statue", "two-stage", "two-stage + refinement")):
         assert float(by_method[(style, refined)]["psnr_input"]) > float(by_method[(style, plain)]["psnr_input"]) + 0.1
     for row in rows:
         assert math.isfinite(float(row["psnr_input"])) and 5.0 < float(row["psnr_input"]) < 60.0

@@ -275,8 +275,9 @@ class QualityBenchmark(BenchmarkBase):
     refine_steps: int = 0
     """``> 0``: also what ``pe3d edit`` gives by default (200 steps): rows ``ours + refinement (test prompt)`` (the
     test-prompt edit plus the detail residual fitted to the input in this many steps, :class:`pe3d.refinement.RefineConfig`
-    defaults, at the style's ``refine.strength``) and ``prior + refinement`` (the reconstruction plus the same
-    residual); one fit per identity, shared by every style. 0: the one pass only."""
+    defaults, at the style's ``refine.strength``), ``prior + refinement`` (the reconstruction plus the same
+    residual; one fit per identity, shared by every style) and ``two-stage + refinement`` (the teacher refined to
+    its own input, the filtered image; one fit per style). 0: the one pass only."""
     ceiling: CeilingConfig = field(default_factory=CeilingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     grid_identities: int = 2

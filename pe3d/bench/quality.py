@@ -15,7 +15,8 @@ ground truth (the style filter applied to the world's render at that camera):
   triplane representation and renderer can do, with no encoder in the way;
 * ``ours + refinement (test prompt)`` / ``prior + refinement`` (``refine_steps > 0``): the test-prompt edit
   (or the reconstruction) plus the detail residual fitted to the input (:mod:`pe3d.refinement`), at the
-  style's ``refine.strength``: what ``pe3d edit`` gives by default.
+  style's ``refine.strength``: what ``pe3d edit`` gives by default; ``two-stage + refinement``: the teacher
+  refined the same way to its own input (the filtered image), the like-for-like reference.
 
 Besides PSNR / SSIM (and LPIPS when local weights exist) per view, it reports the depth error,
 ours against the teacher's renders (PSNR), and a picture grid per style.
@@ -257,6 +258,9 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
             if residual is not None:
                 strength = load_named_style(style).refine.strength
                 methods["ours + refinement (test prompt)"] = methods["ours (test prompt)"] + strength * residual
+                edited_input = filter_edit(case.filter_name, data.parts, inputs)
+                methods["two-stage + refinement"] = teacher_planes + input_residual(editor, prior, data, cfg, teacher_planes,
+                                                                                   edited_input)
         scored: dict[str, _Scores] = {}
         renders: dict[str, dict] = {}
         for method, planes in methods.items():
@@ -297,15 +301,20 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     return BenchOutput([table], figures)
 
 
-def input_residual(editor, prior, data, cfg: QualityBenchmark) -> Tensor:
-    """The detail residual that makes the prior's reconstruction of each held-out input render like it at its camera
-    (:func:`pe3d.refinement.fit_detail_residual`, ``cfg.refine_steps`` steps, :class:`RefineConfig`'s other defaults,
-    at ``cfg.resolution``): :meth:`pe3d.pipeline.EditPipeline.detail_residual` for the benchmark's batch."""
+def input_residual(editor, prior, data, cfg: QualityBenchmark, planes: Tensor | None = None,
+                   image: Tensor | None = None) -> Tensor:
+    """The detail residual that makes ``planes`` (default: the prior's reconstruction of each held-out input) render
+    like ``image`` (default: the input) at the input camera (:func:`pe3d.refinement.fit_detail_residual`,
+    ``cfg.refine_steps`` steps, :class:`RefineConfig`'s other defaults, at ``cfg.resolution``):
+    :meth:`pe3d.pipeline.EditPipeline.detail_residual` for the benchmark's batch. The two-stage teacher's is fitted
+    to its own input, the filtered image."""
     from pe3d.refinement import RefineConfig, fit_detail_residual
 
     refine = RefineConfig(steps=cfg.refine_steps, progress=cfg.progress)
-    return fit_detail_residual(editor.render, reconstruct(prior, data), data.rgb, data.labels, refine, frozen=editor,
-                               resolution=cfg.resolution, renderer=editor.renderer)
+    planes = reconstruct(prior, data) if planes is None else planes
+    image = data.rgb if image is None else image
+    return fit_detail_residual(editor.render, planes, image, data.labels, refine, frozen=editor, resolution=cfg.resolution,
+                               renderer=editor.renderer)
 
 
 def _every_prompt_scores(editor, inputs: Tensor, prompts: Sequence[str], targets, names: list[str], resolution: int,
@@ -389,7 +398,8 @@ def _notes(cfg: QualityBenchmark, fits: list[CeilingFit], has_lpips: bool) -> li
                      f"at its camera in {cfg.refine_steps} steps (pe3d.refinement defaults: a quarter of the rays a step, "
                      "kept to the reconstruction's visual hull and out of its empty space), times the style's "
                      "refine.strength: what `pe3d edit` does by default; prior + refinement: the reconstruction plus "
-                     "that residual.")
+                     "that residual; two-stage + refinement: the teacher plus a residual fitted the same way to its own "
+                     "input, the filtered image (which is the target at the input view).")
     if cfg.ceiling.enabled and fits:
         steps = [f.steps for f in fits]
         if cfg.ceiling.check_every:
