@@ -342,7 +342,8 @@ def validate_spec(spec: StyleSpec, path: Path) -> None:
     from pe3d.refinement import MAX_STRENGTH
 
     _check_value(path, "refine.strength", 0.0 <= spec.refine.strength <= MAX_STRENGTH,
-                 f"must be in [0, {MAX_STRENGTH:g}] (the multiple of the photo's detail added to an edit), got {spec.refine.strength}")
+                 f"must be in [0, {MAX_STRENGTH:g}] (the multiple of the photo's detail added to an edit), "
+                 f"got {spec.refine.strength}")
     adapt = spec.adapt
     _check_value(path, "adapt.num_pairs", adapt.num_pairs >= 1, f"must be >= 1, got {adapt.num_pairs}")
     _check_value(path, "adapt.max_steps", adapt.max_steps >= 1, f"must be >= 1, got {adapt.max_steps}")
