@@ -182,9 +182,9 @@ def test_serve_refine_steps_sharpen_the_edit_towards_the_upload(portraits, monke
 
     monkeypatch.setattr(EditPipeline, "__call__", spy)
     handlers = PageHandlers(refined, AdaptService(settings, refined.input_size))
-    for style in ("marble_statue", "bronze_statue"):
-        handlers.run_edit(before[0], style, "", None, 1.0, 0, 0, False)
+    notes = [handlers.run_edit(before[0], style, "", None, 1.0, 0, 0, False)[0] for style in ("marble_statue", "bronze_statue")]
     assert asked == [0.5, 1.0]
+    assert "refined to the photo in 20 steps (the style's strength 0.5)" in notes[0] and "strength" not in notes[1]
 
 
 def test_the_pages_refine_switch_refines_one_edit(handlers, portraits):

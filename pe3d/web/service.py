@@ -183,8 +183,13 @@ class EditService:
             view=to_uint8(views[0]),
             depth=to_uint8(depth_to_gray(result.depths[0, 0])),
             gallery=gallery,
-            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor",
-                                         f"refined to the photo in {steps} steps" if steps else "",
+            note="; ".join(filter(None, [f"adapter {adapter}" if adapter else "base editor", _refined_note(steps, detail),
                                          read_as, unseen, prepared.note])),
         )
 
+
+def _refined_note(steps: int, strength: float) -> str:
+    """The status line's words for the refinement: none without it, the style's strength when it is not 1."""
+    if not steps:
+        return ""
+    return f"refined to the photo in {steps} steps" + (f" (the style's strength {strength:g})" if strength != 1.0 else "")
