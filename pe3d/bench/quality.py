@@ -239,27 +239,28 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     rows_by_method: dict[str, list[dict]] = {}
     data = build_world_eval_set(world_config(cfg, list(cfg.styles)), extra_cameras=fit_cams)
     inputs = model_inputs(data, prior.cfg.encoder.image_size)
-    residual = input_residual(editor, prior, data, cfg) if cfg.refine_steps else None
+    reconstruction = reconstruct(prior, data)  # the prior row's planes, every style's "no edit", the residual's start
+    residual = input_residual(editor, data, cfg, reconstruction, data.rgb) if cfg.refine_steps else None
     for style in tqdm([PRIOR_ROW, *cfg.styles], desc="quality styles", disable=not cfg.progress):
         case = None if style == PRIOR_ROW else _style_case(data, style, cfg.prompt_index)
         targets = data.truth if case is None else case.targets
-        prompts = None
+        prompts = spec = edited_input = None
         if case is not None:
-            train = style_prompts(load_named_style(style), split="train")
+            spec = load_named_style(style)
+            train = style_prompts(spec, split="train")
             prompts = (train[cfg.prompt_index % len(train)], case.prompt)
-        teacher_planes = reconstruct(prior, data) if case is None else prior(filter_edit(case.filter_name, data.parts, inputs))
+            edited_input = filter_edit(case.filter_name, data.parts, inputs)
+        teacher_planes = reconstruction if case is None else prior(edited_input)
         methods: dict[str, Tensor] = {"prior (reconstruction)": teacher_planes}
         if case is None and residual is not None:
             methods["prior + refinement"] = teacher_planes + residual
         if case is not None:
             methods = {"ours (train prompt)": edit_with_prompt(editor, inputs, prompts[0]),
                        "ours (test prompt)": edit_with_prompt(editor, inputs, prompts[1]),
-                       "two-stage": teacher_planes, "no edit": reconstruct(prior, data)}
+                       "two-stage": teacher_planes, "no edit": reconstruction}
             if residual is not None:
-                strength = load_named_style(style).refine.strength
-                methods["ours + refinement (test prompt)"] = methods["ours (test prompt)"] + strength * residual
-                edited_input = filter_edit(case.filter_name, data.parts, inputs)
-                methods["two-stage + refinement"] = teacher_planes + input_residual(editor, prior, data, cfg, teacher_planes,
+                methods["ours + refinement (test prompt)"] = methods["ours (test prompt)"] + spec.refine.strength * residual
+                methods["two-stage + refinement"] = teacher_planes + input_residual(editor, data, cfg, teacher_planes,
                                                                                    edited_input)
         scored: dict[str, _Scores] = {}
         renders: dict[str, dict] = {}
@@ -301,18 +302,14 @@ def run_quality(cfg: QualityBenchmark, out: Path) -> BenchOutput:
     return BenchOutput([table], figures)
 
 
-def input_residual(editor, prior, data, cfg: QualityBenchmark, planes: Tensor | None = None,
-                   image: Tensor | None = None) -> Tensor:
-    """The detail residual that makes ``planes`` (default: the prior's reconstruction of each held-out input) render
-    like ``image`` (default: the input) at the input camera (:func:`pe3d.refinement.fit_detail_residual`,
-    ``cfg.refine_steps`` steps, :class:`RefineConfig`'s other defaults, at ``cfg.resolution``):
-    :meth:`pe3d.pipeline.EditPipeline.detail_residual` for the benchmark's batch. The two-stage teacher's is fitted
-    to its own input, the filtered image."""
+def input_residual(editor, data, cfg: QualityBenchmark, planes: Tensor, image: Tensor) -> Tensor:
+    """The detail residual that makes ``planes`` (the prior's reconstruction of the held-out inputs, or the two-stage
+    teacher's) render like ``image`` (the inputs, or the filtered inputs) at the input camera
+    (:func:`pe3d.refinement.fit_detail_residual`, ``cfg.refine_steps`` steps, :class:`RefineConfig`'s other defaults,
+    at ``cfg.resolution``): :meth:`pe3d.pipeline.EditPipeline.detail_residual` for the benchmark's batch."""
     from pe3d.refinement import RefineConfig, fit_detail_residual
 
     refine = RefineConfig(steps=cfg.refine_steps, progress=cfg.progress)
-    planes = reconstruct(prior, data) if planes is None else planes
-    image = data.rgb if image is None else image
     return fit_detail_residual(editor.render, planes, image, data.labels, refine, frozen=editor, resolution=cfg.resolution,
                                renderer=editor.renderer)
 
