@@ -133,7 +133,11 @@ class TriplaneDecoder(nn.Module):
 
 
 def _softplus_(x: Tensor) -> Tensor:
-    """``softplus(x)`` written into ``x`` (no autograd): ``max(x, 0) + log(1 + exp(-|x|))``, within 1e-6 of
-    :func:`torch.nn.functional.softplus` (whose ``x > 20`` shortcut this matches to float precision)."""
-    tail = x.abs().neg_().exp_().add_(1.0).log_()
-    return x.clamp_(min=0.0).add_(tail)
+    """``softplus(x)`` written into ``x`` (no autograd): ``max(x, 0) - log(sigmoid(|x|))``, i.e.
+    ``max(x, 0) + log(1 + exp(-|x|))``, within 1e-6 of :func:`torch.nn.functional.softplus` (whose ``x > 20``
+    shortcut this matches to float precision; ``sigmoid(|x|)`` lies in [0.5, 1], so nothing under- or
+    overflows). Sigmoid, not ``exp``: torch's vectorized CPU sigmoid is about twice as fast as its ``exp`` on
+    AVX2-only CPUs (0.6 against 1.35 ns an element on 2026-12-07's AMD EPYC), and the library softplus,
+    as fast as this there, is several times slower on the AVX-512 hosts."""
+    tail = x.abs().sigmoid_().log_()
+    return x.clamp_(min=0.0).sub_(tail)
