@@ -66,12 +66,17 @@ def field_occupancy(renderer, planes: Tensor) -> Tensor:
 
 
 def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int,
-                      occupancy: Optional[Tensor] = None) -> Tensor:
-    """``[B, 3, 1, R, R]`` 0/1 masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
+                      occupancy: Optional[Tensor] = None, softness: int = 0) -> Tensor:
+    """``[B, 3, 1, R, R]`` masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
     ``renderer``'s field of those planes is occupied: the field's :func:`field_occupancy` (or ``occupancy``, computed
     before) is reduced by its maximum along each plane's normal, cells above ``threshold`` are kept and the kept
     region grows by ``dilation`` cells (a max filter). Multiplied into a residual, they keep it where the field has a
-    surface, out of the empty space and the background that a point at a box wall reads."""
+    surface, out of the empty space and the background that a point at a box wall reads.
+
+    ``softness`` (cells, odd; 0 or 1 = a hard 0/1 edge): the mask is then averaged over ``softness x softness`` cells
+    (edge cells replicated), so that it falls from 1 to 0 over that many cells instead of at one cell's edge. A hard
+    edge follows the cells' staircase, and a residual that paints something the reconstruction does not hold (a
+    photo's collar) shows it as steps; a soft one lets the residual fade out."""
     from pe3d.rendering.planes import _PLANE_UV_AXES
 
     grid_side = _grid_side(planes)
@@ -85,6 +90,10 @@ def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int,
     kept = (torch.stack(masks, dim=1) > threshold).to(planes.dtype).reshape(batch * 3, 1, grid_side, grid_side)
     if dilation:
         kept = F.max_pool2d(kept, 2 * dilation + 1, stride=1, padding=dilation)
+    if softness > 1:
+        if softness % 2 == 0:
+            raise InvalidInput(f"visual hull softness must be odd (a centred box of cells), got {softness}")
+        kept = F.avg_pool2d(F.pad(kept, (softness // 2,) * 4, mode="replicate"), softness, stride=1)
     if grid_side != side:
         kept = F.interpolate(kept, size=(side, side), mode="nearest")
     return kept.reshape(batch, 3, 1, side, side)

@@ -3,6 +3,7 @@ and reaches the pipeline and `pe3d edit --refine-steps`."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pe3d
 from pe3d.errors import InvalidInput
@@ -303,10 +304,11 @@ def test_the_hull_keeps_the_residual_off_the_background(pipe):
     kept = pipe.detail_residual(photo, camera, RefineConfig(steps=30, empty_weight=0.0), resolution=64)  # the default hull
     with torch.no_grad():
         reconstruction = pipe.refinement_prior()(pipe._prepare_image(photo))  # what the fit started from
-    photo_hull = visual_hull_masks(editor.renderer, reconstruction, 0.3, 2)
-    assert torch.count_nonzero(kept * (1 - photo_hull)) == 0 and kept.abs().mean() > 0
+    photo_hull = visual_hull_masks(editor.renderer, reconstruction, 0.3, 2, softness=RefineConfig.hull_softness)
+    outside = (photo_hull == 0).to(kept)  # the soft edge's ramp (hull_softness) counts as inside
+    assert torch.count_nonzero(kept * outside) == 0 and kept.abs().mean() > 0
     free = pipe.detail_residual(photo, camera, RefineConfig(steps=30, hull_threshold=0.0, empty_weight=0.0), resolution=64)
-    assert torch.count_nonzero(free * (1 - photo_hull)) > 0
+    assert torch.count_nonzero(free * outside) > 0
 
     side = label_from_yaw_pitch([math.radians(30)] * 2, [0.0, 0.0])
     with torch.no_grad():
@@ -350,10 +352,10 @@ def test_a_fit_asked_for_the_hull_needs_the_renderer(pipe):
     masks, empty = residual_region(editor.renderer, reconstruction, cfg)
     given = fit_detail_residual(editor.render, reconstruction, image, camera, cfg, frozen=editor, region=masks, empty=empty)
     assert torch.equal(own, given) and own.abs().mean() > 0
-    assert torch.count_nonzero(own * (1 - masks)) == 0
+    assert torch.count_nonzero(own * (masks == 0)) == 0
     free = fit_detail_residual(editor.render, reconstruction, image, camera,
                                RefineConfig(steps=3, hull_threshold=0.0, empty_weight=0.0), frozen=editor)
-    assert torch.count_nonzero(free * (1 - masks)) > 0
+    assert torch.count_nonzero(free * (masks == 0)) > 0
     # the pipeline's residual_region is the same, and detail_residual given it (edit-video reuses the first frame's)
     # fits what it fits making its own
     made = pipe.residual_region(image, cfg)
@@ -393,6 +395,28 @@ def test_hull_masks_mark_the_cells_the_renderer_reads_an_occupied_box_through():
             assert bool((seen[plane][over] == 1).all()) and bool((seen[plane][off] == 0).all()), (side, plane)
     grown = visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), threshold=0.3, dilation=2)
     assert float(grown.sum()) > float(visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 0).sum())
+    # a soft edge: the same mask averaged over 5 x 5 cells, 1 deep inside, 0 far off, falling in between
+    hard = visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 2, softness=0)
+    soft = visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 2, softness=5)
+    assert torch.equal(hard, grown)
+    expected = F.avg_pool2d(F.pad(hard.reshape(3, 1, 64, 64), (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    torch.testing.assert_close(soft.reshape(3, 1, 64, 64), expected)
+    between = (soft > 0) & (soft < 1)
+    assert bool(between.any()) and float(soft.min()) == 0.0 and float(soft.max()) == 1.0
+    assert bool((hard[soft == 1] == 1).all()), "the soft mask is 1 only inside the hard one"
+    with pytest.raises(InvalidInput, match="softness must be odd"):
+        visual_hull_masks(field, torch.zeros(1, 3, 4, 64, 64), 0.3, 2, softness=4)
+
+
+def test_the_hull_softness_is_checked_and_keyed():
+    """``RefineConfig.hull_softness``: 0 or 1 (a hard edge) leaves the key of residuals stored before the field
+    existed as it was, any other value (the default 5) is part of it; an even number of cells is refused naming the
+    field."""
+    assert "hull_softness" not in RefineConfig(steps=10, hull_softness=0).fingerprint()
+    assert "hull_softness=5" in RefineConfig(steps=10).fingerprint()
+    assert "hull_softness" not in RefineConfig(steps=10, hull_threshold=0.0, hull_softness=5).fingerprint()
+    with pytest.raises(InvalidInput, match="refine hull_softness"):
+        RefineConfig(hull_softness=2)
 
 
 def test_the_empty_space_term_keeps_the_reconstructions_empty_space_empty(pipe):

@@ -4,7 +4,7 @@
     python tools/photo_refine_compare.py runs/astro [--prompt TEXT] [--resolution 128] \
         [--settings 0 50:0.02:128:1 100:0.04:0:1 200:0.04:0:0.25:0] [--picture runs/refine_compare.png]
 
-Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]``
+Each setting is ``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT[:HULL_SOFTNESS]]]]]]]``
 (:class:`pe3d.refinement.RefineConfig`; fit resolution 0 = the default, the render side capped at the planes';
 hull threshold 0 = the residual may change every cell; empty weight 0 = no term keeping the empty space empty; what is left out takes the defaults). For each: the
 seconds the fit took, the PSNR of the prior's reconstruction plus the residual against the aligned input at the
@@ -31,7 +31,7 @@ from pe3d.refinement import RefineConfig, fitting_resolution
 
 
 def parse_setting(text: str) -> RefineConfig:
-    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]`` -> a :class:`RefineConfig`
+    """``STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT[:HULL_SOFTNESS]]]]]]]`` -> a :class:`RefineConfig`
     (defaults for what is left out)."""
     parts = text.split(":")
     try:
@@ -42,10 +42,11 @@ def parse_setting(text: str) -> RefineConfig:
         hull = float(parts[4]) if len(parts) > 4 else RefineConfig.hull_threshold
         dilation = int(parts[5]) if len(parts) > 5 else RefineConfig.hull_dilation
         empty = float(parts[6]) if len(parts) > 6 else RefineConfig.empty_weight
+        softness = int(parts[7]) if len(parts) > 7 else RefineConfig.hull_softness
     except ValueError:
-        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT]]]]]]], "
+        raise SystemExit(f"--settings {text!r}: expected STEPS[:LR[:FIT_RESOLUTION[:RAY_FRACTION[:HULL_THRESHOLD[:HULL_DILATION[:EMPTY_WEIGHT[:HULL_SOFTNESS]]]]]]], "
                          "e.g. 200:0.04:0:0.25:0.3:2:10") from None
-    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays, hull_threshold=hull, hull_dilation=dilation,
+    return RefineConfig(steps=steps, lr=lr, fit_resolution=fit, ray_fraction=rays, hull_threshold=hull, hull_dilation=dilation, hull_softness=softness,
                         empty_weight=empty)
 
 
@@ -90,7 +91,7 @@ def main() -> None:
             rows.append(pipe.render((edit + residual).repeat(3, 1, 1, 1, 1), cameras, resolution=args.resolution).image.clamp(0, 1))
         side = fitting_resolution(cfg, args.resolution, reconstruction.shape[-1])
         empty = f"{cfg.empty_weight:g}" if cfg.steps else "-"
-        hull = "-" if not cfg.steps else f"{cfg.hull_threshold:g} / {cfg.hull_dilation}" if cfg.hull_threshold else "off"
+        hull = "-" if not cfg.steps else f"{cfg.hull_threshold:g} / {cfg.hull_dilation}" + (f" / soft {cfg.hull_softness}" if cfg.hull_softness > 1 else "") if cfg.hull_threshold else "off"
         print(f"| {cfg.steps} | {cfg.lr:g} | {side if cfg.steps else '-'} | {cfg.ray_fraction:g} | {hull} | {empty} | {seconds:.1f} "
               f"| {psnr:.2f} | {psnr_fg:.2f} | {psnr_inside:.2f} |")
     if args.picture:

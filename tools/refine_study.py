@@ -1,7 +1,7 @@
 """What test-time detail refinement (:mod:`pe3d.refinement`) does on held-out world identities.
 
     python tools/refine_study.py [--steps 0 25 50 100] [--identities 8] [--editor FILE] [--prior FILE]
-        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--empty-weight 10]
+        [--lr 0.04] [--residual-weight 0.1] [--ray-fraction 0.25] [--hull-threshold 0.3] [--hull-dilation 2] [--hull-softness 0] [--empty-weight 10]
         [--skip-teacher] [--per-style] [--transfer colour luminance] [--picture runs/refine_study.png]
         [--picture-style bronze_statue] [--strengths 0.5 1.0] [--offset 0]
 
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--hull-threshold", type=float, default=RefineConfig.hull_threshold,
                         help="keep the residual to the reconstruction's visual hull (an opacity; 0 = off)")
     parser.add_argument("--hull-dilation", type=int, default=RefineConfig.hull_dilation)
+    parser.add_argument("--hull-softness", type=int, default=RefineConfig.hull_softness,
+                        help="cells (odd) over which the hull's mask falls to 0 (0 = a hard edge)")
     parser.add_argument("--empty-weight", type=float, default=RefineConfig.empty_weight,
                         help="weight of the term keeping the reconstruction's empty space empty (0 = off)")
     parser.add_argument("--per-style", action="store_true", help="also a row per style for the test prompts")
@@ -99,6 +101,7 @@ def main() -> None:
     for steps in args.steps:
         cfg = RefineConfig(steps=steps, lr=args.lr, residual_weight=args.residual_weight, planes=args.planes,
                            ray_fraction=args.ray_fraction, hull_threshold=args.hull_threshold, hull_dilation=args.hull_dilation,
+                           hull_softness=args.hull_softness,
                            empty_weight=args.empty_weight)
         start = time.perf_counter()
         residual = fit_detail_residual(editor.render, reconstruction, target, data.labels, cfg, frozen=editor,
