@@ -64,6 +64,8 @@ def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
         out = renderer(planes, label)
         origins, directions = sample_rays(label, 8)
         far = (origins + cfg.ray_march.ray_end * directions).clamp(-0.4995, 0.4995)
+        inner = 0.4995 - 1 / 16  # wall_inset: one of the 16 cells inside the left, right and top faces
+        far = torch.stack([far[..., 0].clamp(-inner, inner), far[..., 1].clamp(max=inner), far[..., 2]], dim=-1)
         expected = renderer.decoder(sample_from_planes(planes, far, cfg.ray_march.box_warp)).features
     assert out.weights.max() < 1e-3
     assert torch.allclose(out.image.flatten(2).transpose(1, 2), expected, atol=1e-5)
@@ -73,6 +75,41 @@ def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
         grey = TriplaneRenderer(cfg).eval()
         grey.load_state_dict(renderer.state_dict())
         assert torch.allclose(grey(planes, label).image, torch.ones(1, 3, 8, 8), atol=1e-3)
+
+
+def test_the_wall_is_read_one_cell_inside_the_side_and_top_faces() -> None:
+    """``RayMarchOptions.wall_inset`` (1 plane cell by default): the background's read point stays that far inside
+    the box's left, right and top faces, where bilinear sampling would read the edge cell at full weight before it
+    mixes it half with the zero padding; the bottom face (the body below the box is drawn from it) and the back
+    keep the plain clamp, and ``wall_inset=0`` is the rule before."""
+    origins = torch.zeros(1, 5, 3)
+    directions = torch.tensor([[[1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0], [0, 0, -1.0]]])
+    box, cell = 0.6, 0.6 / 64
+    plain = background_wall_points(origins, directions, box, ray_end=3.0)
+    inset = background_wall_points(origins, directions, box, ray_end=3.0, inset=cell)
+    half = 0.3 * (1 - 1e-3)
+    torch.testing.assert_close(plain, torch.tensor([[[half, 0, 0], [-half, 0, 0], [0, half, 0], [0, -half, 0], [0, 0, -half]]]))
+    torch.testing.assert_close(inset, torch.tensor([[[half - cell, 0, 0], [-half + cell, 0, 0], [0, half - cell, 0],
+                                                     [0, -half, 0], [0, 0, -half]]]))
+    assert RayMarchOptions().wall_inset == 1.0
+    with pytest.raises(ValueError, match="wall_inset must be >= 0"):
+        RayMarchOptions(wall_inset=-1.0)
+    # the renderer passes the inset in its planes' cells: with wall_inset 0 it reads the plain clamp
+    cfg = RendererConfig(neural_rendering_resolution=8, background_source="field")
+    cfg.decoder.in_channels, cfg.decoder.out_features = 4, 3
+    cfg.ray_march.box_warp = 0.6  # the frame's edge rays leave this box through its sides and top
+    planes = torch.randn(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    label = label_from_yaw_pitch(0.0, 0.0)
+    origins, directions = sample_rays(label, 8)
+    renderer = TriplaneRenderer(cfg).eval()
+    with torch.no_grad():
+        shown = renderer.query_background(planes, origins, directions)
+        cfg.ray_march.wall_inset = 0.0
+        before = renderer.query_background(planes, origins, directions)
+        at_faces = renderer.decoder(sample_from_planes(planes, background_wall_points(
+            origins, directions, cfg.ray_march.box_warp, cfg.ray_march.ray_end), cfg.ray_march.box_warp)).features
+    torch.testing.assert_close(before, at_faces)
+    assert not torch.allclose(shown, before)
 
 
 def test_unknown_background_source_is_refused() -> None:

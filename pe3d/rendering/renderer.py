@@ -81,11 +81,19 @@ class RenderOutput:
     image_sr: Tensor | None = None
 
 
-def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float, ray_end: float) -> Tensor:
+def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float, ray_end: float,
+                           inset: float = 0.0) -> Tensor:
     """Where a ray's background is read: its point at distance ``ray_end``, clamped into the
-    triplane box of side ``box_warp`` (``[..., 3]`` from ``origins, directions [..., 3]``)."""
+    triplane box of side ``box_warp`` (``[..., 3]`` from ``origins, directions [..., 3]``), and ``inset``
+    (world units) further inside its left, right (``x``) and top (``+y``) faces
+    (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_inset`)."""
     half = 0.5 * box_warp * (1.0 - 1e-3)
-    return (origins + ray_end * directions).clamp(-half, half)
+    points = (origins + ray_end * directions).clamp(-half, half)
+    if inset <= 0:
+        return points
+    inner = max(half - inset, 0.0)
+    x, y, z = points.unbind(-1)
+    return torch.stack([x.clamp(-inner, inner), y.clamp(max=inner), z], dim=-1)
 
 
 def _gather_rays(rays: Tensor, ray_indices: Tensor) -> Tensor:
@@ -173,14 +181,17 @@ class TriplaneRenderer(nn.Module):
         into the triplane's box when it lies outside, so the back of the box acts as a wall
         whose colour the triplane holds (used when ``background_source == "field"``).
         """
-        return self._background_query(self._field_query(planes))(origins, directions)
+        return self._background_query(self._field_query(planes), planes.shape[-1])(origins, directions)
 
-    def _background_query(self, field: Callable[[Tensor, Tensor | None], DecoderOutput]) -> Callable[[Tensor, Tensor], Tensor]:
-        """:meth:`query_background` through a prepared :meth:`_field_query`."""
+    def _background_query(self, field: Callable[[Tensor, Tensor | None], DecoderOutput],
+                          plane_side: int) -> Callable[[Tensor, Tensor], Tensor]:
+        """:meth:`query_background` through a prepared :meth:`_field_query` of planes ``plane_side`` cells across."""
         options = self.config.ray_march
+        inset = options.wall_inset * options.box_warp / plane_side
 
         def background(origins: Tensor, directions: Tensor) -> Tensor:
-            return field(background_wall_points(origins, directions, options.box_warp, options.ray_end), directions).features
+            return field(background_wall_points(origins, directions, options.box_warp, options.ray_end, inset),
+                         directions).features
 
         return background
 
@@ -223,7 +234,8 @@ class TriplaneRenderer(nn.Module):
             origins, directions = _gather_rays(origins, ray_indices), _gather_rays(directions, ray_indices)
 
         field_fn = self._field_query(planes, 3 if images_only and self.superres is None else None)
-        background_fn = self._background_query(field_fn) if self.config.background_source == "field" else None
+        background_fn = (self._background_query(field_fn, planes.shape[-1]) if self.config.background_source == "field"
+                         else None)
 
         result = render_rays(field_fn, origins, directions, self.ray_march_options(), generator, background_fn,
                              image_size=resolution if ray_indices is None else None)

@@ -73,6 +73,13 @@ class RayMarchOptions:
             is 17-18 % fewer field queries; images moved by at most 0.001, the opacity of nearly
             transparent rays by up to 0.045 (their depth, as above, has no meaning). The rays past the
             last probe row and column are always queried. 1 or 0 disables the probes.
+        wall_inset: for a background read from the field (``RendererConfig.background_source == "field"``), plane
+            cells by which the read point is kept inside the box's left, right and top faces
+            (:func:`~pe3d.rendering.renderer.background_wall_points`). At a face, bilinear sampling mixes the edge cell
+            half with the planes' zero padding, and the trained planes hold there a value meant for that mix: read
+            at full weight in the half cell before the face, it drew a thin bright rectangle into a photo's
+            background. One cell in, the edge cell is never read above half weight. 1 since 2026-12-07 (0 = at the
+            faces, as before); the bottom face is left alone, since the body below the box is drawn from it.
     """
 
     ray_start: float = 2.25
@@ -86,6 +93,7 @@ class RayMarchOptions:
     perturb: bool = True
     empty_ray_opacity: float = 1e-4
     empty_ray_probe_stride: int = 2
+    wall_inset: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.ray_start < self.ray_end:
@@ -100,6 +108,8 @@ class RayMarchOptions:
             raise ValueError(f"empty_ray_opacity must be in [0, 1), got {self.empty_ray_opacity}")
         if self.empty_ray_probe_stride < 0:
             raise ValueError(f"empty_ray_probe_stride must be >= 0, got {self.empty_ray_probe_stride}")
+        if self.wall_inset < 0:
+            raise ValueError(f"wall_inset must be >= 0 (plane cells inside the box's faces), got {self.wall_inset}")
 
 
 class MarchResult(NamedTuple):
