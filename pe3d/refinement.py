@@ -123,7 +123,8 @@ class RefineConfig:
         if self.hull_dilation < 0:
             raise InvalidInput(f"refine hull_dilation must be >= 0, got {self.hull_dilation}")
         if self.hull_softness < 0 or (self.hull_softness > 1 and self.hull_softness % 2 == 0):
-            raise InvalidInput(f"refine hull_softness must be 0 (a hard edge) or an odd number of cells, got {self.hull_softness}")
+            raise InvalidInput(f"refine hull_softness must be 0 (a hard edge) or an odd number of cells, "
+                               f"got {self.hull_softness}")
         if not 0.0 <= self.strength <= MAX_STRENGTH:
             raise InvalidInput(f"refine strength must be in [0, {MAX_STRENGTH:g}] (the multiple of the residual added "
                                f"to the edit), got {self.strength}")
@@ -135,8 +136,9 @@ class RefineConfig:
         """The settings as a string that names what changes the fitted residual, for keys of stored
         residuals (:class:`pe3d.systems.teacher_store.RefinedTeacherStore`): the dataclass's ``repr`` without
         ``progress`` and ``strength`` (neither changes the fit), without ``fit_resolution`` while it is 0, without
-        ``ray_fraction`` while it is 1 (every ray), without ``hull_softness`` while it is 0 or 1 (a hard edge) and without the hull's and the empty space's fields while they are
-        off, so that the keys of stores written before those fields existed hold."""
+        ``ray_fraction`` while it is 1 (every ray), without ``hull_softness`` while it is 0 or 1 (a hard edge) and
+        without the hull's and the empty space's fields while they are off, so that the keys of stores written before
+        those fields existed hold."""
         left_out = {"progress", "strength"} | ({"fit_resolution"} if self.fit_resolution == 0 else set()) \
             | ({"ray_fraction"} if self.ray_fraction == 1.0 else set()) \
             | ({"hull_threshold", "hull_dilation", "hull_softness"} if self.hull_threshold == 0 else set()) \
@@ -188,7 +190,8 @@ def residual_region(renderer, reconstruction: Tensor, cfg: RefineConfig) -> Resi
     if not cfg.steps or (cfg.hull_threshold == 0 and cfg.empty_weight == 0):
         return None, None
     occupancy = field_occupancy(renderer, reconstruction)
-    masks = (visual_hull_masks(renderer, reconstruction, cfg.hull_threshold, cfg.hull_dilation, occupancy, cfg.hull_softness)
+    masks = (visual_hull_masks(renderer, reconstruction, cfg.hull_threshold, cfg.hull_dilation, occupancy,
+                               cfg.hull_softness)
              if cfg.hull_threshold > 0 else None)
     empty = EmptySpace.of(renderer, reconstruction, masks, occupancy) if cfg.empty_weight > 0 else None
     return masks, empty
