@@ -42,7 +42,11 @@ def wall_points(label: Tensor, resolution: int, wall: WallGeometry) -> Tensor:
     """The wall point each pixel sees: ``[K, R*R, 3]`` for camera labels ``[K, 25]``.
 
     The rule of :meth:`~pe3d.rendering.renderer.TriplaneRenderer.query_background`
-    (:func:`~pe3d.rendering.renderer.background_wall_points`).
+    (:func:`~pe3d.rendering.renderer.background_wall_points`) at the box's faces, i.e. with
+    ``RayMarchOptions.wall_inset`` 0: the shipped prior learned its walls from data painted this way, so
+    the painting keeps it (a renderer with the default inset of 1 reads the same points except for the
+    rays whose point lies within one plane cell of the box's side and top faces or past them: those it
+    reads one cell inside the face).
     """
     origins, directions = sample_rays(label, resolution)
     return background_wall_points(origins, directions, wall.box_warp, wall.ray_end)

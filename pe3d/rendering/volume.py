@@ -79,7 +79,9 @@ class RayMarchOptions:
             half with the planes' zero padding, and the trained planes hold there a value meant for that mix: read
             at full weight in the half cell before the face, it drew a thin bright rectangle into a photo's
             background. One cell in, the edge cell is never read above half weight. 1 since 2026-12-07 (0 = at the
-            faces, as before); the bottom face is left alone, since the body below the box is drawn from it.
+            faces, as before); the bottom face is left alone, since the body below the box is drawn from it, and
+            so is the back face, which every background ray reads (one cell in, the planes' interior cells show
+            behind every ray as a faint plaid; docs/results/quality/visibility.md).
     """
 
     ray_start: float = 2.25
