@@ -3,6 +3,8 @@
 :func:`load_image` returns ``[3, H, W]`` float RGB in ``[0, 1]``:
 
 * grayscale, palette, RGBA / LA (composited on white), CMYK and 16-bit images are converted;
+* an EXIF orientation tag (how cameras and phones store a photo taken sideways) is applied, so the image
+  comes out upright;
 * a missing file, a non-image, or a truncated image raises :class:`ImageLoadError` naming the file;
 * images smaller than :data:`MIN_SIDE` pixels on a side are refused;
 * images above :data:`MAX_PIXELS` are refused before decoding (decompression-bomb guard), and
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pe3d.errors import InvalidInput
 
@@ -66,7 +68,7 @@ def open_rgb(path: str | Path) -> Image.Image:
             if min(width, height) < MIN_SIDE:
                 raise ImageLoadError(f"{path}: {width}x{height} image is smaller than the {MIN_SIDE}-pixel minimum side")
             image.load()
-            return _to_rgb(image)
+            return _to_rgb(ImageOps.exif_transpose(image))
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
