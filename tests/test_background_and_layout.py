@@ -13,7 +13,7 @@ from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
 from pe3d.data.world_views import WorldViewDataset
 from pe3d.geometry import label_from_yaw_pitch, sample_rays
 from pe3d.models.prior_encoder import image_layout_to_eg3d
-from pe3d.rendering import RayMarchOptions, background_wall_points, render_rays, sample_from_planes
+from pe3d.rendering import RayMarchOptions, back_face_blend, background_wall_points, render_rays, sample_from_planes
 from pe3d.rendering.renderer import RendererConfig, TriplaneRenderer
 
 SPHERE_RADIUS = 0.2
@@ -110,6 +110,67 @@ def test_the_wall_is_read_one_cell_inside_the_side_and_top_faces() -> None:
             origins, directions, cfg.ray_march.box_warp, cfg.ray_march.ray_end), cfg.ray_march.box_warp)).features
     torch.testing.assert_close(before, at_faces)
     assert not torch.allclose(shown, before)
+
+
+def _empty_field_renderer(box: float) -> TriplaneRenderer:
+    """A renderer whose field is empty everywhere and whose colour is ``sigmoid(2 * f0 - 3)`` of the first plane
+    channel ``f0``, so its background read shows the planes directly."""
+    cfg = RendererConfig(neural_rendering_resolution=8, background_source="field")
+    cfg.decoder.in_channels, cfg.decoder.out_features = 4, 3
+    cfg.ray_march.box_warp = box
+    renderer = TriplaneRenderer(cfg).eval()
+    with torch.no_grad():
+        first, second = renderer.decoder.net[0], renderer.decoder.net[2]
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, 0] = 1.0
+        second.weight.zero_()
+        second.bias.zero_()
+        second.bias[0] = -100.0
+        second.bias[1:] = -3.0
+        second.weight[1:, 0] = 2.0
+    return renderer
+
+
+def test_the_wall_near_the_back_face_is_a_blend_not_the_edge_row_at_full_weight() -> None:
+    """``RayMarchOptions.wall_back_blend`` (1.5 cells): a read point just inside the back face (side views' far
+    points) takes the face's read blended with the read 1.5 cells in, by its distance from the face. Bilinear
+    sampling there weighs the planes' edge row above the half it has at the face: with a bright edge row the plain
+    read bumps up between the two (the side views' bright lines); the blend stays between them, equals the face
+    read at the face and the plain read from the band's end on, and leaves the bottom face alone."""
+    box, side = 0.6, 16
+    cell, half = box / side, 0.5 * box * (1 - 1e-3)
+    band = 1.5 * cell
+    points = torch.tensor([[[0.0, 0.0, -half], [0.0, 0.0, -half + 0.5 * band], [0.0, 0.0, -half + 1.01 * band],
+                            [0.0, -half, -half + 0.5 * band], [0.0, 0.0, 0.0]]])
+    t = back_face_blend(points, box, band)
+    assert torch.isnan(t[0, [0, 2, 3, 4]]).all()  # on the face, at the band's end, on the bottom face, far inside
+    assert t[0, 1].item() == pytest.approx(0.5)
+
+    renderer = _empty_field_renderer(box)
+    planes = torch.zeros(1, 3, 4, side, side)
+    for row in (0, side - 1):  # a bright edge row on every border of the two planes that hold z (both signs)
+        planes[:, 1:, 0, row, :] = 3.0
+        planes[:, 1:, 0, :, row] = 3.0
+    depths = torch.linspace(-half - 0.02, -half + 3 * band, 41)  # far points from past the back face to 3 bands in
+    far = torch.stack([torch.zeros_like(depths), torch.zeros_like(depths), depths], dim=-1)[None]
+    directions = torch.tensor([0.0, 0.0, -1.0]).expand_as(far)
+    origins = far - renderer.config.ray_march.ray_end * directions
+    with torch.no_grad():
+        blended = renderer.query_background(planes, origins, directions)[0, :, 0]
+        renderer.config.ray_march.wall_back_blend = 0.0
+        plain = renderer.query_background(planes, origins, directions)[0, :, 0]
+    clamped = far.clamp(-half, half)[0, :, 2]
+    in_band = (clamped > -half) & (clamped < -half + band)
+    face, band_end = plain[0], plain[~in_band & (clamped >= -half + band)][0]
+    assert plain[in_band].max() > max(face, band_end) + 0.05  # the bump the blend removes
+    low, high = min(face, band_end), max(face, band_end)
+    assert bool(((blended[in_band] >= low - 1e-6) & (blended[in_band] <= high + 1e-6)).all())
+    torch.testing.assert_close(blended[~in_band], plain[~in_band])
+    assert float(blended.diff().abs().max()) < float(plain.diff().abs().max())  # no jump at the band's ends either
+    assert RayMarchOptions().wall_back_blend == 1.5
+    with pytest.raises(ValueError, match="wall_back_blend must be >= 0"):
+        RayMarchOptions(wall_back_blend=-1.0)
 
 
 def test_unknown_background_source_is_refused() -> None:

@@ -19,7 +19,7 @@ from pe3d.geometry.rays import sample_rays
 from pe3d.rendering.decoder import DecoderOutput, TriplaneDecoder, TriplaneDecoderConfig
 from pe3d.rendering.planes import plane_sampler
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
-from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, render_rays
+from pe3d.rendering.volume import RayMarchOptions, RayRenderResult, gather_rays, render_rays, selected_rays_first
 
 
 INFERENCE_CHUNK_POINTS = 8192
@@ -94,6 +94,37 @@ def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float,
     inner = max(half - inset, 0.0)
     x, y, z = points.unbind(-1)
     return torch.stack([x.clamp(-inner, inner), y.clamp(max=inner), z], dim=-1)
+
+
+def back_face_blend(points: Tensor, box_warp: float, band: float) -> Tensor:
+    """``[...]`` blend weight of each wall read point ``[..., 3]`` (from :func:`background_wall_points`) near the
+    box's back face: ``t = (z - z_face) / band`` for points within ``band`` (world units) of the face, NaN elsewhere
+    (on the face, ``band`` or more in, or clamped onto the bottom face). Such a point's colour is
+    ``(1 - t) * read(at the face) + t * read(band in)`` (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_back_blend`)."""
+    half = 0.5 * box_warp * (1.0 - 1e-3)
+    t = (points[..., 2] + half) / band
+    inside = (t > 0) & (t < 1) & (points[..., 1] > -half)
+    return torch.where(inside, t, torch.full_like(t, float("nan")))
+
+
+def _blend_near_back_face(field: Callable[[Tensor, Tensor | None], DecoderOutput], points: Tensor, directions: Tensor,
+                          colours: Tensor, box_warp: float, band: float) -> Tensor:
+    """``colours [B, N, F]`` (the field read at ``points [B, N, 3]``) with the reads near the back face replaced by
+    :func:`back_face_blend`'s blend; only those rays are read again (none in a frontal view)."""
+    t = back_face_blend(points, box_warp, band)
+    near = ~t.isnan()
+    if band <= 0 or not bool(near.any()):
+        return colours
+    index = selected_rays_first(near)
+    picked, weight = gather_rays(points, index), gather_rays(t, index).unsqueeze(-1)
+    half = 0.5 * box_warp * (1.0 - 1e-3)
+    face, inner = picked.clone(), picked.clone()
+    face[..., 2], inner[..., 2] = -half, -half + band
+    ends = field(torch.cat([face, inner], dim=1), None).features
+    at_face, band_in = ends.split(picked.shape[1], dim=1)
+    blended = torch.lerp(at_face, band_in, weight.nan_to_num(0.0).to(ends.dtype))
+    blended = torch.where(weight.isnan(), gather_rays(colours, index), blended)  # rays padded into the batch keep theirs
+    return colours.scatter(1, index.unsqueeze(-1).expand(-1, -1, colours.shape[-1]), blended)
 
 
 def _gather_rays(rays: Tensor, ray_indices: Tensor) -> Tensor:
@@ -187,11 +218,13 @@ class TriplaneRenderer(nn.Module):
                           plane_side: int) -> Callable[[Tensor, Tensor], Tensor]:
         """:meth:`query_background` through a prepared :meth:`_field_query` of planes ``plane_side`` cells across."""
         options = self.config.ray_march
-        inset = options.wall_inset * options.box_warp / plane_side
+        cell = options.box_warp / plane_side
+        inset, band = options.wall_inset * cell, options.wall_back_blend * cell
 
         def background(origins: Tensor, directions: Tensor) -> Tensor:
-            return field(background_wall_points(origins, directions, options.box_warp, options.ray_end, inset),
-                         directions).features
+            points = background_wall_points(origins, directions, options.box_warp, options.ray_end, inset)
+            return _blend_near_back_face(field, points, directions, field(points, directions).features,
+                                         options.box_warp, band)
 
         return background
 

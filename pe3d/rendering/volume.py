@@ -81,7 +81,16 @@ class RayMarchOptions:
             background. One cell in, the edge cell is never read above half weight. 1 since 2026-12-07 (0 = at the
             faces, as before); the bottom face is left alone, since the body below the box is drawn from it, and
             so is the back face, which every background ray reads (one cell in, the planes' interior cells show
-            behind every ray as a faint plaid; docs/results/quality/visibility.md).
+            behind every ray as a faint plaid; docs/results/quality/visibility.md; near it the read is blended
+            instead: ``wall_back_blend``).
+        wall_back_blend: for a background read from the field, plane cells over which a read point near the box's
+            back face (``z`` within this of it, but not on it) takes its colour as a blend of the read at the face
+            and the read this far in, by its distance from the face (:func:`~pe3d.rendering.renderer.back_face_blend`),
+            instead of the bilinear read there, which weighs the planes' edge row above the half it has at the face.
+            Rays of side views whose far point lies just inside the back face drew that as bright vertical lines
+            across a photo's background (the frontal views' far points all lie past it, on the face: unchanged).
+            Continuous at both ends of the band; points clamped onto the bottom face (the body below the box)
+            keep the plain read. 1.5 since 2026-12-07 (the next row's centre; 0 = off, as before).
     """
 
     ray_start: float = 2.25
@@ -96,6 +105,7 @@ class RayMarchOptions:
     empty_ray_opacity: float = 1e-4
     empty_ray_probe_stride: int = 2
     wall_inset: float = 1.0
+    wall_back_blend: float = 1.5
 
     def __post_init__(self) -> None:
         if not self.ray_start < self.ray_end:
@@ -112,6 +122,8 @@ class RayMarchOptions:
             raise ValueError(f"empty_ray_probe_stride must be >= 0, got {self.empty_ray_probe_stride}")
         if self.wall_inset < 0:
             raise ValueError(f"wall_inset must be >= 0 (plane cells inside the box's faces), got {self.wall_inset}")
+        if self.wall_back_blend < 0:
+            raise ValueError(f"wall_back_blend must be >= 0 (plane cells from the box's back face), got {self.wall_back_blend}")
 
 
 class MarchResult(NamedTuple):
@@ -540,22 +552,22 @@ def _probed_coarse_pass(field_fn: FieldFn, origins: Tensor, directions: Tensor, 
     densities = origins.new_full((batch, num_rays, num_samples, 1), EMPTY_RAW_DENSITY[options.density_activation])
     colors[:, probe_index], densities[:, probe_index] = probe_colors, probe_densities
     if bool(near.any()):
-        order = _selected_rays_first(near)
-        more_colors, more_densities = query_field(field_fn, _gather_rays(origins, order), _gather_rays(directions, order),
-                                                  _gather_rays(depths, order))
+        order = selected_rays_first(near)
+        more_colors, more_densities = query_field(field_fn, gather_rays(origins, order), gather_rays(directions, order),
+                                                  gather_rays(depths, order))
         colors.scatter_(1, order[..., None, None].expand_as(more_colors), more_colors)
         densities.scatter_(1, order[..., None, None].expand_as(more_densities), more_densities)
     return colors, densities
 
 
-def _selected_rays_first(selected: Tensor) -> Tensor:
+def selected_rays_first(selected: Tensor) -> Tensor:
     """``[B, K]`` ray indices of each image's ``selected [B, N]`` rays first, ``K`` the most any image selects
     (an image with fewer is padded with some of its other rays)."""
     order = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)
     return order[:, : int(selected.sum(dim=1).max())]
 
 
-def _gather_rays(value: Tensor, index: Tensor) -> Tensor:
+def gather_rays(value: Tensor, index: Tensor) -> Tensor:
     """``value [B, N, ...]`` at the rays ``index [B, K]`` -> ``[B, K, ...]``."""
     expanded = index.reshape(*index.shape, *([1] * (value.dim() - 2))).expand(-1, -1, *value.shape[2:])
     return value.gather(1, expanded)
@@ -593,10 +605,10 @@ def _render_busy_rays(field_fn: FieldFn, origins: Tensor, directions: Tensor, op
     most busy rays of any image in the batch) get the full two-pass render, the others are marched
     on their coarse samples alone, and the results are written back to their ray positions.
     """
-    index = _selected_rays_first(busy)
+    index = selected_rays_first(busy)
 
     def pick(value: Tensor) -> Tensor:
-        return _gather_rays(value, index)
+        return gather_rays(value, index)
 
     per_ray_background = isinstance(background, Tensor) and background.dim() == 3
     fine = _fine_pass(field_fn, pick(origins), pick(directions), options, generator,
