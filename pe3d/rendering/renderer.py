@@ -107,13 +107,15 @@ def back_face_blend(points: Tensor, box_warp: float, band: float) -> Tensor:
     return torch.where(inside, t, torch.full_like(t, float("nan")))
 
 
-def _blend_near_back_face(field: Callable[[Tensor, Tensor | None], DecoderOutput], points: Tensor, directions: Tensor,
-                          colours: Tensor, box_warp: float, band: float) -> Tensor:
+def _blend_near_back_face(field: Callable[[Tensor, Tensor | None], DecoderOutput], points: Tensor, colours: Tensor,
+                          box_warp: float, band: float) -> Tensor:
     """``colours [B, N, F]`` (the field read at ``points [B, N, 3]``) with the reads near the back face replaced by
     :func:`back_face_blend`'s blend; only those rays are read again (none in a frontal view)."""
+    if band <= 0:
+        return colours
     t = back_face_blend(points, box_warp, band)
     near = ~t.isnan()
-    if band <= 0 or not bool(near.any()):
+    if not bool(near.any()):
         return colours
     index = selected_rays_first(near)
     picked, weight = gather_rays(points, index), gather_rays(t, index).unsqueeze(-1)
@@ -223,8 +225,7 @@ class TriplaneRenderer(nn.Module):
 
         def background(origins: Tensor, directions: Tensor) -> Tensor:
             points = background_wall_points(origins, directions, options.box_warp, options.ray_end, inset)
-            return _blend_near_back_face(field, points, directions, field(points, directions).features,
-                                         options.box_warp, band)
+            return _blend_near_back_face(field, points, field(points, directions).features, options.box_warp, band)
 
         return background
 
