@@ -40,14 +40,15 @@ def test_background_fn_shows_only_where_the_volume_is_empty() -> None:
     assert torch.equal(white.depth, out.depth)
 
 
-def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
-    """Planes that are empty (very low density) everywhere: every ray sees the decoded colour of the
-    triplane where the ray leaves the box; a constant-background renderer sees its grey level."""
+def _empty_field_renderer(box: float | None = None) -> TriplaneRenderer:
+    """A renderer whose field is empty everywhere and whose colour is ``sigmoid(2 * f0 - 3)`` of the first plane
+    channel ``f0`` (sigma -100 everywhere), so its background read shows the planes directly."""
     cfg = RendererConfig(neural_rendering_resolution=8, background_source="field")
     cfg.decoder.in_channels, cfg.decoder.out_features = 4, 3
-    cfg.ray_march.depth_resolution, cfg.ray_march.depth_resolution_importance = 8, 0
+    if box is not None:
+        cfg.ray_march.box_warp = box
     renderer = TriplaneRenderer(cfg).eval()
-    with torch.no_grad():  # sigma = -100 everywhere (empty), rgb = sigmoid(first feature channel)
+    with torch.no_grad():
         first, second = renderer.decoder.net[0], renderer.decoder.net[2]
         first.weight.zero_()
         first.bias.zero_()
@@ -57,6 +58,15 @@ def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
         second.bias[0] = -100.0
         second.bias[1:] = -3.0
         second.weight[1:, 0] = 2.0
+    return renderer
+
+
+def test_field_background_is_read_from_the_back_of_the_triplane_box() -> None:
+    """Planes that are empty (very low density) everywhere: every ray sees the decoded colour of the
+    triplane where the ray leaves the box; a constant-background renderer sees its grey level."""
+    renderer = _empty_field_renderer()
+    cfg = renderer.config
+    cfg.ray_march.depth_resolution, cfg.ray_march.depth_resolution_importance = 8, 0
     planes = torch.zeros(1, 3, 4, 16, 16)
     planes[:, :, 0] = torch.linspace(-3, 3, 16)  # a colour ramp along the planes' columns
     label = label_from_yaw_pitch(0.0, 0.0)
@@ -110,26 +120,6 @@ def test_the_wall_is_read_one_cell_inside_the_side_and_top_faces() -> None:
             origins, directions, cfg.ray_march.box_warp, cfg.ray_march.ray_end), cfg.ray_march.box_warp)).features
     torch.testing.assert_close(before, at_faces)
     assert not torch.allclose(shown, before)
-
-
-def _empty_field_renderer(box: float) -> TriplaneRenderer:
-    """A renderer whose field is empty everywhere and whose colour is ``sigmoid(2 * f0 - 3)`` of the first plane
-    channel ``f0``, so its background read shows the planes directly."""
-    cfg = RendererConfig(neural_rendering_resolution=8, background_source="field")
-    cfg.decoder.in_channels, cfg.decoder.out_features = 4, 3
-    cfg.ray_march.box_warp = box
-    renderer = TriplaneRenderer(cfg).eval()
-    with torch.no_grad():
-        first, second = renderer.decoder.net[0], renderer.decoder.net[2]
-        first.weight.zero_()
-        first.bias.zero_()
-        first.weight[0, 0] = 1.0
-        second.weight.zero_()
-        second.bias.zero_()
-        second.bias[0] = -100.0
-        second.bias[1:] = -3.0
-        second.weight[1:, 0] = 2.0
-    return renderer
 
 
 def test_the_wall_near_the_back_face_is_a_blend_not_the_edge_row_at_full_weight() -> None:
