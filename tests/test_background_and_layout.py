@@ -13,7 +13,7 @@ from pe3d.data.prompt_augment import PromptAugmentConfig, augment_prompt
 from pe3d.data.world_views import WorldViewDataset
 from pe3d.geometry import label_from_yaw_pitch, sample_rays
 from pe3d.models.prior_encoder import image_layout_to_eg3d
-from pe3d.rendering import RayMarchOptions, back_face_blend, background_wall_points, render_rays, sample_from_planes
+from pe3d.rendering import RayMarchOptions, background_wall_points, render_rays, sample_from_planes, wall_face_blend
 from pe3d.rendering.renderer import RendererConfig, TriplaneRenderer
 
 SPHERE_RADIUS = 0.2
@@ -122,45 +122,51 @@ def test_the_wall_is_read_one_cell_inside_the_side_and_top_faces() -> None:
     assert not torch.allclose(shown, before)
 
 
-def test_the_wall_near_the_back_face_is_a_blend_not_the_edge_row_at_full_weight() -> None:
-    """``RayMarchOptions.wall_back_blend`` (1.5 cells): a read point just inside the back face (side views' far
-    points) takes the face's read blended with the read 1.5 cells in, by its distance from the face. Bilinear
-    sampling there weighs the planes' edge row above the half it has at the face: with a bright edge row the plain
-    read bumps up between the two (the side views' bright lines); the blend stays between them, equals the face
-    read at the face and the plain read from the band's end on, and leaves the bottom face alone."""
+def test_the_wall_near_the_bottom_and_back_faces_is_a_blend_not_the_edge_row_at_full_weight() -> None:
+    """``RayMarchOptions.wall_face_blend`` (1.5 cells): a read point just inside the bottom or back face takes the
+    face's read blended with the read 1.5 cells in, by its distance from the face. Bilinear sampling there weighs the
+    planes' edge row above the half it has on the face: with a bright edge row the plain read bumps up between the
+    two (the photo's lines); the blend stays between them, equals the face's read on the face and the plain read from
+    the band's end on, and does not blend points on the bottom face towards the back."""
     box, side = 0.6, 16
     cell, half = box / side, 0.5 * box * (1 - 1e-3)
     band = 1.5 * cell
     points = torch.tensor([[[0.0, 0.0, -half], [0.0, 0.0, -half + 0.5 * band], [0.0, 0.0, -half + 1.01 * band],
-                            [0.0, -half, -half + 0.5 * band], [0.0, 0.0, 0.0]]])
-    t = back_face_blend(points, box, band)
-    assert torch.isnan(t[0, [0, 2, 3, 4]]).all()  # on the face, at the band's end, on the bottom face, far inside
-    assert t[0, 1].item() == pytest.approx(0.5)
+                            [0.0, -half, -half + 0.5 * band], [0.0, -half + 0.25 * band, -half + 0.5 * band],
+                            [0.0, 0.0, 0.0]]])
+    t = wall_face_blend(points, box, band)[0]  # [points, (bottom, back)]
+    assert torch.isnan(t[[0, 2, 5]]).all()  # on the back face, at the band's end, far inside
+    assert t[1, 1].item() == pytest.approx(0.5) and torch.isnan(t[1, 0])
+    assert torch.isnan(t[3]).all()  # on the bottom face: neither blended towards the back nor up
+    assert t[4].tolist() == pytest.approx([0.25, 0.5])  # near both: blended over both axes
 
     renderer = _empty_field_renderer(box)
     planes = torch.zeros(1, 3, 4, side, side)
-    for row in (0, side - 1):  # a bright edge row on every border of the two planes that hold z (both signs)
-        planes[:, 1:, 0, row, :] = 3.0
-        planes[:, 1:, 0, :, row] = 3.0
-    depths = torch.linspace(-half - 0.02, -half + 3 * band, 41)  # far points from past the back face to 3 bands in
-    far = torch.stack([torch.zeros_like(depths), torch.zeros_like(depths), depths], dim=-1)[None]
-    directions = torch.tensor([0.0, 0.0, -1.0]).expand_as(far)
-    origins = far - renderer.config.ray_march.ray_end * directions
-    with torch.no_grad():
-        blended = renderer.query_background(planes, origins, directions)[0, :, 0]
-        renderer.config.ray_march.wall_back_blend = 0.0
-        plain = renderer.query_background(planes, origins, directions)[0, :, 0]
-    clamped = far.clamp(-half, half)[0, :, 2]
-    in_band = (clamped > -half) & (clamped < -half + band)
-    face, band_end = plain[0], plain[~in_band & (clamped >= -half + band)][0]
-    assert plain[in_band].max() > max(face, band_end) + 0.05  # the bump the blend removes
-    low, high = min(face, band_end), max(face, band_end)
-    assert bool(((blended[in_band] >= low - 1e-6) & (blended[in_band] <= high + 1e-6)).all())
-    torch.testing.assert_close(blended[~in_band], plain[~in_band])
-    assert float(blended.diff().abs().max()) < float(plain.diff().abs().max())  # no jump at the band's ends either
-    assert RayMarchOptions().wall_back_blend == 1.5
-    with pytest.raises(ValueError, match="wall_back_blend must be >= 0"):
-        RayMarchOptions(wall_back_blend=-1.0)
+    for row in (0, side - 1):  # a bright edge row on every border of every plane
+        planes[:, :, 0, row, :] = 3.0
+        planes[:, :, 0, :, row] = 3.0
+    depths = torch.linspace(-half - 0.02, -half + 3 * band, 41)  # from past the face to 3 bands in
+    zeros = torch.zeros_like(depths)
+    for axis, far in ((2, torch.stack([zeros, zeros, depths], dim=-1)[None]),     # back face, at mid height
+                      (1, torch.stack([zeros, depths, zeros], dim=-1)[None])):    # bottom face, mid depth
+        directions = torch.tensor([0.0, 0.0, -1.0]).expand_as(far)
+        origins = far - renderer.config.ray_march.ray_end * directions
+        renderer.config.ray_march.wall_face_blend = 1.5
+        with torch.no_grad():
+            blended = renderer.query_background(planes, origins, directions)[0, :, 0]
+            renderer.config.ray_march.wall_face_blend = 0.0
+            plain = renderer.query_background(planes, origins, directions)[0, :, 0]
+        coordinate = far.clamp(-half, half)[0, :, axis]
+        in_band = (coordinate > -half) & (coordinate < -half + band)
+        face, band_end = plain[0], plain[coordinate >= -half + band][0]
+        assert plain[in_band].max() > max(face, band_end) + 0.05, axis  # the bump the blend removes
+        low, high = min(face, band_end), max(face, band_end)
+        assert bool(((blended[in_band] >= low - 1e-6) & (blended[in_band] <= high + 1e-6)).all()), axis
+        torch.testing.assert_close(blended[~in_band], plain[~in_band])
+        assert float(blended.diff().abs().max()) < float(plain.diff().abs().max())  # no jump at the band's ends
+    assert RayMarchOptions().wall_face_blend == 1.5
+    with pytest.raises(ValueError, match="wall_face_blend must be >= 0"):
+        RayMarchOptions(wall_face_blend=-1.0)
 
 
 def test_unknown_background_source_is_refused() -> None:

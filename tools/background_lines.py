@@ -4,7 +4,7 @@ shows straight lines.
     pe3d edit astronaut.png --style bronze_statue --out runs/astro-ff --resolution 128
     python tools/background_lines.py runs/astro-ff --b runs/border0/editor.safetensors \
         --out docs/results/quality/border_inference/astronaut_lines.png
-    python tools/background_lines.py runs/astro-ff --a-ray-march wall_back_blend=0 --yaws -30 -15 15 30 \
+    python tools/background_lines.py runs/astro-ff --a-ray-march wall_face_blend=0 --yaws -30 -15 15 30 \
         --out docs/results/quality/border_inference/astronaut_back_blend.png
 
 Reads the aligned input (``input.png``) and camera (``portrait.json``) that ``pe3d edit`` wrote in its

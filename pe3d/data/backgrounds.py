@@ -46,8 +46,8 @@ def wall_points(label: Tensor, resolution: int, wall: WallGeometry) -> Tensor:
     ``RayMarchOptions.wall_inset`` 0: the shipped prior learned its walls from data painted this way, so
     the painting keeps it (a renderer with the default inset of 1 reads the same points except for the
     rays whose point lies within one plane cell of the box's side and top faces or past them: those it
-    reads one cell inside the face; and a point within ``RayMarchOptions.wall_back_blend`` cells of the back face
-    it reads as a blend of the face's read and the read that far in).
+    reads one cell inside the face; and a point within ``RayMarchOptions.wall_face_blend`` cells of the bottom or
+    back face it reads as a blend of the face's read and the read that far in).
     """
     origins, directions = sample_rays(label, resolution)
     return background_wall_points(origins, directions, wall.box_warp, wall.ray_end)

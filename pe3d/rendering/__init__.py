@@ -11,7 +11,7 @@ from pe3d.rendering.planes import (
     sample_mean_from_planes,
     sample_mean_from_table,
 )
-from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer, back_face_blend, background_wall_points
+from pe3d.rendering.renderer import RendererConfig, RenderOutput, TriplaneRenderer, background_wall_points, wall_face_blend
 from pe3d.rendering.superres import SuperResolution, SuperResolutionConfig
 from pe3d.rendering.volume import (
     DENSITY_ACTIVATIONS,
@@ -46,7 +46,6 @@ __all__ = [
     "TriplaneDecoderConfig",
     "TriplaneRenderer",
     "activate_density",
-    "back_face_blend",
     "background_wall_points",
     "composite",
     "compositing_weights",
@@ -65,4 +64,5 @@ __all__ = [
     "sample_pdf",
     "sample_stratified",
     "sample_weights",
+    "wall_face_blend",
 ]

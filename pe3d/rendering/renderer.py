@@ -96,36 +96,49 @@ def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float,
     return torch.stack([x.clamp(-inner, inner), y.clamp(max=inner), z], dim=-1)
 
 
-def back_face_blend(points: Tensor, box_warp: float, band: float) -> Tensor:
-    """``[...]`` blend weight of each wall read point ``[..., 3]`` (from :func:`background_wall_points`) near the
-    box's back face: ``t = (z - z_face) / band`` for points within ``band`` (world units) of the face, NaN elsewhere
-    (on the face, ``band`` or more in, or clamped onto the bottom face). Such a point's colour is
-    ``(1 - t) * read(at the face) + t * read(band in)`` (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_back_blend`)."""
+BLENDED_FACES: tuple[int, ...] = (1, 2)
+"""The axes whose ``-half`` face the wall read blends near (:func:`wall_face_blend`): the bottom (``y``) and back (``z``)."""
+
+
+def wall_face_blend(points: Tensor, box_warp: float, band: float) -> Tensor:
+    """``[..., 2]`` blend weights of each wall read point ``[..., 3]`` (from :func:`background_wall_points`) near the
+    box's bottom face (``y = -half``, channel 0) and back face (``z = -half``, channel 1): ``t = (coordinate + half) /
+    band`` for a point within ``band`` (world units) of that face, NaN where it is on the face, ``band`` or more in, or,
+    for the back face, clamped onto the bottom face (the body below the box is drawn from it). Along each such axis the
+    point's colour is ``(1 - t) * read(on the face) + t * read(band in)``, bilinearly over both axes when it is near
+    both (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_face_blend`)."""
     half = 0.5 * box_warp * (1.0 - 1e-3)
-    t = (points[..., 2] + half) / band
-    inside = (t > 0) & (t < 1) & (points[..., 1] > -half)
-    return torch.where(inside, t, torch.full_like(t, float("nan")))
+    t = (points[..., list(BLENDED_FACES)] + half) / band
+    near = (t > 0) & (t < 1)
+    near[..., 1] &= points[..., 1] > -half
+    return torch.where(near, t, torch.full_like(t, float("nan")))
 
 
-def _blend_near_back_face(field: Callable[[Tensor, Tensor | None], DecoderOutput], points: Tensor, colours: Tensor,
-                          box_warp: float, band: float) -> Tensor:
-    """``colours [B, N, F]`` (the field read at ``points [B, N, 3]``) with the reads near the back face replaced by
-    :func:`back_face_blend`'s blend; only those rays are read again (none in a frontal view)."""
+def _blend_near_faces(field: Callable[[Tensor, Tensor | None], DecoderOutput], points: Tensor, colours: Tensor,
+                      box_warp: float, band: float) -> Tensor:
+    """``colours [B, N, F]`` (the field read at ``points [B, N, 3]``) with the reads near the bottom and back faces
+    replaced by :func:`wall_face_blend`'s blend; only those rays are read again (in a frontal view a row or two)."""
     if band <= 0:
         return colours
-    t = back_face_blend(points, box_warp, band)
+    t = wall_face_blend(points, box_warp, band)
     near = ~t.isnan()
     if not bool(near.any()):
         return colours
-    index = selected_rays_first(near)
-    picked, weight = gather_rays(points, index), gather_rays(t, index).unsqueeze(-1)
+    index = selected_rays_first(near.any(dim=-1))
+    picked, weights, active = gather_rays(points, index), gather_rays(t, index), gather_rays(near, index)
     half = 0.5 * box_warp * (1.0 - 1e-3)
-    face, inner = picked.clone(), picked.clone()
-    face[..., 2], inner[..., 2] = -half, -half + band
-    ends = field(torch.cat([face, inner], dim=1), None).features
-    at_face, band_in = ends.split(picked.shape[1], dim=1)
-    blended = torch.lerp(at_face, band_in, weight.nan_to_num(0.0).to(ends.dtype))
-    blended = torch.where(weight.isnan(), gather_rays(colours, index), blended)  # rays padded into the batch keep theirs
+    corners, shares = [], []
+    for ends in ((0, 0), (0, 1), (1, 0), (1, 1)):  # face or band-end along y, along z
+        corner, share = picked.clone(), torch.ones_like(weights[..., 0])
+        for k, (axis, end) in enumerate(zip(BLENDED_FACES, ends)):
+            on, weight = active[..., k], weights[..., k]
+            corner[..., axis] = torch.where(on, torch.full_like(weight, -half + end * band), corner[..., axis])
+            share = share * torch.where(on, weight if end else 1.0 - weight, torch.full_like(weight, 1.0 - end))
+        corners.append(corner)
+        shares.append(share)
+    reads = field(torch.cat(corners, dim=1), None).features.split(picked.shape[1], dim=1)
+    blended = sum(read * share.nan_to_num(0.0).unsqueeze(-1).to(read.dtype) for read, share in zip(reads, shares))
+    blended = torch.where(active.any(dim=-1, keepdim=True), blended, gather_rays(colours, index))  # padded rays keep theirs
     return colours.scatter(1, index.unsqueeze(-1).expand(-1, -1, colours.shape[-1]), blended)
 
 
@@ -221,11 +234,11 @@ class TriplaneRenderer(nn.Module):
         """:meth:`query_background` through a prepared :meth:`_field_query` of planes ``plane_side`` cells across."""
         options = self.config.ray_march
         cell = options.box_warp / plane_side
-        inset, band = options.wall_inset * cell, options.wall_back_blend * cell
+        inset, band = options.wall_inset * cell, options.wall_face_blend * cell
 
         def background(origins: Tensor, directions: Tensor) -> Tensor:
             points = background_wall_points(origins, directions, options.box_warp, options.ray_end, inset)
-            return _blend_near_back_face(field, points, field(points, directions).features, options.box_warp, band)
+            return _blend_near_faces(field, points, field(points, directions).features, options.box_warp, band)
 
         return background
 

@@ -81,16 +81,18 @@ class RayMarchOptions:
             background. One cell in, the edge cell is never read above half weight. 1 since 2026-12-07 (0 = at the
             faces, as before); the bottom face is left alone, since the body below the box is drawn from it, and
             so is the back face, which every background ray reads (one cell in, the planes' interior cells show
-            behind every ray as a faint plaid; docs/results/quality/visibility.md; near it the read is blended
-            instead: ``wall_back_blend``).
-        wall_back_blend: for a background read from the field, plane cells over which a read point near the box's
-            back face (``z`` within this of it, but not on it) takes its colour as a blend of the read at the face
-            and the read this far in, by its distance from the face (:func:`~pe3d.rendering.renderer.back_face_blend`),
-            instead of the bilinear read there, which weighs the planes' edge row above the half it has at the face.
-            Rays of side views whose far point lies just inside the back face drew that as bright vertical lines
-            across a photo's background (the frontal views' far points all lie past it, on the face: unchanged).
-            Continuous at both ends of the band; points clamped onto the bottom face (the body below the box)
-            keep the plain read. 1.5 since 2026-12-07 (the next row's centre; 0 = off, as before).
+            behind every ray as a faint plaid; docs/results/quality/visibility.md; near both the read is blended
+            instead: ``wall_face_blend``).
+        wall_face_blend: for a background read from the field, plane cells over which a read point near the box's
+            bottom or back face (within this of it, but not on it) takes its colour as a blend of the read on the
+            face and the read this far in, by its distance from the face (bilinearly when near both;
+            :func:`~pe3d.rendering.renderer.wall_face_blend`), instead of the bilinear read there, which weighs the
+            planes' edge row above the half it has on the face. Where the rays' far points cross into the box past
+            those faces that drew bright lines across a photo's background: a horizontal one below the shoulders at
+            the photo's camera (bottom face), curved vertical ones beside the head in side views (back face).
+            Continuous at both ends of the band; the reads on the faces (the frontal views' walls, the body below
+            the box) are unchanged, and points clamped onto the bottom face are not blended towards the back.
+            1.5 since 2026-12-07 (the next row's centre; 0 = off, as before).
     """
 
     ray_start: float = 2.25
@@ -105,7 +107,7 @@ class RayMarchOptions:
     empty_ray_opacity: float = 1e-4
     empty_ray_probe_stride: int = 2
     wall_inset: float = 1.0
-    wall_back_blend: float = 1.5
+    wall_face_blend: float = 1.5
 
     def __post_init__(self) -> None:
         if not self.ray_start < self.ray_end:
@@ -122,8 +124,8 @@ class RayMarchOptions:
             raise ValueError(f"empty_ray_probe_stride must be >= 0, got {self.empty_ray_probe_stride}")
         if self.wall_inset < 0:
             raise ValueError(f"wall_inset must be >= 0 (plane cells inside the box's faces), got {self.wall_inset}")
-        if self.wall_back_blend < 0:
-            raise ValueError(f"wall_back_blend must be >= 0 (plane cells from the box's back face), got {self.wall_back_blend}")
+        if self.wall_face_blend < 0:
+            raise ValueError(f"wall_face_blend must be >= 0 (plane cells from the box's faces), got {self.wall_face_blend}")
 
 
 class MarchResult(NamedTuple):
