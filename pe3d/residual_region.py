@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from pe3d.errors import InvalidInput
 
-__all__ = ["EMPTY_OPACITY", "HULL_GRID_SIDE", "EmptySpace", "field_occupancy", "visual_hull_masks"]
+__all__ = ["EMPTY_OPACITY", "HULL_GRID_SIDE", "EmptySpace", "field_occupancy", "frontal_occupancy", "visual_hull_masks"]
 
 HULL_GRID_SIDE = 64
 """Most cells per side of the 3D grid the field is decoded on (``HULL_GRID_SIDE³`` points; larger planes get the
@@ -65,6 +65,23 @@ def field_occupancy(renderer, planes: Tensor) -> Tensor:
     return opacity.reshape(planes.shape[0], side, side, side)
 
 
+def frontal_occupancy(renderer, planes: Tensor) -> Tensor:
+    """``[B, G, G, G]`` (indexed ``x, y, z``) like :func:`field_occupancy`, on the grid the frontal plane is read along
+    when the renderer reads it in perspective (``ray_march.frontal_perspective`` > 0): the point of index ``(i, j, k)``
+    lies at depth ``z_k`` on the frontal camera's ray through the frontal plane's cell ``(i, j)``
+    (:func:`~pe3d.rendering.planes.frontal_scale`), so the maximum over ``k`` is that cell's occupancy."""
+    from pe3d.rendering.planes import frontal_scale
+
+    side = _grid_side(planes)
+    options = renderer.config.ray_march
+    points = _grid_points(options.box_warp, side, planes)
+    scale = frontal_scale(points[:, 2:], options.frontal_perspective)
+    points = torch.cat([points[:, :2] / scale, points[:, 2:]], dim=1)[None].expand(planes.shape[0], -1, -1)
+    with torch.no_grad():
+        opacity = cell_opacity(renderer, planes.detach(), points, options.box_warp / side)
+    return opacity.reshape(planes.shape[0], side, side, side)
+
+
 def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int,
                       occupancy: Optional[Tensor] = None, softness: int = 0) -> Tensor:
     """``[B, 3, 1, R, R]`` masks of the cells of each plane of ``planes [B, 3, C, R, R]`` above which
@@ -73,19 +90,24 @@ def visual_hull_masks(renderer, planes: Tensor, threshold: float, dilation: int,
     region grows by ``dilation`` cells (a max filter). Multiplied into a residual, they keep it where the field has a
     surface, out of the empty space and the background that a point at a box wall reads.
 
+    With ``ray_march.frontal_perspective`` the frontal plane's mask is taken along its perspective rays
+    (:func:`frontal_occupancy`), as the renderer reads it.
+
     ``softness`` (cells, odd; 0 or 1 = a hard 0/1 edge): the mask is then averaged over ``softness x softness`` cells
     (edge cells replicated), so that it falls from 1 to 0 over that many cells instead of at one cell's edge. A hard
     edge follows the cells' staircase, and a residual that paints something the reconstruction does not hold (a
     photo's collar) shows it as steps; a soft one lets the residual fade out."""
-    from pe3d.rendering.planes import _PLANE_UV_AXES
+    from pe3d.rendering.planes import _PLANE_UV_AXES, FRONTAL_PLANE
 
     grid_side = _grid_side(planes)
     batch, side = planes.shape[0], planes.shape[-1]
     occupancy = field_occupancy(renderer, planes) if occupancy is None else occupancy
+    frontal = frontal_occupancy(renderer, planes) if renderer.config.ray_march.frontal_perspective > 0 else None
     masks = []
-    for width_axis, height_axis in _PLANE_UV_AXES.tolist():
+    for plane, (width_axis, height_axis) in enumerate(_PLANE_UV_AXES.tolist()):
         normal = 3 - width_axis - height_axis
-        seen = occupancy.amax(dim=1 + normal)  # [B, the two remaining axes in order]
+        along = frontal if plane == FRONTAL_PLANE and frontal is not None else occupancy  # the plane's own rays
+        seen = along.amax(dim=1 + normal)  # [B, the two remaining axes in order]
         masks.append(seen if height_axis < width_axis else seen.transpose(1, 2))  # -> [B, height, width]
     kept = (torch.stack(masks, dim=1) > threshold).to(planes.dtype).reshape(batch * 3, 1, grid_side, grid_side)
     if dilation:
@@ -123,7 +145,8 @@ class EmptySpace:
         grid = _grid_points(box, side, planes)
         empty = occupancy.reshape(planes.shape[0], -1) < EMPTY_OPACITY
         if masks is not None:
-            reach = sample_from_planes(masks.to(planes.dtype), grid[None].expand(planes.shape[0], -1, -1), box, mode="nearest")
+            reach = sample_from_planes(masks.to(planes.dtype), grid[None].expand(planes.shape[0], -1, -1), box, mode="nearest",
+                                       frontal_perspective=renderer.config.ray_march.frontal_perspective)
             empty &= reach[..., 0].amin(dim=1) > 0  # [B, N]: every plane's cell may change
         return cls([grid[row] for row in empty], lambda p, x: cell_opacity(renderer, p, x, box / side))
 

@@ -22,6 +22,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+FRONTAL_PLANE = 0
+"""Index of the plane that :func:`frontal_scale` warps: EG3D's ``(x, y)`` plane, which faces the frontal camera."""
+
+
+def frontal_scale(z: Tensor, distance: float) -> Tensor:
+    """The factor ``distance / (distance - z)`` by which a point's ``(x, y)`` is scaled to read the frontal plane
+    in perspective (``distance`` > 0; 0 returns ones).
+
+    With it every point on a ray of a pinhole camera at ``(0, 0, distance)`` looking along ``-z`` reads the same
+    ``(x, y)``-plane cell, whatever its depth: the plane becomes that camera's image plane (its ``z = 0`` section
+    unchanged). Without it (EG3D's orthographic projection) a surface in front of ``z = 0`` reads the plane at
+    points pushed out radially by ``z / (distance - z)``, e.g. half a cell on a 64^2 portrait's face, so copying an
+    input pixel into the plane takes a depth-dependent sub-cell shift (a blur).
+    """
+    if distance <= 0:
+        return torch.ones_like(z)
+    return distance / (distance - z).clamp_min(1e-3 * distance)
+
+
+def _warp_frontal_grid(grid: Tensor, coords: Tensor, frontal_perspective: float) -> Tensor:
+    """``grid [B, 3, N, 2]`` with the frontal plane's coordinates scaled by :func:`frontal_scale` of ``coords [B, N, 3]``."""
+    if frontal_perspective <= 0:
+        return grid
+    scale = frontal_scale(coords[..., 2], frontal_perspective).unsqueeze(-1)  # [B, N, 1]
+    return torch.cat([grid[:, :FRONTAL_PLANE], (grid[:, FRONTAL_PLANE] * scale).unsqueeze(1), grid[:, FRONTAL_PLANE + 1:]], dim=1)
+
 
 def plane_axes(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
     """EG3D's three plane bases (``generate_planes``).
@@ -65,6 +91,7 @@ def sample_from_planes(
     coords: Tensor,
     box_warp: float = 1.0,
     mode: str = "bilinear",
+    frontal_perspective: float = 0.0,
 ) -> Tensor:
     """Sample triplane features at world points (EG3D ``sample_from_planes``).
 
@@ -78,6 +105,8 @@ def sample_from_planes(
         coords: ``[B, N, 3]`` world points.
         box_warp: side length of the cube covered by the planes.
         mode: ``grid_sample`` interpolation mode.
+        frontal_perspective: > 0: the ``(x, y)`` plane is read in perspective from a camera this far from the
+            origin on ``+z`` (:func:`frontal_scale`); 0: orthographic, as EG3D.
 
     Returns:
         ``[B, 3, N, C]`` features per plane (a view, not necessarily contiguous).
@@ -86,7 +115,7 @@ def sample_from_planes(
         raise ValueError(f"planes must have shape [B, 3, C, H, W], got {tuple(planes.shape)}")
     batch, n_planes, channels, height, width = planes.shape
     num_points = coords.shape[1]
-    grid = project_onto_planes(coords * (2.0 / box_warp))  # [B, 3, N, 2]
+    grid = _warp_frontal_grid(project_onto_planes(coords * (2.0 / box_warp)), coords, frontal_perspective)  # [B, 3, N, 2]
     grid = grid.reshape(batch * n_planes, 1, num_points, 2).to(planes.dtype)
     sampled = F.grid_sample(
         planes.reshape(batch * n_planes, channels, height, width),
@@ -98,7 +127,8 @@ def sample_from_planes(
     return sampled.reshape(batch, n_planes, channels, num_points).transpose(2, 3)
 
 
-def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.0, mode: str = "bilinear") -> Tensor:
+def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.0, mode: str = "bilinear",
+                            frontal_perspective: float = 0.0) -> Tensor:
     """The mean over the three planes of :func:`sample_from_planes`, ``[B, N, C]`` (contiguous).
 
     Same values as ``sample_from_planes(...).mean(dim=1)`` (what EG3D's decoder starts with), summed
@@ -106,7 +136,8 @@ def sample_mean_from_planes(planes: Tensor, coords: Tensor, box_warp: float = 1.
     """
     batch, n_planes, channels, height, width = planes.shape
     num_points = coords.shape[1]
-    grid = project_onto_planes(coords * (2.0 / box_warp)).reshape(batch * n_planes, 1, num_points, 2).to(planes.dtype)
+    grid = _warp_frontal_grid(project_onto_planes(coords * (2.0 / box_warp)), coords, frontal_perspective)
+    grid = grid.reshape(batch * n_planes, 1, num_points, 2).to(planes.dtype)
     sampled = F.grid_sample(planes.reshape(batch * n_planes, channels, height, width), grid, mode=mode,
                             padding_mode="zeros", align_corners=False)  # [B*3, C, 1, N]
     return sampled.reshape(batch, n_planes, channels, num_points).mean(dim=1).transpose(1, 2).contiguous()
@@ -142,7 +173,8 @@ def plane_gather_table(planes: Tensor) -> PlaneGatherTable:
     return PlaneGatherTable(padded.reshape(-1, channels).contiguous(), batch, height, width)
 
 
-def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: float = 1.0) -> Tensor:
+def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: float = 1.0,
+                           frontal_perspective: float = 0.0) -> Tensor:
     """:func:`sample_mean_from_planes` (bilinear) computed as one weighted gather (``embedding_bag``).
 
     Each point reads 4 cells of each of the 3 planes; the 12 rows and their bilinear weights go to
@@ -158,6 +190,7 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
         table: :func:`plane_gather_table` of the triplane.
         coords: ``[B, N, 3]`` world points (a non-finite coordinate reads zeros from the planes that use it, where grid_sample gives NaN).
         box_warp: side length of the cube covered by the planes.
+        frontal_perspective: as in :func:`sample_from_planes`.
 
     Returns:
         ``[B, N, C]`` contiguous features.
@@ -168,11 +201,15 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
     height, width = table.height, table.width
     row_stride = width + 3
     device, dtype = coords.device, table.rows.dtype
+    scale = frontal_scale(coords[..., 2], frontal_perspective).to(dtype) if frontal_perspective > 0 else None
 
     def pixel(axes: Tensor, size: int) -> tuple[Tensor, Tensor]:
         """Whole and fractional pixel coordinates ``[B, N, 3]`` as grid_sample computes them
         (align_corners=False), clamped onto the padding."""
-        value = coords.index_select(-1, axes.to(device)).to(dtype).mul_(size / box_warp).add_(size / 2 - 0.5)
+        value = coords.index_select(-1, axes.to(device)).to(dtype)
+        if scale is not None:
+            value[..., FRONTAL_PLANE].mul_(scale)
+        value = value.mul_(size / box_warp).add_(size / 2 - 0.5)
         value = value.nan_to_num_(nan=-1.0).clamp_(-1.0, float(size))
         whole = value.floor()
         return whole, value.sub_(whole)
@@ -192,15 +229,16 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
     return sampled.view(batch, num_points, table.rows.shape[1])
 
 
-def plane_sampler(planes: Tensor, box_warp: float = 1.0) -> Callable[[Tensor], Tensor]:
+def plane_sampler(planes: Tensor, box_warp: float = 1.0, frontal_perspective: float = 0.0) -> Callable[[Tensor], Tensor]:
     """``coords [B, N, 3] -> [B, N, C]``: the mean over the planes of the bilinear samples of ``planes``.
 
     Prepared once per triplane and render: without autograd on a CPU (float32 / float64 planes) it reads
     a :func:`plane_gather_table` built here (:func:`sample_mean_from_table`, 2-4x faster: 2.2x at the
     mini model's 64^2 x 16-channel planes, ~4x at EG3D's 256^2 x 32); otherwise
-    :func:`sample_mean_from_planes` (``grid_sample``, differentiable, and the GPU path).
+    :func:`sample_mean_from_planes` (``grid_sample``, differentiable, and the GPU path). ``frontal_perspective``:
+    see :func:`sample_from_planes`.
     """
     if not torch.is_grad_enabled() and planes.device.type == "cpu" and planes.dtype in (torch.float32, torch.float64):
         table = plane_gather_table(planes)
-        return lambda coords: sample_mean_from_table(table, coords, box_warp)
-    return lambda coords: sample_mean_from_planes(planes, coords, box_warp)
+        return lambda coords: sample_mean_from_table(table, coords, box_warp, frontal_perspective)
+    return lambda coords: sample_mean_from_planes(planes, coords, box_warp, frontal_perspective=frontal_perspective)

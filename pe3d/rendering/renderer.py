@@ -205,7 +205,7 @@ class TriplaneRenderer(nn.Module):
         a gather table laid out once here); without autograd points are decoded in chunks of
         :data:`INFERENCE_CHUNK_POINTS`. ``feature_channels``: see :meth:`TriplaneDecoder.forward`.
         """
-        sample = plane_sampler(planes, self.config.ray_march.box_warp)
+        sample = plane_sampler(planes, self.config.ray_march.box_warp, self.config.ray_march.frontal_perspective)
         if torch.is_grad_enabled():
             return lambda coords, directions: self.decoder(sample(coords), directions, feature_channels)
 

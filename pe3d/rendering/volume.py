@@ -93,6 +93,10 @@ class RayMarchOptions:
             Continuous at both ends of the band; the reads on the faces (the frontal views' walls, the body below
             the box) are unchanged, and points clamped onto the bottom face are not blended towards the back.
             1.5 since 2026-12-07 (the next row's centre; 0 = off, as before).
+        frontal_perspective: > 0: the triplane's ``(x, y)`` plane is read in perspective from the frontal camera
+            at this distance from the origin on ``+z`` (:func:`~pe3d.rendering.planes.frontal_scale`; the mini
+            model's 2.7), so that each of its cells holds what one input pixel of a frontal portrait shows, at any
+            depth; 0 (the default): orthographic, as EG3D.
     """
 
     ray_start: float = 2.25
@@ -108,6 +112,7 @@ class RayMarchOptions:
     empty_ray_probe_stride: int = 2
     wall_inset: float = 1.0
     wall_face_blend: float = 1.5
+    frontal_perspective: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.ray_start < self.ray_end:
@@ -126,6 +131,9 @@ class RayMarchOptions:
             raise ValueError(f"wall_inset must be >= 0 (plane cells inside the box's faces), got {self.wall_inset}")
         if self.wall_face_blend < 0:
             raise ValueError(f"wall_face_blend must be >= 0 (plane cells from the box's faces), got {self.wall_face_blend}")
+        if self.frontal_perspective < 0 or 0 < self.frontal_perspective <= 0.5 * self.box_warp:
+            raise ValueError(f"frontal_perspective must be 0 (orthographic) or a camera distance beyond the box's front face "
+                             f"({0.5 * self.box_warp}), got {self.frontal_perspective}")
 
 
 class MarchResult(NamedTuple):
