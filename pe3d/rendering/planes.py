@@ -46,7 +46,16 @@ def _warp_frontal_grid(grid: Tensor, coords: Tensor, frontal_perspective: float)
     if frontal_perspective <= 0:
         return grid
     scale = frontal_scale(coords[..., 2], frontal_perspective).unsqueeze(-1)  # [B, N, 1]
-    return torch.cat([grid[:, :FRONTAL_PLANE], (grid[:, FRONTAL_PLANE] * scale).unsqueeze(1), grid[:, FRONTAL_PLANE + 1:]], dim=1)
+    frontal = _keep_inside(grid[:, FRONTAL_PLANE] * scale, grid[:, FRONTAL_PLANE], 1.0)
+    return torch.cat([grid[:, :FRONTAL_PLANE], frontal.unsqueeze(1), grid[:, FRONTAL_PLANE + 1:]], dim=1)
+
+
+def _keep_inside(warped: Tensor, plain: Tensor, half: float) -> Tensor:
+    """``warped`` clamped to ``[-half, half]`` where ``plain`` (the same coordinate unwarped) lies inside it: a point
+    of the box that the frontal camera's frustum leaves out (a corner in front of ``z = 0``; the bottom face, from
+    which the body below the frame is drawn) reads the frontal plane's edge, as it does unwarped at the box's faces,
+    instead of the zeros beyond it; points outside the box stay outside."""
+    return torch.where(plain.abs() <= half, warped.clamp(-half, half), warped)
 
 
 def plane_axes(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
@@ -208,7 +217,7 @@ def sample_mean_from_table(table: PlaneGatherTable, coords: Tensor, box_warp: fl
         (align_corners=False), clamped onto the padding."""
         value = coords.index_select(-1, axes.to(device)).to(dtype)
         if scale is not None:
-            value[..., FRONTAL_PLANE].mul_(scale)
+            value[..., FRONTAL_PLANE] = _keep_inside(value[..., FRONTAL_PLANE] * scale, value[..., FRONTAL_PLANE], box_warp / 2)
         value = value.mul_(size / box_warp).add_(size / 2 - 0.5)
         value = value.nan_to_num_(nan=-1.0).clamp_(-1.0, float(size))
         whole = value.floor()
