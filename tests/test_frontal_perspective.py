@@ -14,7 +14,6 @@ from pe3d.rendering.planes import (
     FRONTAL_PLANE,
     frontal_scale,
     plane_gather_table,
-    project_onto_planes,
     sample_from_planes,
     sample_mean_from_planes,
     sample_mean_from_table,
@@ -62,11 +61,27 @@ def test_every_point_of_a_frontal_ray_reads_the_same_frontal_cell() -> None:
     orthographic = _frontal_plane_coordinates(points, 0.0)
     assert (orthographic - orthographic[:, :1]).abs().amax() > 0.05
     # the other two planes are read as before
-    other = project_onto_planes(points * (2.0 / BOX))[:, 1:]
     planes = torch.randn(1, 3, 4, 16, 16)
     with_option = sample_from_planes(planes, points, BOX, frontal_perspective=DISTANCE)[:, 1:]
     torch.testing.assert_close(with_option, sample_from_planes(planes, points, BOX)[:, 1:])
-    assert other.shape[1] == 2
+
+
+def test_box_points_outside_the_frontal_frustum_read_the_plane_edge_and_outside_points_read_zeros() -> None:
+    """A point of the box in front of ``z = 0`` near a side face lies outside the frontal camera's frustum: it reads
+    the frontal plane's edge, as unwarped points on the box's faces do (half the edge cell, grid_sample's border);
+    a point outside the box reads zeros, as without the option."""
+    planes = torch.zeros(1, 3, 1, 16, 16)
+    planes[0, FRONTAL_PLANE] = 1.0
+    half = BOX / 2
+    points = torch.tensor([[[0.95 * half, 0.0, 0.9 * half],  # in the box, beyond the frustum: the edge, 0.5
+                            [0.0, -0.99 * half, 0.5 * half],  # near the bottom face, in front: the edge, 0.5
+                            [1.2 * half, 0.0, 0.0],  # outside the box: 0
+                            [0.0, 0.0, 0.5 * half]]])  # inside the frustum: the plane's value, 1
+    expected = torch.tensor([0.5, 0.5, 0.0, 1.0])
+    grid = sample_from_planes(planes, points, BOX, frontal_perspective=DISTANCE)[0, FRONTAL_PLANE, :, 0]
+    torch.testing.assert_close(grid, expected)
+    table = sample_mean_from_table(plane_gather_table(planes), points, BOX, DISTANCE)[0, :, 0] * 3
+    torch.testing.assert_close(table, expected)
 
 
 def test_the_plane_through_the_origin_reads_as_before() -> None:
