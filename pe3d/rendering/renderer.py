@@ -81,13 +81,18 @@ class RenderOutput:
     image_sr: Tensor | None = None
 
 
+def _wall_half(box_warp: float) -> float:
+    """Half the side of the cube the wall is read in: the triplane box's, a hair inside its faces."""
+    return 0.5 * box_warp * (1.0 - 1e-3)
+
+
 def background_wall_points(origins: Tensor, directions: Tensor, box_warp: float, ray_end: float,
                            inset: float = 0.0) -> Tensor:
     """Where a ray's background is read: its point at distance ``ray_end``, clamped into the
     triplane box of side ``box_warp`` (``[..., 3]`` from ``origins, directions [..., 3]``), and ``inset``
     (world units) further inside its left, right (``x``) and top (``+y``) faces
     (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_inset`)."""
-    half = 0.5 * box_warp * (1.0 - 1e-3)
+    half = _wall_half(box_warp)
     points = (origins + ray_end * directions).clamp(-half, half)
     if inset <= 0:
         return points
@@ -107,7 +112,7 @@ def wall_face_blend(points: Tensor, box_warp: float, band: float) -> Tensor:
     for the back face, clamped onto the bottom face (the body below the box is drawn from it). Along each such axis the
     point's colour is ``(1 - t) * read(on the face) + t * read(band in)``, bilinearly over both axes when it is near
     both (:attr:`~pe3d.rendering.volume.RayMarchOptions.wall_face_blend`)."""
-    half = 0.5 * box_warp * (1.0 - 1e-3)
+    half = _wall_half(box_warp)
     t = (points[..., list(BLENDED_FACES)] + half) / band
     near = (t > 0) & (t < 1)
     near[..., 1] &= points[..., 1] > -half
@@ -126,7 +131,7 @@ def _blend_near_faces(field: Callable[[Tensor, Tensor | None], DecoderOutput], p
         return colours
     index = selected_rays_first(near.any(dim=-1))
     picked, weights, active = gather_rays(points, index), gather_rays(t, index), gather_rays(near, index)
-    half = 0.5 * box_warp * (1.0 - 1e-3)
+    half = _wall_half(box_warp)
     corners, shares = [], []
     for ends in ((0, 0), (0, 1), (1, 0), (1, 1)):  # face or band-end along y, along z
         corner, share = picked.clone(), torch.ones_like(weights[..., 0])
@@ -140,11 +145,6 @@ def _blend_near_faces(field: Callable[[Tensor, Tensor | None], DecoderOutput], p
     blended = sum(read * share.nan_to_num(0.0).unsqueeze(-1).to(read.dtype) for read, share in zip(reads, shares))
     blended = torch.where(active.any(dim=-1, keepdim=True), blended, gather_rays(colours, index))  # padded rays keep theirs
     return colours.scatter(1, index.unsqueeze(-1).expand(-1, -1, colours.shape[-1]), blended)
-
-
-def _gather_rays(rays: Tensor, ray_indices: Tensor) -> Tensor:
-    """``[B, R*R, 3]`` gathered at ``[B, K]`` indices -> ``[B, K, 3]``."""
-    return rays.gather(1, ray_indices.unsqueeze(-1).expand(-1, -1, rays.shape[-1]))
 
 
 def _to_image(values: Tensor, resolution: int) -> Tensor:
@@ -278,7 +278,7 @@ class TriplaneRenderer(nn.Module):
             resolution = self.config.neural_rendering_resolution
         origins, directions = sample_rays(label, resolution)
         if ray_indices is not None:
-            origins, directions = _gather_rays(origins, ray_indices), _gather_rays(directions, ray_indices)
+            origins, directions = gather_rays(origins, ray_indices), gather_rays(directions, ray_indices)
 
         field_fn = self._field_query(planes, 3 if images_only and self.superres is None else None)
         background_fn = (self._background_query(field_fn, planes.shape[-1]) if self.config.background_source == "field"
