@@ -180,7 +180,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pe3d.recipes.eval_prior import evaluate_prior, format_table
 
     model = load_prior(args.weights)
-    scores = evaluate_prior(model, count=args.count or 16, resolution=args.resolution, visibility=args.visibility)
+    scores = evaluate_prior(model, count=args.count or 16, resolution=args.resolution, visibility=args.visibility,
+                            silhouette=args.silhouette)
     _report_eval(args.out, "prior_quality", format_table(scores), {k: vars(v) for k, v in scores.items()})
     return 0
 
@@ -350,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--resolution", type=int, default=64)
     evaluate.add_argument("--visibility", action="store_true",
                           help="prior: also PSNR on the foreground the input view shows and on the part it hides")
+    evaluate.add_argument("--silhouette", action="store_true",
+                          help="prior: also PSNR on the ground truth's silhouette ring (1 px each side of the outline) and off it")
     evaluate.add_argument("--out", default=None, help="folder for the table (Markdown + JSON)")
     evaluate.set_defaults(func=_cmd_eval)
 

@@ -92,7 +92,8 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
     assert frames[0].shape == frames[1].shape and np.abs(frames[0] - frames[1]).mean() > 0.5
     assert "turntable_refined.gif: refined to the input in 10 steps" in (tmp_path / "demo" / "summary.md").read_text()
 
-    cli_prior = _cli_json(["eval", "prior", "--weights", str(prior_path), "--count", str(IDENTITIES), "--visibility"],
+    cli_prior = _cli_json(["eval", "prior", "--weights", str(prior_path), "--count", str(IDENTITIES), "--visibility",
+                           "--silhouette"],
                           tmp_path / "ep", "prior_quality.json")
     cli_editor = _cli_json(["eval", "editor", "--weights", str(editor_path), "--style", STYLE, "--count", str(IDENTITIES)],
                            tmp_path / "ee", "editor_quality.json")
@@ -114,6 +115,10 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
     assert cli_prior["input"]["hidden_share"] == 0.0 and cli_prior["pitch+15"]["hidden_share"] > 0.05
     assert 0.0 < cli_prior["pitch+15"]["hidden_error_share"] < 1.0
     assert cli_prior["pitch+15"]["hidden_psnr"] < cli_prior["pitch+15"]["seen_psnr"]
+    # --silhouette adds the ring split (pe3d.metrics.silhouette) at every view
+    for view, scores in cli_prior.items():
+        assert 0.02 < scores["ring_share"] < 0.3 and 0.0 < scores["ring_error_share"] < 1.0, view
+        assert math.isfinite(scores["ring_psnr"]) and math.isfinite(scores["off_ring_psnr"]), view
 
     before, after = demo["editor_before_adapt"], demo["editor_after_adapt"]
     ours_test = quality[(STYLE, "ours (test prompt)")]

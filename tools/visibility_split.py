@@ -1,5 +1,6 @@
 """Where the prior's novel-view error lies: pixels the input view shows, pixels it hides, the background,
-and what lies beyond the cube the input frame spans -- for the prior and for the quality benchmark's converged ceiling.
+what lies beyond the cube the input frame spans, and the ground truth's silhouette ring
+(:mod:`pe3d.metrics.silhouette`) -- for the prior and for the quality benchmark's converged ceiling.
 
     python tools/visibility_split.py [--identities 8] [--ceiling-identities 2] [--out docs/results/quality/visibility]
 
@@ -26,6 +27,7 @@ from pe3d.bench.config import load_benchmark
 from pe3d.bench.quality import _fit_cameras, _first, _views, fit_ceiling, world_config
 from pe3d.evaluation import build_world_eval_set, reconstruct, render_views
 from pe3d.metrics.ground_truth import psnr
+from pe3d.metrics.silhouette import split_ring_psnr
 from pe3d.metrics.visibility import DEFAULT_TOLERANCE, masked_psnr, seen_in_input, split_psnr, surface_points
 from pe3d.models.prior import load_prior
 from pe3d.weights import resolve_weights
@@ -42,17 +44,19 @@ def outside_box(view, box_warp: float) -> torch.Tensor:
 def table(title: str, renders: dict, views: dict, names: list[str], box_warp: float, tolerance: float) -> str:
     """One Markdown table: per view, the whole image and each pixel set."""
     lines = [f"**{title}**", "",
-             "| view | all | seen fg | hidden fg | background | beyond the frame cube (fg) | hidden share | beyond-cube share | hidden share of sq. error |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| view | all | seen fg | hidden fg | background | beyond the frame cube (fg) | hidden share | beyond-cube share | "
+             "hidden share of sq. error | silhouette ring | off the ring | ring share of sq. error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     source = views["input"]
     for name in names:
         view, image = views[name], renders[name].image
         s = split_psnr(image, view, source, tolerance)
         box = outside_box(view, box_warp)
         box_psnr = float(torch.nanmean(masked_psnr(image, view.image, box)))
+        ring = split_ring_psnr(image, view.image, view.mask)
         lines.append(f"| {name} | {float(psnr(image, view.image).mean()):.2f} | {s.seen_psnr:.2f} | {s.hidden_psnr:.2f} | "
                      f"{s.background_psnr:.2f} | {box_psnr:.2f} | {s.hidden_share:.3f} | {float(box.float().mean()):.3f} | "
-                     f"{s.hidden_error_share:.2f} |")
+                     f"{s.hidden_error_share:.2f} | {ring.ring_psnr:.2f} | {ring.off_ring_psnr:.2f} | {ring.ring_error_share:.2f} |")
     return "\n".join(lines)
 
 

@@ -297,6 +297,14 @@ class ViewScores:
     """... the share of the view's pixels that are hidden foreground."""
     hidden_error_share: float = math.nan
     """... the share of the view's squared error on those pixels."""
+    ring_psnr: float = math.nan
+    """With ``silhouette``: the prior's PSNR on the ground truth's silhouette ring (:mod:`pe3d.metrics.silhouette`)."""
+    off_ring_psnr: float = math.nan
+    """... on every other pixel."""
+    ring_share: float = math.nan
+    """... the share of the view's pixels on the ring."""
+    ring_error_share: float = math.nan
+    """... the share of the view's squared error on the ring."""
 
 
 @torch.no_grad()
@@ -307,11 +315,13 @@ def reconstruct(prior: nn.Module, data: WorldEvalSet) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_prior(prior: nn.Module, data: WorldEvalSet, visibility: bool = False) -> dict[str, ViewScores]:
+def evaluate_prior(prior: nn.Module, data: WorldEvalSet, visibility: bool = False,
+                   silhouette: bool = False) -> dict[str, ViewScores]:
     """Scores per view (``input`` and the novel views) of the prior's reconstruction of each input,
     next to a baseline that cannot do 3D (the input image and its depth map at every view). With
     ``visibility``, also the split of each view into the foreground the input shows and the part it hides
-    (:func:`pe3d.metrics.visibility.split_psnr`)."""
+    (:func:`pe3d.metrics.visibility.split_psnr`); with ``silhouette``, the split into the ground truth's
+    silhouette ring and the rest (:func:`pe3d.metrics.silhouette.split_ring_psnr`)."""
     names = data.plan.scored
     views = data.truth.views
     renders = render_views(prior.render, reconstruct(prior, data), views, names, data.resolution)
@@ -329,6 +339,13 @@ def evaluate_prior(prior: nn.Module, data: WorldEvalSet, visibility: bool = Fals
             split = split_psnr(renders[name].image, views[name], source)
             scores[name] = replace(scores[name], seen_psnr=split.seen_psnr, hidden_psnr=split.hidden_psnr,
                                    hidden_share=split.hidden_share, hidden_error_share=split.hidden_error_share)
+    if silhouette:
+        from pe3d.metrics.silhouette import split_ring_psnr
+
+        for name in names:
+            ring = split_ring_psnr(renders[name].image, views[name].image, views[name].mask)
+            scores[name] = replace(scores[name], ring_psnr=ring.ring_psnr, off_ring_psnr=ring.off_ring_psnr,
+                                   ring_share=ring.ring_share, ring_error_share=ring.ring_error_share)
     return scores
 
 
@@ -379,15 +396,19 @@ def evaluate_editor(editor: nn.Module, data: WorldEvalSet, style: Optional[str] 
 def format_prior_table(scores: Mapping[str, ViewScores]) -> str:
     """Markdown table of :func:`evaluate_prior` results."""
     split = any(not math.isnan(s.seen_psnr) for s in scores.values())
+    ring = any(not math.isnan(s.ring_psnr) for s in scores.values())
     extra = " PSNR seen fg | PSNR hidden fg | hidden share | hidden share of sq. error |" if split else ""
+    extra += " PSNR silhouette ring | PSNR off the ring | ring share | ring share of sq. error |" if ring else ""
     lines = [
         "| view | PSNR prior (dB) | PSNR baseline (dB) | depth err prior | depth err baseline |" + extra,
-        "|---|---|---|---|---|" + "---|" * (4 if split else 0),
+        "|---|---|---|---|---|" + "---|" * (4 * split + 4 * ring),
     ]
     for name, s in scores.items():
         row = f"| {name} | {s.psnr:.2f} | {s.baseline_psnr:.2f} | {s.depth_error:.4f} | {s.baseline_depth_error:.4f} |"
         if split:
             row += f" {s.seen_psnr:.2f} | {s.hidden_psnr:.2f} | {s.hidden_share:.3f} | {s.hidden_error_share:.2f} |"
+        if ring:
+            row += f" {s.ring_psnr:.2f} | {s.off_ring_psnr:.2f} | {s.ring_share:.3f} | {s.ring_error_share:.2f} |"
         lines.append(row)
     return "\n".join(lines)
 

@@ -109,12 +109,12 @@ def seen_in_input(view, source, tolerance: float = DEFAULT_TOLERANCE, radius: in
     return seen_from(view.labels, view.depth, view.mask, source.labels, source.depth, source.mask, tolerance, radius)
 
 
-def _pixel_error(pred: Tensor, target: Tensor) -> Tensor:
+def pixel_error(pred: Tensor, target: Tensor) -> Tensor:
     """``[B, 1, H, W]`` squared error per pixel (mean over channels) of ``pred`` clamped to [0, 1]."""
     return ((pred.clamp(0, 1) - target) ** 2).mean(1, keepdim=True)
 
 
-def _psnr_over(error: Tensor, mask: Tensor) -> Tensor:
+def psnr_over(error: Tensor, mask: Tensor) -> Tensor:
     """Per-image PSNR (dB) of a per-pixel squared ``error`` over ``mask``; NaN where the mask is empty."""
     weight = mask.to(error.dtype)
     count = weight.flatten(1).sum(1)
@@ -125,7 +125,7 @@ def _psnr_over(error: Tensor, mask: Tensor) -> Tensor:
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Per-image PSNR (dB) of ``pred`` (clamped to [0, 1]) against ``target`` ``[B, 3, H, W]`` over the
     pixels of ``mask [B, 1, H, W]`` -> ``[B]``; NaN for an image whose mask is empty."""
-    return _psnr_over(_pixel_error(pred, target), mask)
+    return psnr_over(pixel_error(pred, target), mask)
 
 
 @dataclass
@@ -154,17 +154,17 @@ def split_psnr(image: Tensor, view, source, tolerance: float = DEFAULT_TOLERANCE
     seen = seen_in_input(view, source, tolerance, radius)
     hidden = view.mask & ~seen
     background = ~view.mask
-    error = _pixel_error(image, view.image)
+    error = pixel_error(image, view.image)
     total = float(error.sum())
     return VisibilitySplit(
-        seen_psnr=float(torch.nanmean(_psnr_over(error, seen))),
-        hidden_psnr=float(torch.nanmean(_psnr_over(error, hidden))),
-        background_psnr=float(torch.nanmean(_psnr_over(error, background))),
+        seen_psnr=float(torch.nanmean(psnr_over(error, seen))),
+        hidden_psnr=float(torch.nanmean(psnr_over(error, hidden))),
+        background_psnr=float(torch.nanmean(psnr_over(error, background))),
         seen_share=float(seen.float().mean()),
         hidden_share=float(hidden.float().mean()),
         hidden_error_share=float((error * hidden).sum()) / total if total > 0 else math.nan,
     )
 
 
-__all__ = ["DEFAULT_TOLERANCE", "VisibilitySplit", "masked_psnr", "project_to_pixels", "seen_from", "seen_in_input",
-           "split_psnr", "surface_points"]
+__all__ = ["DEFAULT_TOLERANCE", "VisibilitySplit", "masked_psnr", "pixel_error", "project_to_pixels", "psnr_over", "seen_from",
+           "seen_in_input", "split_psnr", "surface_points"]

@@ -33,7 +33,8 @@ def prior_eval_config(count: int = 16, resolution: int = 64, seed: int = 0) -> W
 
 
 def evaluate_prior(model: PriorModel, count: int = 16, resolution: int = 64, seed: int = 0,
-                   visibility: bool = False) -> dict[str, ViewScores]:
+                   visibility: bool = False, silhouette: bool = False) -> dict[str, ViewScores]:
     """Scores per view name of :data:`EVAL_VIEWS` on ``count`` held-out identities
-    (:func:`pe3d.evaluation.evaluate_prior` on :func:`prior_eval_config`; ``visibility`` adds the seen / hidden split)."""
-    return _evaluate_prior(model, build_world_eval_set(prior_eval_config(count, resolution, seed)), visibility)
+    (:func:`pe3d.evaluation.evaluate_prior` on :func:`prior_eval_config`; ``visibility`` adds the seen / hidden split,
+    ``silhouette`` the split on and off the ground truth's silhouette ring)."""
+    return _evaluate_prior(model, build_world_eval_set(prior_eval_config(count, resolution, seed)), visibility, silhouette)
