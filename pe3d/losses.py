@@ -74,6 +74,9 @@ class ReconstructionLossConfig:
     opacity is already near zero); 0 = off. Measured worse for the mini prior at weights 1 and 10 (the field gives up
     the head's unseen side: docs/results/quality/prior_capacity.md, last section)."""
     empty_space_points: int = 4096
+    occupancy: float = 0.0
+    """Weight of :func:`occupancy_loss`: the field's opacity at the world's signed-distance samples against the
+    occupancy they imply (needs the samples: ``pe3d fit prior occupancy.points=N``); 0 = off."""
     """Random box points per item each step for ``empty_space``."""
 
 
@@ -143,6 +146,19 @@ def triplane_loss(pred: Tensor, target: Tensor) -> Tensor:
 def opacity_loss(weights: Tensor, mask: Tensor) -> Tensor:
     """Binary cross-entropy of accumulated weight ``[B, 1, H, W]`` against a 0/1 foreground mask."""
     return F.binary_cross_entropy(weights.clamp(1e-4, 1 - 1e-4), mask.to(weights.dtype))
+
+
+def occupancy_loss(renderer, planes: Tensor, points: Tensor, sdf: Tensor) -> Tensor:
+    """Binary cross-entropy of the opacity over one plane cell (:func:`pe3d.residual_region.cell_opacity`) of
+    ``renderer``'s field of ``planes [B, 3, C, R, R]`` at ``points [B, P, 3]`` against the occupancy their true signed
+    distances ``sdf [B, P]`` imply: 1 a half cell or more inside the surface, 0 a half cell or more outside, linear
+    between."""
+    from pe3d.residual_region import cell_opacity
+
+    cell = renderer.config.ray_march.box_warp / planes.shape[-1]
+    opacity = cell_opacity(renderer, planes, points, cell).squeeze(-1)
+    target = (0.5 - sdf / cell).clamp(0.0, 1.0).to(opacity.dtype)
+    return F.binary_cross_entropy(opacity.clamp(1e-4, 1 - 1e-4), target)
 
 
 def empty_space_loss(renderer, planes: Tensor, count: int, generator: torch.Generator | None = None) -> Tensor:

@@ -167,6 +167,9 @@ class WorldViewDataset(Dataset):
     ...) recoloured with random colours, the same in every view (:mod:`pe3d.world.appearance`).
     With ``frontal_input_probability > 0`` that share of items takes the bank's near-frontal view 0 as
     the input (the other targets still drawn at random), as held-out evaluation and most photos do.
+    With ``occupancy`` (:func:`pe3d.data.occupancy.load_or_build_occupancy` of the same bank), each item also
+    holds ``occupancy_per_item`` of its identity's signed-distance samples (``occupancy_points [P, 3]``,
+    ``occupancy_sdf [P]``), drawn at random.
     """
 
     def __init__(
@@ -180,6 +183,8 @@ class WorldViewDataset(Dataset):
         wall: WallGeometry | None = None,
         recolour_probability: float = 0.0,
         frontal_input_probability: float = 0.0,
+        occupancy: dict[str, Tensor] | None = None,
+        occupancy_per_item: int = 1024,
     ) -> None:
         self.bank = bank
         self.views = bank["rgb"].shape[1]
@@ -203,6 +208,10 @@ class WorldViewDataset(Dataset):
         self.wall = wall
         self.recolour_probability = recolour_probability
         self.frontal_input_probability = frontal_input_probability
+        if occupancy is not None and occupancy["points"].shape[0] != bank["rgb"].shape[0]:
+            raise ValueError(f"occupancy samples hold {occupancy['points'].shape[0]} identities, the bank {bank['rgb'].shape[0]}")
+        self.occupancy = occupancy
+        self.occupancy_per_item = occupancy_per_item
 
     def __len__(self) -> int:
         return self.bank["rgb"].shape[0]
@@ -247,4 +256,8 @@ class WorldViewDataset(Dataset):
             mask = (mask > 0.5).float()
             depth = depth * mask
         sample.update(target_image=rgb, target_depth=depth, target_mask=mask)
+        if self.occupancy is not None:
+            chosen = torch.randint(0, self.occupancy["points"].shape[1], (self.occupancy_per_item,))
+            sample.update(occupancy_points=self.occupancy["points"][item, chosen].float(),
+                          occupancy_sdf=self.occupancy["sdf"][item, chosen].float())
         return sample

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from pe3d.config import ConfigError, configs_dir, load_fit_config, named_config, save_resolved
 from pe3d.data.backgrounds import WallGeometry
 from pe3d.data.eg3d_views import EG3DTeacherDataset, TeacherConfig, load_teacher
+from pe3d.data.occupancy import OccupancySamplesConfig, load_or_build_occupancy
 from pe3d.data.world_views import WorldViewDataset, WorldViewsConfig, load_or_render_bank
 from pe3d.devices import resolve_device
 from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
@@ -63,6 +64,9 @@ class PriorFitConfig:
     frontal_input_probability: float = 0.0
     """Share of training items whose input is the bank's near-frontal view 0 (the others' input is any
     of the identity's views); the supervised targets stay random (:class:`~pe3d.data.world_views.WorldViewDataset`)."""
+    occupancy: OccupancySamplesConfig = field(default_factory=OccupancySamplesConfig)
+    """The world's signed-distance samples per training identity (:mod:`pe3d.data.occupancy`), needed by
+    ``system.loss.occupancy``; none by default."""
     batch_size: int = 8
     system: PriorSystemConfig = field(
         default_factory=lambda: PriorSystemConfig(
@@ -98,11 +102,18 @@ def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoa
     textured backgrounds are painted on ``model``'s background wall."""
     ray_march = model.renderer.config.ray_march  # the box the planes span (grown by encoder.plane_border)
     wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
-    train_set = WorldViewDataset(load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers), cfg.num_targets, cfg.target_resolution,
+    bank = load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers)
+    if cfg.system.loss.occupancy > 0 and cfg.occupancy.points < 1:
+        raise ConfigError(f"system.loss.occupancy={cfg.system.loss.occupancy} needs signed-distance samples: set occupancy.points "
+                          "(e.g. occupancy.points=4096)")
+    occupancy = (load_or_build_occupancy(bank, ray_march.box_warp, cfg.occupancy, cfg.data.seed)
+                 if cfg.system.loss.occupancy > 0 else None)
+    train_set = WorldViewDataset(bank, cfg.num_targets, cfg.target_resolution,
                                  background_probability=cfg.background_probability,
                                  background_texture=cfg.background_texture, wall=wall,
                                  recolour_probability=cfg.recolour_probability,
-                                 frontal_input_probability=cfg.frontal_input_probability)
+                                 frontal_input_probability=cfg.frontal_input_probability,
+                                 occupancy=occupancy, occupancy_per_item=cfg.occupancy.per_item)
     val_set = WorldViewDataset(load_or_render_bank(cfg.val_data), cfg.num_targets, cfg.target_resolution, random_views=False)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.trainer.num_workers)
     return (DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs),

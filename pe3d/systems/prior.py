@@ -4,7 +4,8 @@ One input view goes in; the predicted triplane is rendered at several cameras of
 same identity and compared with their ground truth (image L2 + perceptual term, depth
 L1 on the foreground, opacity against the mask, triplane L1 when a teacher
 triplane is in the batch, and optionally the opacity of the field's own empty space,
-``loss.empty_space``). The renderer is trained with the encoder.
+``loss.empty_space``, and the field's opacity at the world's signed-distance samples, ``loss.occupancy``,
+in training). The renderer is trained with the encoder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 import lightning as L
 from torch import Tensor
 
-from pe3d.losses import ImageLoss, ReconstructionLossConfig, depth_loss, empty_space_loss, opacity_loss, triplane_loss
+from pe3d.losses import (ImageLoss, ReconstructionLossConfig, depth_loss, empty_space_loss, occupancy_loss, opacity_loss,
+                         triplane_loss)
 from pe3d.models.prior import PriorModel
 from pe3d.systems.common import DilatedRays, OptimConfig, build_optimizer, log_image_grid, trainer_max_steps
 
@@ -66,6 +68,11 @@ class PriorSystem(L.LightningModule):
         if self.cfg.loss.empty_space > 0:
             terms["empty_space"] = empty_space_loss(self.model.renderer, planes, self.cfg.loss.empty_space_points)
             loss = loss + self.cfg.loss.empty_space * terms["empty_space"]
+        if self.cfg.loss.occupancy > 0 and ("occupancy_points" in batch or self.training):
+            if "occupancy_points" not in batch:
+                raise ValueError("system.loss.occupancy > 0 needs the world's signed-distance samples: set occupancy.points")
+            terms["occupancy"] = occupancy_loss(self.model.renderer, planes, batch["occupancy_points"], batch["occupancy_sdf"])
+            loss = loss + self.cfg.loss.occupancy * terms["occupancy"]
         if self.cfg.loss.triplane > 0 and "teacher_planes" in batch:
             terms["triplane"] = triplane_loss(planes, batch["teacher_planes"])
             loss = loss + self.cfg.loss.triplane * terms["triplane"]
