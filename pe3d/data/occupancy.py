@@ -20,8 +20,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from pe3d.io import load_tensors, save_tensors
-
 
 @dataclass
 class OccupancySamplesConfig:
@@ -89,21 +87,14 @@ def load_or_build_occupancy(bank: dict[str, Tensor], box_warp: float, cfg: Occup
                             cache_dir: Path | None = None, progress: bool = True) -> dict[str, Tensor]:
     """Cached :func:`occupancy_samples`; the key hashes the settings, the box, the bank's identities and
     cameras, and the world's source."""
-    from pe3d.data.world_views import default_cache_dir, world_source_hash
+    from pe3d.data.world_views import default_cache_dir, load_or_build_cached, world_source_hash
 
     digest = hashlib.sha256(bank["index"].numpy().tobytes() + bank["labels"].numpy().tobytes()).hexdigest()[:16]
-    key_src = json.dumps({**asdict(cfg), "box_warp": box_warp, "world_seed": world_seed, "bank": digest, "world_source": world_source_hash()},
-                         sort_keys=True)
+    key_src = json.dumps({**asdict(cfg), "box_warp": box_warp, "world_seed": world_seed, "bank": digest,
+                          "world_source": world_source_hash()}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "world" / f"occupancy-{key}.safetensors"
-    if path.is_file():
-        try:
-            return load_tensors(path)[0]
-        except (ValueError, OSError):
-            path.unlink()  # a corrupt cache is rebuilt; it holds nothing that cannot be recomputed
-    samples = occupancy_samples(bank, box_warp, cfg, world_seed, progress)
-    save_tensors(path, samples, {"config": key_src})
-    return samples
+    return load_or_build_cached(path, lambda: occupancy_samples(bank, box_warp, cfg, world_seed, progress), key_src)
 
 
 __all__ = ["OccupancySamplesConfig", "load_or_build_occupancy", "occupancy_samples"]

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,14 +133,20 @@ def load_or_render_bank(cfg: WorldViewsConfig, cache_dir: Path | None = None, pr
     key_src = json.dumps({**asdict(cfg), "world_source": world_source_hash()}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = (cache_dir or default_cache_dir()) / "world" / f"views-{cfg.split}-{key}.safetensors"
+    return load_or_build_cached(path, lambda: render_bank(cfg, progress=progress, workers=workers), key_src)
+
+
+def load_or_build_cached(path: Path, build: Callable[[], dict[str, Tensor]], config: str) -> dict[str, Tensor]:
+    """The tensors cached at ``path``, or ``build()``'s, written there (atomically, with ``config`` as metadata)
+    first. A corrupt cache file is rebuilt: it holds nothing that cannot be recomputed."""
     if path.is_file():
         try:
             return load_tensors(path)[0]
         except (ValueError, OSError):
-            path.unlink()  # a corrupt cache is re-rendered; it holds nothing that cannot be rebuilt
-    bank = render_bank(cfg, progress=progress, workers=workers)
-    save_tensors(path, bank, {"config": key_src})
-    return bank
+            path.unlink()
+    tensors = build()
+    save_tensors(path, tensors, {"config": config})
+    return tensors
 
 
 def random_background_colour(generator: torch.Generator | None = None) -> Tensor:
