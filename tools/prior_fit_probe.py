@@ -7,7 +7,7 @@ Starts from the shipped prior (or ``--weights``), freezes its renderer, and trai
 encoder (``--what encoder``) or one free triplane per identity (``--what planes``, the representation's
 ceiling at this view) to reproduce the input view of the first ``--identities`` held-out world
 identities, 512 random rays per image per step (MSE). Prints the full-render PSNR at the input view
-every 100 steps. An encoder that climbs here but not when trained on the whole world is short of
+every 100 steps, and on the true outline's one-pixel ring (:mod:`pe3d.metrics.silhouette`). An encoder that climbs here but not when trained on the whole world is short of
 capacity for the world, not unable to represent a sharp input view. Model overrides (``key=value``)
 are applied to the loaded prior; new tensors (e.g. ``encoder.t_refine_blocks``) start as the identity.
 """
@@ -18,6 +18,7 @@ import time
 import torch
 
 from pe3d.data.world_views import WorldViewDataset, load_or_render_bank
+from pe3d.metrics.silhouette import split_ring_psnr
 from pe3d.models.prior import load_prior
 from pe3d.recipes.prior import load_prior_fit_config, with_model_overrides
 from pe3d.weights import resolve_weights
@@ -40,6 +41,7 @@ def main() -> None:
     images = torch.stack([item["input_image"] for item in items])
     labels = torch.stack([item["input_label"] for item in items])
     targets = torch.stack([item["target_image"][0] for item in items])  # the input view itself
+    masks = torch.stack([item["target_mask"][0] for item in items]) > 0.5
     model = with_model_overrides(load_prior(resolve_weights(args.weights, "prior_mini")), args.overrides, allow_new=True)
     model.renderer.requires_grad_(False)
     if args.what == "planes":
@@ -57,7 +59,9 @@ def main() -> None:
             with torch.no_grad():
                 render = model.render(planes if args.what == "planes" else model(images), labels, resolution=size).image
             psnr = -10 * torch.log10((render.clamp(0, 1) - targets).square().mean())
-            print(f"step {step:4d}  input-view PSNR {psnr.item():.2f} dB  ({time.perf_counter() - started:.0f} s)", flush=True)
+            ring = split_ring_psnr(render, targets, masks).ring_psnr
+            print(f"step {step:4d}  input-view PSNR {psnr.item():.2f} dB, on the outline's ring {ring:.2f} dB  "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
         if step == args.steps:
             break
         rays = torch.randint(0, size * size, (len(items), args.rays))
