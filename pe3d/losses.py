@@ -74,10 +74,10 @@ class ReconstructionLossConfig:
     opacity is already near zero); 0 = off. Measured worse for the mini prior at weights 1 and 10 (the field gives up
     the head's unseen side: docs/results/quality/prior_capacity.md, last section)."""
     empty_space_points: int = 4096
+    """Random box points per item each step for ``empty_space``."""
     occupancy: float = 0.0
     """Weight of :func:`occupancy_loss`: the field's opacity at the world's signed-distance samples against the
     occupancy they imply (needs the samples: ``pe3d fit prior occupancy.points=N``); 0 = off."""
-    """Random box points per item each step for ``empty_space``."""
 
 
 def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ def parameter_population(names: list[str], seed: int = 0) -> dict[str, np.ndarra
     return {n: np.array([getattr(i, n) for i in identities]) for n in names}
 
 
-def render_views(identities: list[Identity], resolution: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def render_world_views(identities: list[Identity], resolution: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """View name -> (RGB ``[N, 3, R, R]``, mask ``[N, 1, R, R]``) at the cameras of ``pe3d eval prior``."""
     out = {}
     for name, (yaw, pitch) in GT_VIEWS.items():
@@ -67,7 +67,7 @@ def main() -> None:
     base = [sample_identity(0, i) for i in WorldSplit().heldout_indices(args.identities, 0)]
     variants = [[replace(ident, **{n: float(rng.choice(population[n])) for n in args.params}) for ident in base]
                 for _ in range(args.variants)]
-    renders = [render_views(v, args.resolution) for v in variants]
+    renders = [render_world_views(v, args.resolution) for v in variants]
     k = args.variants
     print(f"params {args.params}, {args.identities} identities x {k} variants\n")
     print("| view | bound (dB) | input cue: PSNR between variants (dB) | bound's ring share of sq. error |")

@@ -102,10 +102,10 @@ def build_world_loaders(cfg: PriorFitConfig, model: PriorModel) -> tuple[DataLoa
     textured backgrounds are painted on ``model``'s background wall."""
     ray_march = model.renderer.config.ray_march  # the box the planes span (grown by encoder.plane_border)
     wall = WallGeometry(box_warp=ray_march.box_warp, ray_end=ray_march.ray_end)
-    bank = load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers)
     if cfg.system.loss.occupancy > 0 and cfg.occupancy.points < 1:
         raise ConfigError(f"system.loss.occupancy={cfg.system.loss.occupancy} needs signed-distance samples: set occupancy.points "
                           "(e.g. occupancy.points=4096)")
+    bank = load_or_render_bank(cfg.data, workers=cfg.trainer.num_workers)
     occupancy = (load_or_build_occupancy(bank, ray_march.box_warp, cfg.occupancy, cfg.data.seed)
                  if cfg.system.loss.occupancy > 0 else None)
     train_set = WorldViewDataset(bank, cfg.num_targets, cfg.target_resolution,
