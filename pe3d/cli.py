@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--visibility", action="store_true",
                           help="prior: also PSNR on the foreground the input view shows and on the part it hides")
     evaluate.add_argument("--silhouette", action="store_true",
-                          help="prior: also PSNR on the ground truth's silhouette ring (1 px each side of the outline) and off it")
+                          help="prior: also PSNR on the ground truth's silhouette ring (1 px each side of the outline) and off it, "
+                                 "and the share of pixels its outline draws too wide / too narrow")
     evaluate.add_argument("--out", default=None, help="folder for the table (Markdown + JSON)")
     evaluate.set_defaults(func=_cmd_eval)
 

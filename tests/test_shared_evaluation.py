@@ -119,6 +119,7 @@ def test_demo_eval_and_bench_agree_on_the_same_inputs(tmp_path, monkeypatch, wei
     for view, scores in cli_prior.items():
         assert 0.02 < scores["ring_share"] < 0.3 and 0.0 < scores["ring_error_share"] < 1.0, view
         assert math.isfinite(scores["ring_psnr"]) and math.isfinite(scores["off_ring_psnr"]), view
+        assert 0.0 <= scores["outline_too_wide"] < 1.0 and 0.0 <= scores["outline_too_narrow"] < 1.0, view
 
     before, after = demo["editor_before_adapt"], demo["editor_after_adapt"]
     ours_test = quality[(STYLE, "ours (test prompt)")]

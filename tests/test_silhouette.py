@@ -1,11 +1,12 @@
-"""The silhouette ring of a ground-truth mask and the PSNR split on and off it (pe3d.metrics.silhouette)."""
+"""The silhouette ring of a ground-truth mask, the PSNR split on and off it, and which way a render's outline
+is off (pe3d.metrics.silhouette)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pe3d.metrics.silhouette import silhouette_ring, split_ring_psnr
+from pe3d.metrics.silhouette import outline_errors, silhouette_ring, split_ring_psnr
 
 
 def _square(size: int = 32, lo: int = 10, hi: int = 20) -> torch.Tensor:
@@ -49,6 +50,19 @@ def test_a_one_pixel_shift_puts_all_the_error_on_the_ring():
     assert inside.ring_share == pytest.approx(float(silhouette_ring(mask).float().mean()))
 
 
+def test_outline_errors_tell_too_wide_from_too_narrow():
+    mask = _square()  # 10 x 10 pixels of 32 x 32
+    wider = torch.nn.functional.max_pool2d(mask.float(), 3, stride=1, padding=1)  # one pixel more all round: 12 x 12
+    wide = outline_errors(0.9 * wider, mask)
+    assert wide.too_wide == pytest.approx((144 - 100) / 1024) and wide.too_narrow == 0.0
+    narrow = outline_errors(0.9 * (1 - torch.nn.functional.max_pool2d(1 - mask.float(), 3, stride=1, padding=1)), mask)
+    assert narrow.too_narrow == pytest.approx((100 - 64) / 1024) and narrow.too_wide == 0.0
+    faint = outline_errors(0.4 * wider, mask)  # opacity at or under the threshold is not drawn
+    assert faint.too_wide == 0.0 and faint.too_narrow == pytest.approx(100 / 1024)
+    exact = outline_errors(mask.float(), mask)
+    assert exact.too_wide == 0.0 and exact.too_narrow == 0.0
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="mask must be"):
         silhouette_ring(torch.zeros(1, 8, 8, dtype=torch.bool))
@@ -56,3 +70,7 @@ def test_bad_shapes_are_refused():
         silhouette_ring(torch.zeros(1, 1, 8, 8, dtype=torch.bool), width=0)
     with pytest.raises(ValueError, match="differ"):
         split_ring_psnr(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 9, 9), torch.zeros(1, 1, 8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="opacity"):
+        outline_errors(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 9, 9, dtype=torch.bool))
+    with pytest.raises(ValueError, match="threshold"):
+        outline_errors(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), threshold=1.0)

@@ -305,6 +305,11 @@ class ViewScores:
     """... the share of the view's pixels on the ring."""
     ring_error_share: float = math.nan
     """... the share of the view's squared error on the ring."""
+    outline_too_wide: float = math.nan
+    """... the share of the view's pixels the prior draws opaque (opacity > 0.5) outside the true mask
+    (:func:`pe3d.metrics.silhouette.outline_errors`)."""
+    outline_too_narrow: float = math.nan
+    """... and transparent inside it."""
 
 
 @torch.no_grad()
@@ -340,12 +345,14 @@ def evaluate_prior(prior: nn.Module, data: WorldEvalSet, visibility: bool = Fals
             scores[name] = replace(scores[name], seen_psnr=split.seen_psnr, hidden_psnr=split.hidden_psnr,
                                    hidden_share=split.hidden_share, hidden_error_share=split.hidden_error_share)
     if silhouette:
-        from pe3d.metrics.silhouette import split_ring_psnr
+        from pe3d.metrics.silhouette import outline_errors, split_ring_psnr
 
         for name in names:
             ring = split_ring_psnr(renders[name].image, views[name].image, views[name].mask)
+            outline = outline_errors(renders[name].weights, views[name].mask)
             scores[name] = replace(scores[name], ring_psnr=ring.ring_psnr, off_ring_psnr=ring.off_ring_psnr,
-                                   ring_share=ring.ring_share, ring_error_share=ring.ring_error_share)
+                                   ring_share=ring.ring_share, ring_error_share=ring.ring_error_share,
+                                   outline_too_wide=outline.too_wide, outline_too_narrow=outline.too_narrow)
     return scores
 
 
@@ -398,17 +405,19 @@ def format_prior_table(scores: Mapping[str, ViewScores]) -> str:
     split = any(not math.isnan(s.seen_psnr) for s in scores.values())
     ring = any(not math.isnan(s.ring_psnr) for s in scores.values())
     extra = " PSNR seen fg | PSNR hidden fg | hidden share | hidden share of sq. error |" if split else ""
-    extra += " PSNR silhouette ring | PSNR off the ring | ring share | ring share of sq. error |" if ring else ""
+    extra += (" PSNR silhouette ring | PSNR off the ring | ring share | ring share of sq. error | outline too wide (%) |"
+              " outline too narrow (%) |") if ring else ""
     lines = [
         "| view | PSNR prior (dB) | PSNR baseline (dB) | depth err prior | depth err baseline |" + extra,
-        "|---|---|---|---|---|" + "---|" * (4 * split + 4 * ring),
+        "|---|---|---|---|---|" + "---|" * (4 * split + 6 * ring),
     ]
     for name, s in scores.items():
         row = f"| {name} | {s.psnr:.2f} | {s.baseline_psnr:.2f} | {s.depth_error:.4f} | {s.baseline_depth_error:.4f} |"
         if split:
             row += f" {s.seen_psnr:.2f} | {s.hidden_psnr:.2f} | {s.hidden_share:.3f} | {s.hidden_error_share:.2f} |"
         if ring:
-            row += f" {s.ring_psnr:.2f} | {s.off_ring_psnr:.2f} | {s.ring_share:.3f} | {s.ring_error_share:.2f} |"
+            row += (f" {s.ring_psnr:.2f} | {s.off_ring_psnr:.2f} | {s.ring_share:.3f} | {s.ring_error_share:.2f} |"
+                    f" {100 * s.outline_too_wide:.2f} | {100 * s.outline_too_narrow:.2f} |")
         lines.append(row)
     return "\n".join(lines)
 

@@ -72,4 +72,31 @@ def split_ring_psnr(image: Tensor, target: Tensor, mask: Tensor, width: int = 1)
     )
 
 
-__all__ = ["RingSplit", "silhouette_ring", "split_ring_psnr"]
+@dataclass
+class OutlineErrors:
+    """Where a render's outline lies against the true one: the render's opacity thresholded at ``threshold``
+    compared with the ground-truth mask, as shares of the view's pixels (means over images). An outline one
+    pixel too wide all round shows as ``too_wide`` about the ring's outer half and ``too_narrow`` near 0.
+
+    Attributes:
+        too_wide: opaque pixels outside the true mask (false positives).
+        too_narrow: transparent pixels inside it (false negatives).
+    """
+
+    too_wide: float
+    too_narrow: float
+
+
+def outline_errors(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> OutlineErrors:
+    """:class:`OutlineErrors` of ``opacity [B, 1, H, W]`` (a render's accumulated weights) against the
+    ground-truth ``mask [B, 1, H, W]`` (bool or 0/1)."""
+    if opacity.shape != mask.shape or opacity.dim() != 4 or opacity.shape[1] != 1:
+        raise ValueError(f"opacity {tuple(opacity.shape)} and mask {tuple(mask.shape)} must both be [B, 1, H, W]")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    opaque, inside = opacity > threshold, mask.bool()
+    return OutlineErrors(too_wide=float((opaque & ~inside).float().mean()),
+                         too_narrow=float((~opaque & inside).float().mean()))
+
+
+__all__ = ["OutlineErrors", "RingSplit", "outline_errors", "silhouette_ring", "split_ring_psnr"]
