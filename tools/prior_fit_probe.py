@@ -7,7 +7,8 @@ Starts from the shipped prior (or ``--weights``), freezes its renderer, and trai
 encoder (``--what encoder``) or one free triplane per identity (``--what planes``, the representation's
 ceiling at this view) to reproduce the input view of the first ``--identities`` held-out world
 identities, 512 random rays per image per step (MSE). Prints the full-render PSNR at the input view
-every 100 steps, and on the true outline's one-pixel ring (:mod:`pe3d.metrics.silhouette`). An encoder that climbs here but not when trained on the whole world is short of
+every 100 steps, on the true outline's one-pixel ring and the share of pixels its outline draws too wide / too narrow
+(:mod:`pe3d.metrics.silhouette`). An encoder that climbs here but not when trained on the whole world is short of
 capacity for the world, not unable to represent a sharp input view. Model overrides (``key=value``)
 are applied to the loaded prior; new tensors (e.g. ``encoder.t_refine_blocks``) start as the identity.
 """
@@ -18,7 +19,7 @@ import time
 import torch
 
 from pe3d.data.world_views import WorldViewDataset, load_or_render_bank
-from pe3d.metrics.silhouette import split_ring_psnr
+from pe3d.metrics.silhouette import outline_errors, split_ring_psnr
 from pe3d.models.prior import load_prior
 from pe3d.recipes.prior import load_prior_fit_config, with_model_overrides
 from pe3d.weights import resolve_weights
@@ -57,10 +58,13 @@ def main() -> None:
     for step in range(args.steps + 1):
         if step % 100 == 0 or step == args.steps:
             with torch.no_grad():
-                render = model.render(planes if args.what == "planes" else model(images), labels, resolution=size).image
+                full = model.render(planes if args.what == "planes" else model(images), labels, resolution=size)
+            render = full.image
             psnr = -10 * torch.log10((render.clamp(0, 1) - targets).square().mean())
             ring = split_ring_psnr(render, targets, masks).ring_psnr
-            print(f"step {step:4d}  input-view PSNR {psnr.item():.2f} dB, on the outline's ring {ring:.2f} dB  "
+            outline = outline_errors(full.weights, masks)
+            print(f"step {step:4d}  input-view PSNR {psnr.item():.2f} dB, on the outline's ring {ring:.2f} dB, outline too wide "
+                  f"{100 * outline.too_wide:.2f} % / too narrow {100 * outline.too_narrow:.2f} %  "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
         if step == args.steps:
             break
