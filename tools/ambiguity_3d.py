@@ -33,27 +33,13 @@ import torch
 
 from pe3d.bench.config import load_benchmark
 from pe3d.bench.quality import _fit_cameras, fit_ceiling
-from pe3d.metrics.ground_truth import GT_VIEWS, ViewTarget, psnr
-from pe3d.metrics.silhouette import split_ring_psnr
+from pe3d.metrics.ground_truth import GT_VIEWS, ViewTarget, psnr, render_view_targets
+from pe3d.metrics.silhouette import outline_errors, split_ring_psnr
 from pe3d.models.prior import load_prior
 from pe3d.weights import resolve_weights
-from pe3d.world import WorldSplit, render_identities, sample_identity
+from pe3d.world import WorldSplit, sample_identity
 
 from ambiguity_bound import parameter_population  # tools/ is the script's directory
-
-
-def view_targets(identities: list, cameras: dict[str, tuple[float, float]], resolution: int) -> dict[str, ViewTarget]:
-    """Camera name -> the heads' ground truth there (one row per head)."""
-    import math
-
-    from pe3d.geometry import label_from_yaw_pitch
-
-    out = {}
-    for name, (yaw, pitch) in cameras.items():
-        labels = label_from_yaw_pitch([math.radians(yaw)] * len(identities), [math.radians(pitch)] * len(identities))
-        truth = render_identities(identities, labels, resolution, supersample=1)
-        out[name] = ViewTarget(float(yaw), float(pitch), labels, truth.rgb, truth.rgb, truth.depth, truth.mask[:, None], truth.parts)
-    return out
 
 
 def row(view: ViewTarget, k: int) -> ViewTarget:
@@ -66,12 +52,9 @@ def row(view: ViewTarget, k: int) -> ViewTarget:
 def scores(render, truth: ViewTarget) -> str:
     """PSNR (ring PSNR) and the outline's false positives / negatives of one render against one head."""
     image = render.image.clamp(0, 1)
-    mask = truth.mask.bool()
-    opaque = render.weights > 0.5
-    fp = float((opaque & ~mask).float().mean() * 100)
-    fn = float((~opaque & mask).float().mean() * 100)
+    outline = outline_errors(render.weights, truth.mask)
     ring = split_ring_psnr(image, truth.image, truth.mask).ring_psnr
-    return f"{float(psnr(image, truth.image).mean()):.2f} ({ring:.2f}; {fp:.1f}/{fn:.1f})"
+    return f"{float(psnr(image, truth.image).mean()):.2f} ({ring:.2f}; {100 * outline.too_wide:.1f}/{100 * outline.too_narrow:.1f})"
 
 
 def main() -> None:
@@ -102,7 +85,7 @@ def main() -> None:
         base = sample_identity(bench.world_seed, index)
         heads = [base] + [replace(base, **{n: float(rng.choice(population[n])) for n in args.params})
                           for _ in range(args.variants - 1)]
-        truth = view_targets(heads, cameras, bench.resolution)
+        truth = render_view_targets(heads, cameras, resolution=bench.resolution)
         own = {name: row(view, 0) for name, view in truth.items()}
         with torch.no_grad():
             init = prior(own["input"].source)

@@ -16,16 +16,14 @@ The last row gives the share of the bound's squared error on the silhouette ring
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import fields, replace
 
 import numpy as np
 import torch
 
-from pe3d.geometry import label_from_yaw_pitch
-from pe3d.metrics.ground_truth import GT_VIEWS, psnr
+from pe3d.metrics.ground_truth import GT_VIEWS, psnr, render_view_targets
 from pe3d.metrics.silhouette import split_ring_psnr
-from pe3d.world import Identity, WorldSplit, render_identities, sample_identity
+from pe3d.world import Identity, WorldSplit, sample_identity
 
 POPULATION = 4096
 """Identities sampled to read each parameter's distribution from."""
@@ -43,12 +41,7 @@ def parameter_population(names: list[str], seed: int = 0) -> dict[str, np.ndarra
 
 def render_world_views(identities: list[Identity], resolution: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """View name -> (RGB ``[N, 3, R, R]``, mask ``[N, 1, R, R]``) at the cameras of ``pe3d eval prior``."""
-    out = {}
-    for name, (yaw, pitch) in GT_VIEWS.items():
-        labels = label_from_yaw_pitch([math.radians(yaw)] * len(identities), [math.radians(pitch)] * len(identities))
-        render = render_identities(identities, labels, resolution, supersample=1)
-        out[name] = (render.rgb, render.mask[:, None])
-    return out
+    return {name: (view.image, view.mask) for name, view in render_view_targets(identities, GT_VIEWS, resolution=resolution).items()}
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ PSNR (:mod:`pe3d.metrics.silhouette`) of each. (a) is what the prior would score
 colours: the gap to the first column is what its outline costs. ``--picture`` writes, for the first 4 identities at
 the input camera and at yaw +30, the truth, the render and (a), the last two with their absolute error (x2) below.
 ``--outline-picture`` writes, for every identity at the input camera and at yaw +/-30, the truth, the render and the
-truth dimmed with the render's outline errors on it (:func:`pe3d.metrics.silhouette.outline_errors`: red where the
+truth dimmed with the render's outline errors on it (:func:`pe3d.metrics.silhouette.outline_error_maps`: red where the
 render is opaque outside the true mask, too wide; blue where it is transparent inside, too narrow).
 """
 
@@ -22,7 +22,7 @@ import torch
 
 from pe3d.evaluation.world import WorldEvalConfig, build_world_eval_set, reconstruct, render_views
 from pe3d.metrics.ground_truth import psnr
-from pe3d.metrics.silhouette import split_ring_psnr
+from pe3d.metrics.silhouette import outline_error_maps, split_ring_psnr
 from pe3d.models.prior import load_prior
 from pe3d.weights import resolve_weights
 
@@ -76,8 +76,7 @@ def outline_picture(path: str, data, renders: dict) -> None:
     tiles = []
     for name in ("input", "yaw-30", "yaw+30"):
         truth, render = data.truth.views[name], renders[name]
-        inside, opaque = truth.mask.bool(), render.weights > 0.5
-        wide, narrow = (opaque & ~inside).float(), (~opaque & inside).float()
+        wide, narrow = (m.float() for m in outline_error_maps(render.weights, truth.mask))
         marked = (0.5 * truth.image + 0.25) * (1 - wide) * (1 - narrow) + torch.cat([wide, 0 * wide, narrow], dim=1)
         tiles += [truth.image, render.image.clamp(0, 1), marked]
     save_image(torch.nn.functional.interpolate(torch.cat(tiles), scale_factor=2, mode="nearest"), path,

@@ -26,6 +26,7 @@ from pe3d.metrics.ground_truth import (
     build_world_targets,
     masked_abs_error,
     psnr,
+    render_view_targets,
 )
 from pe3d.metrics.identity import IdentitySimilarity
 from pe3d.metrics.timing import TimePerImage, timed
@@ -53,6 +54,7 @@ __all__ = [
     "load_clip_model",
     "masked_abs_error",
     "psnr",
+    "render_view_targets",
     "seen_from",
     "split_psnr",
     "timed",

@@ -210,13 +210,29 @@ def build_world_targets(
     Returns:
         :class:`WorldTargets`; ``views["input"].source`` (when present) is the portrait an editor receives.
     """
-    from pe3d.world import WorldSplit, apply_style_filter, render_identities, sample_identity
+    from pe3d.world import WorldSplit, sample_identity
 
     identities = [sample_identity(seed, i) for i in WorldSplit().heldout_indices(count, offset)]
+    return WorldTargets(identities, filter_name, render_view_targets(identities, views, filter_name, resolution, supersample))
+
+
+def render_view_targets(
+    identities: list["Identity"],
+    views: Mapping[str, tuple[float, float]],
+    filter_name: Optional[str] = None,
+    resolution: int = 64,
+    supersample: int = 1,
+) -> dict[str, ViewTarget]:
+    """Render any world ``identities`` (e.g. variants of a held-out head) at each of ``views`` (name ->
+    ``(yaw, pitch)`` in degrees): name -> :class:`ViewTarget`, one row per identity, the target filtered by
+    ``filter_name`` when given. :func:`build_world_targets` does this for the held-out identities."""
+    from pe3d.world import apply_style_filter, render_identities
+
+    count = len(identities)
     out: dict[str, ViewTarget] = {}
     for name, (yaw, pitch) in views.items():
         labels = label_from_yaw_pitch([math.radians(yaw)] * count, [math.radians(pitch)] * count)
         truth = render_identities(identities, labels, resolution, supersample=supersample)
         image = truth.rgb if filter_name is None else apply_style_filter(filter_name, truth.rgb, truth.parts)
         out[name] = ViewTarget(float(yaw), float(pitch), labels, truth.rgb, image, truth.depth, truth.mask[:, None], truth.parts)
-    return WorldTargets(identities, filter_name, out)
+    return out

@@ -87,16 +87,22 @@ class OutlineErrors:
     too_narrow: float
 
 
-def outline_errors(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> OutlineErrors:
-    """:class:`OutlineErrors` of ``opacity [B, 1, H, W]`` (a render's accumulated weights) against the
-    ground-truth ``mask [B, 1, H, W]`` (bool or 0/1)."""
+def outline_error_maps(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+    """``(too_wide, too_narrow)``, bool ``[B, 1, H, W]`` each: the pixels ``opacity [B, 1, H, W]`` (a render's
+    accumulated weights) draws above ``threshold`` outside the ground-truth ``mask [B, 1, H, W]`` (bool or 0/1),
+    and at or below it inside."""
     if opacity.shape != mask.shape or opacity.dim() != 4 or opacity.shape[1] != 1:
         raise ValueError(f"opacity {tuple(opacity.shape)} and mask {tuple(mask.shape)} must both be [B, 1, H, W]")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     opaque, inside = opacity > threshold, mask.bool()
-    return OutlineErrors(too_wide=float((opaque & ~inside).float().mean()),
-                         too_narrow=float((~opaque & inside).float().mean()))
+    return opaque & ~inside, ~opaque & inside
 
 
-__all__ = ["OutlineErrors", "RingSplit", "outline_errors", "silhouette_ring", "split_ring_psnr"]
+def outline_errors(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> OutlineErrors:
+    """:class:`OutlineErrors` of ``opacity`` against ``mask``: the shares of :func:`outline_error_maps`."""
+    too_wide, too_narrow = outline_error_maps(opacity, mask, threshold)
+    return OutlineErrors(too_wide=float(too_wide.float().mean()), too_narrow=float(too_narrow.float().mean()))
+
+
+__all__ = ["OutlineErrors", "RingSplit", "outline_error_maps", "outline_errors", "silhouette_ring", "split_ring_psnr"]
