@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pe3d.models.depth_lift import DepthLift
 from pe3d.models.layers import (
     ACTIVATIONS,
     ASPP,
@@ -143,6 +144,11 @@ class PriorEncoderConfig:
     is laid out like the input image and turned into EG3D's plane axes by fixed flips and transposes
     (the xy plane's rows flipped so image rows follow world -y, the zx plane transposed so its
     columns follow world x like the other two), so convolutions need not learn a global flip."""
+    t_depth_lift: int = 0
+    """Channels lifted along each image column into the two depth planes (:class:`pe3d.models.depth_lift.DepthLift`):
+    every full-resolution pixel of E_t's head predicts a distribution over the planes' depth rows and a feature,
+    and the column's sum lands on the ``(x, z)`` and ``(z, x)`` planes through a zero-initialised convolution.
+    Needs ``triplane_layout: image`` (where those planes' columns follow the image's). 0: none (the paper)."""
     plane_border: int = 0
     """Cells added on each side of every output plane by repeating its edge cells (replicate padding):
     the planes become ``triplane_resolution + 2 * plane_border`` wide and the renderer's triplane box
@@ -230,6 +236,10 @@ class PriorEncoderConfig:
         need(self.triplane_resolution >= 1 and self.triplane_channels >= 1, "triplane sizes must be positive")
         need(self.plane_border >= 0, f"plane_border must be >= 0, got {self.plane_border}")
         need(self.triplane_layout in TRIPLANE_LAYOUTS, f"triplane_layout={self.triplane_layout!r} not in {TRIPLANE_LAYOUTS}")
+        need(self.t_depth_lift >= 0, f"t_depth_lift must be >= 0, got {self.t_depth_lift}")
+        need(self.t_depth_lift == 0 or self.triplane_layout == "image",
+             f"t_depth_lift={self.t_depth_lift} needs triplane_layout='image' (the depth planes' columns must "
+             f"follow the image's), got {self.triplane_layout!r}")
 
 
 class LowResEncoder(nn.Module):
@@ -329,6 +339,8 @@ class TriplaneViTDecoder(nn.Module):
         self.refine = nn.Sequential(*(BottleneckResidual(head_out, cfg.t_refine_width, cfg.activation, groups)
                                       for _ in range(cfg.t_refine_blocks)))
         self.out = nn.Conv2d(head_out, 3 * cfg.triplane_channels, 3, padding=1)
+        self.lift = (DepthLift(head_out, cfg.t_depth_lift, cfg.triplane_resolution, cfg.triplane_channels)
+                     if cfg.t_depth_lift else None)
 
     def norm_parameters(self) -> Iterator[nn.Parameter]:
         """The affine parameters of every LayerNorm/GroupNorm in E_t (what norm-only adaptation trains)."""
@@ -348,7 +360,11 @@ class TriplaneViTDecoder(nn.Module):
             if x is None:
                 raise ValueError("this E_t has t_input_skip=true: pass the prepared input image x")
             y = cat_channels([y, _resize(x, self.resolution, antialias=True)])
-        planes = self.out(self.refine(self.head_rest(y)))
+        features = self.refine(self.head_rest(y))
+        planes = self.out(features)
+        if self.lift is not None:
+            depth_planes = planes[:, self.triplane_channels:] + self.lift(features)
+            planes = torch.cat([planes[:, :self.triplane_channels], depth_planes], dim=1)
         if self.border:
             planes = F.pad(planes, (self.border,) * 4, mode="replicate")
         b, _, r, _ = planes.shape
@@ -374,7 +390,7 @@ class PriorEncoder(nn.Module):
         self.decoder = TriplaneViTDecoder(cfg, self.high.out_channels, self.low.out_channels)
         self.apply(init_conv_kaiming_fan_out)
         for module in self.modules():
-            if isinstance(module, (ResidualBlock, BottleneckResidual)):
+            if isinstance(module, (ResidualBlock, BottleneckResidual, DepthLift)):
                 module.reset_last()
 
     @property
