@@ -91,3 +91,22 @@ def test_bad_settings_are_refused_by_name():
 def test_growing_a_lift_needs_new_tensors_allowed(plain):
     with pytest.raises(ConfigError, match="add"):
         with_model_overrides(plain, ["encoder.t_depth_lift=4"])
+
+
+def test_the_lift_can_train_at_its_own_rate(plain, lifted):
+    from pe3d.losses import ImageLossConfig, ReconstructionLossConfig
+    from pe3d.systems.common import OptimConfig
+    from pe3d.systems.prior import PriorSystem, PriorSystemConfig
+
+    loss = ReconstructionLossConfig(image=ImageLossConfig(perceptual="none"))
+    cfg = PriorSystemConfig(loss=loss, optim=OptimConfig(lr=2e-4), lift_lr_scale=10.0)
+    groups = PriorSystem(lifted, cfg).parameter_groups()
+    lift_ids = {id(p) for p in lifted.encoder.decoder.lift.parameters()}
+    assert len(groups) == 2 and "lr" not in groups[0] and groups[1]["lr"] == pytest.approx(2e-3)
+    assert {id(p) for p in groups[1]["params"]} == lift_ids
+    assert not lift_ids & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len([p for p in lifted.parameters() if p.requires_grad])
+    (only,) = PriorSystem(plain, cfg).parameter_groups()
+    assert len(only["params"]) == len(list(plain.parameters()))
+    with pytest.raises(ValueError, match="lift_lr_scale"):
+        PriorSystemConfig(lift_lr_scale=0.0)

@@ -32,6 +32,13 @@ class PriorSystemConfig:
     """Training renders every ``ray_stride``-th ray in each direction, from a random offset
     (a dilated patch covering the whole view): ``ray_stride**2`` times cheaper per step.
     Validation always renders full images."""
+    lift_lr_scale: float = 1.0
+    """Learning-rate multiplier of the encoder's depth lift (``encoder.t_depth_lift``), so that a lift grown onto a
+    trained encoder, whose zero-initialised output passes small gradients at first, catches up with it."""
+
+    def __post_init__(self) -> None:
+        if self.lift_lr_scale <= 0:
+            raise ValueError(f"system.lift_lr_scale must be > 0, got {self.lift_lr_scale}")
 
 
 class PriorSystem(L.LightningModule):
@@ -94,4 +101,16 @@ class PriorSystem(L.LightningModule):
             log_image_grid(self, "val/views", batch["input_image"], images["target"], images["pred"])
 
     def configure_optimizers(self):
-        return build_optimizer(self.cfg.optim, [p for p in self.model.parameters() if p.requires_grad], total_steps=trainer_max_steps(self))
+        return build_optimizer(self.cfg.optim, self.parameter_groups(), total_steps=trainer_max_steps(self))
+
+    def parameter_groups(self) -> list[dict]:
+        """The trainable parameters as AdamW groups: the depth lift's at ``lift_lr_scale`` times the rate, the rest at it."""
+        lift = getattr(getattr(self.model.encoder, "decoder", None), "lift", None)
+        lifted = {id(p) for p in lift.parameters()} if lift is not None else set()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in trainable if id(p) not in lifted]}]
+        if lifted and self.cfg.lift_lr_scale != 1.0:
+            groups.append({"params": [p for p in trainable if id(p) in lifted], "lr": self.cfg.optim.lr * self.cfg.lift_lr_scale})
+        else:
+            groups[0]["params"] = trainable
+        return [g for g in groups if g["params"]]
