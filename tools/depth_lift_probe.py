@@ -6,12 +6,17 @@ depth: Pearson correlation over each image's foreground, the distribution's mean
 ``R`` rows has ``ln R``) and how much the lift adds to the depth planes against their own size::
 
     python tools/depth_lift_probe.py runs/ft-lift/prior.safetensors --count 8
+
+``--time-against PRIOR`` also times one encoder call (one 64^2 image, no grad) of both priors in alternated
+blocks of 10 calls, on 1 and on 2 threads, and prints the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
+import time
 
 import torch
 
@@ -23,11 +28,31 @@ from pe3d.world import WorldSplit, sample_identity
 WORLD_SEED = 0
 
 
+def time_encoders(first, second, blocks: int = 10, calls: int = 10) -> None:
+    """Print the median milliseconds of one encoder call of ``first`` and ``second``, alternated, on 1 and 2 threads."""
+    size = first.cfg.encoder.image_size
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times: tuple[list[float], list[float]] = ([], [])
+        with torch.no_grad():
+            first.encoder(image), second.encoder(image)
+            for _ in range(blocks):
+                for model, record in zip((first, second), times):
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        model.encoder(image)
+                    record.append((time.perf_counter() - start) / calls * 1000)
+        print(f"{threads} thread(s): encoder {statistics.median(times[1]):.1f} ms (other prior) -> "
+              f"{statistics.median(times[0]):.1f} ms (with the lift), median of {blocks} blocks of {calls} calls")
+
+
 def main() -> None:
     """Print one line per identity and the means."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="a prior .safetensors whose encoder has t_depth_lift > 0")
     parser.add_argument("--count", type=int, default=8, help="held-out identities")
+    parser.add_argument("--time-against", default="", help="another prior .safetensors to time the encoder against")
     args = parser.parse_args()
     prior = load_prior(args.weights).eval()
     decoder = prior.encoder.decoder
@@ -59,6 +84,8 @@ def main() -> None:
         print(f"| {k} | {corr:+.3f} | {ent:.2f} | {float(added[k]):.3f} |")
     mean = [sum(v[i] for v in rows_out) / len(rows_out) for i in range(3)]
     print(f"| mean | {mean[0]:+.3f} | {mean[1]:.2f} (uniform {math.log(probability.shape[1]):.2f}) | {mean[2]:.3f} |")
+    if args.time_against:
+        time_encoders(prior, load_prior(args.time_against).eval())
 
 
 if __name__ == "__main__":
