@@ -105,12 +105,10 @@ class PriorSystem(L.LightningModule):
 
     def parameter_groups(self) -> list[dict]:
         """The trainable parameters as AdamW groups: the depth lift's at ``lift_lr_scale`` times the rate, the rest at it."""
-        lift = getattr(getattr(self.model.encoder, "decoder", None), "lift", None)
-        lifted = {id(p) for p in lift.parameters()} if lift is not None else set()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in trainable if id(p) not in lifted]}]
-        if lifted and self.cfg.lift_lr_scale != 1.0:
-            groups.append({"params": [p for p in trainable if id(p) in lifted], "lr": self.cfg.optim.lr * self.cfg.lift_lr_scale})
-        else:
-            groups[0]["params"] = trainable
+        lift = getattr(getattr(self.model.encoder, "decoder", None), "lift", None)
+        scale = self.cfg.lift_lr_scale
+        lifted = {id(p) for p in lift.parameters()} if lift is not None and scale != 1.0 else set()
+        groups = [{"params": [p for p in trainable if id(p) not in lifted]},
+                  {"params": [p for p in trainable if id(p) in lifted], "lr": self.cfg.optim.lr * scale}]
         return [g for g in groups if g["params"]]
