@@ -7,8 +7,9 @@ depth: Pearson correlation over each image's foreground, the distribution's mean
 
     python tools/depth_lift_probe.py runs/ft-lift/prior.safetensors --count 8
 
-``--time-against PRIOR`` also times one encoder call (one 64^2 image, no grad) of both priors in alternated
-blocks of 10 calls, on 1 and on 2 threads, and prints the medians.
+``--time-against PRIOR`` also times one encoder call (one 64^2 image, no grad) of both priors in 10 alternated
+blocks of 10 calls (``tools/editor_speed_ab.py``'s :func:`time_alternated`), on 1 and on 2 threads, and prints the
+medians.
 """
 
 from __future__ import annotations
@@ -16,35 +17,25 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 
 import torch
+import torch.nn.functional as F
 
-from pe3d.metrics.ground_truth import render_view_targets
+from editor_speed_ab import time_alternated  # tools/ is the script's directory
+from pe3d.metrics.ground_truth import build_world_targets
 from pe3d.models.prior import load_prior
-from pe3d.models.prior_encoder import _resize
-from pe3d.world import WorldSplit, sample_identity
-
-WORLD_SEED = 0
 
 
-def time_encoders(first, second, blocks: int = 10, calls: int = 10) -> None:
-    """Print the median milliseconds of one encoder call of ``first`` and ``second``, alternated, on 1 and 2 threads."""
-    size = first.cfg.encoder.image_size
+def time_encoders(lifted, other, blocks: int = 10, calls: int = 10) -> None:
+    """Print the median milliseconds of one encoder call of ``lifted`` and ``other``, alternated, on 1 and 2 threads."""
+    size = lifted.cfg.encoder.image_size
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        times: tuple[list[float], list[float]] = ([], [])
-        with torch.no_grad():
-            first.encoder(image), second.encoder(image)
-            for _ in range(blocks):
-                for model, record in zip((first, second), times):
-                    start = time.perf_counter()
-                    for _ in range(calls):
-                        model.encoder(image)
-                    record.append((time.perf_counter() - start) / calls * 1000)
-        print(f"{threads} thread(s): encoder {statistics.median(times[1]):.1f} ms (other prior) -> "
-              f"{statistics.median(times[0]):.1f} ms (with the lift), median of {blocks} blocks of {calls} calls")
+        times = time_alternated({"lift": lambda: lifted.encoder(image), "other": lambda: other.encoder(image)},
+                                blocks, calls)
+        print(f"{threads} thread(s): encoder {statistics.median(times['other']):.1f} ms (other prior) -> "
+              f"{statistics.median(times['lift']):.1f} ms (with the lift), median of {blocks} x {calls} calls")
 
 
 def main() -> None:
@@ -58,8 +49,7 @@ def main() -> None:
     decoder = prior.encoder.decoder
     if decoder.lift is None:
         raise SystemExit(f"{args.weights}: this prior has no depth lift (encoder.t_depth_lift = 0)")
-    identities = [sample_identity(WORLD_SEED, i) for i in WorldSplit().heldout_indices(args.count, 0)]
-    view = render_view_targets(identities, {"input": (0.0, 0.0)}, resolution=prior.cfg.encoder.image_size)["input"]
+    view = build_world_targets(None, args.count, prior.cfg.encoder.image_size, views={"input": (0.0, 0.0)}).views["input"]
     captured = {}
     hook = decoder.lift.register_forward_hook(lambda module, inputs, output: captured.update(x=inputs[0], add=output))
     with torch.no_grad():
@@ -70,13 +60,14 @@ def main() -> None:
     expected = (probability * rows).sum(1)  # [B, R, R]
     entropy = -(probability * probability.clamp_min(1e-12).log()).sum(1)
     r = expected.shape[-1]
-    depth = _resize(view.depth.reshape(len(identities), 1, *view.depth.shape[-2:]), r)[:, 0]
-    mask = _resize(view.mask.float(), r)[:, 0] > 0.5
+    count = view.image.shape[0]
+    depth = F.interpolate(view.depth.reshape(count, 1, *view.depth.shape[-2:]), size=(r, r), mode="bilinear")[:, 0]
+    mask = F.interpolate(view.mask.float(), size=(r, r), mode="bilinear")[:, 0] > 0.5
     added = captured["add"].flatten(1).norm(dim=1) / planes[:, 1:].flatten(1).norm(dim=1)
     print("| identity | correlation (expected depth row, true depth) | entropy (nats) | lift / depth planes (norm) |")
     print("|---|---|---|---|")
     rows_out = []
-    for k in range(len(identities)):
+    for k in range(count):
         a, b = expected[k][mask[k]], depth[k][mask[k]]
         corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
         ent = float(entropy[k][mask[k]].mean())

@@ -13,11 +13,32 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 
 from pe3d.bench import speed
 from pe3d.bench.config import SpeedSetting
+
+
+def time_alternated(calls: dict[str, Callable[[], object]], blocks: int, per_block: int) -> dict[str, list[float]]:
+    """Name -> milliseconds of each timed call (no autograd): ``per_block`` warm-up calls of each, then ``blocks``
+    rounds of ``per_block`` calls of one after the other, so load on the machine falls on all alike."""
+
+    @torch.no_grad()
+    def timed(call) -> float:
+        start = time.perf_counter()
+        call()
+        return (time.perf_counter() - start) * 1000
+
+    for call in calls.values():  # warm-up
+        for _ in range(per_block):
+            timed(call)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(blocks):
+        for name, call in calls.items():
+            times[name] += [timed(call) for _ in range(per_block)]
+    return times
 
 
 def main() -> None:
@@ -33,19 +54,7 @@ def main() -> None:
         setting = SpeedSetting(name="mini", editor=path)
         calls[name] = speed.pipelines(speed.build_models(setting, cpu), setting)["ours"]
 
-    @torch.no_grad()
-    def timed(call) -> float:
-        start = time.perf_counter()
-        call()
-        return (time.perf_counter() - start) * 1000
-
-    for call in calls.values():  # warm-up
-        for _ in range(args.calls):
-            timed(call)
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(args.blocks):
-        for name, call in calls.items():
-            times[name] += [timed(call) for _ in range(args.calls)]
+    times = time_alternated(calls, args.blocks, args.calls)
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.1f} ms, mean {statistics.mean(values):.1f} ms ({len(values)} calls)")
     print(f"B / A (medians): {statistics.median(times['B']) / statistics.median(times['A']):.3f}")

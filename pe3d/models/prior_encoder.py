@@ -412,6 +412,11 @@ class PriorEncoder(nn.Module):
         """E_t's normalization parameters (see :meth:`TriplaneViTDecoder.norm_parameters`)."""
         return self.decoder.norm_parameters()
 
+    def lift_parameters(self) -> Iterator[nn.Parameter]:
+        """The depth lift's parameters (``t_depth_lift``; none when it is off)."""
+        if self.decoder.lift is not None:
+            yield from self.decoder.lift.parameters()
+
     def prepare_input(self, image: Tensor) -> Tensor:
         """Check ``image [B, 3, S, S]`` in [0, 1]; return ``[B, 5, S, S]`` = (2 * image - 1, row, column).
 

@@ -106,9 +106,8 @@ class PriorSystem(L.LightningModule):
     def parameter_groups(self) -> list[dict]:
         """The trainable parameters as AdamW groups: the depth lift's at ``lift_lr_scale`` times the rate, the rest at it."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        lift = getattr(getattr(self.model.encoder, "decoder", None), "lift", None)
         scale = self.cfg.lift_lr_scale
-        lifted = {id(p) for p in lift.parameters()} if lift is not None and scale != 1.0 else set()
+        lifted = {id(p) for p in self.model.encoder.lift_parameters()} if scale != 1.0 else set()
         groups = [{"params": [p for p in trainable if id(p) not in lifted]},
                   {"params": [p for p in trainable if id(p) in lifted], "lr": self.cfg.optim.lr * scale}]
         return [g for g in groups if g["params"]]
