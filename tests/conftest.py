@@ -1,4 +1,4 @@
-"""Shared test settings: offline hubs, 2 threads, a private cache folder."""
+"""Shared test settings: offline hubs, 2 threads, a private cache folder, a free-disk check before the run."""
 
 import os
 
