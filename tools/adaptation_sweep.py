@@ -106,10 +106,10 @@ def save_picture(style: str, editor, prior, out: Path, heads: int = 4) -> None:
 def run(style: str, scope: str, overrides: list[str], identities: int = 8, seen: bool = False, per_view: bool = False,
         picture: str = "") -> str:
     """One adaptation and its scores, as printable lines (and, with ``picture``, :func:`save_picture` there)."""
-    work = Path(tempfile.mkdtemp(prefix=f"adapt-{style}-"))
     inspect = (lambda editor, prior: save_picture(style, editor, prior, Path(picture))) if picture else None
-    with trainable(scope), scored_identities(seen):
-        before, after, minutes = adapt_and_score(style, work, ["trainer.max_minutes=0", *overrides], identities, inspect)
+    with tempfile.TemporaryDirectory(prefix=f"adapt-{style}-") as work, trainable(scope), scored_identities(seen):
+        before, after, minutes = adapt_and_score(style, Path(work), ["trainer.max_minutes=0", *overrides], identities,
+                                                 inspect)
     label = " ".join([*([f"trainable={scope}"] if scope != "norms" else []), *([f"identities={identities}"] if identities != 8 else []),
                       *(["seen"] if seen else []), *overrides])
     lines = [f"{style} [{label or 'defaults'}]: base {before['ours']:.2f} adapted {after['ours']:.2f} teacher {after['teacher']:.2f} "
