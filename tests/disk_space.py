@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 TEST_RUN_NEEDS_BYTES = 1 << 30
-"""Free space the test run asks for where pytest puts its temp folders. Its peak there was 0.26 GB
-(2026-12-07, the whole suite with ``tmp_path_retention_policy = failed``; full-size checkpoints such as an
+"""Free space the test run asks for where pytest puts its temp folders. Its peak there was 0.26-0.29 GB
+(2026-12-07, two fresh clones' whole suite with ``tmp_path_retention_policy = failed``; full-size checkpoints such as an
 IR-SE50 face net and LPIPS' backbone are written there and deleted as their tests pass): 1 GiB leaves room."""
 
 
