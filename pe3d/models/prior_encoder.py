@@ -149,6 +149,11 @@ class PriorEncoderConfig:
     every full-resolution pixel of E_t's head predicts a distribution over the planes' depth rows and a feature,
     and the column's sum lands on the ``(x, z)`` and ``(z, x)`` planes through a zero-initialised convolution.
     Needs ``triplane_layout: image`` (where those planes' columns follow the image's). 0: none (the paper)."""
+    t_plane_bias: bool = False
+    """A learned tensor of the output planes' shape (``3 * C x R x R``, before any ``plane_border``), added to E_t's
+    output for every input and starting at zero: one cell-by-cell offset shared by all identities (e.g. the mean
+    head's depth profile in the depth planes, which E_t's convolutions can place only through its coarse
+    token grid). Grown onto a trained encoder it leaves the output unchanged until it trains. False: none (the paper)."""
     plane_border: int = 0
     """Cells added on each side of every output plane by repeating its edge cells (replicate padding):
     the planes become ``triplane_resolution + 2 * plane_border`` wide and the renderer's triplane box
@@ -341,6 +346,8 @@ class TriplaneViTDecoder(nn.Module):
         self.out = nn.Conv2d(head_out, 3 * cfg.triplane_channels, 3, padding=1)
         self.lift = (DepthLift(head_out, cfg.t_depth_lift, cfg.triplane_resolution, cfg.triplane_channels)
                      if cfg.t_depth_lift else None)
+        self.plane_bias = (nn.Parameter(torch.zeros(1, 3 * cfg.triplane_channels, cfg.triplane_resolution,
+                                                    cfg.triplane_resolution)) if cfg.t_plane_bias else None)
 
     def norm_parameters(self) -> Iterator[nn.Parameter]:
         """The affine parameters of every LayerNorm/GroupNorm in E_t (what norm-only adaptation trains)."""
@@ -365,6 +372,8 @@ class TriplaneViTDecoder(nn.Module):
         if self.lift is not None:
             depth_planes = planes[:, self.triplane_channels:] + self.lift(features)
             planes = torch.cat([planes[:, :self.triplane_channels], depth_planes], dim=1)
+        if self.plane_bias is not None:
+            planes = planes + self.plane_bias
         if self.border:
             planes = F.pad(planes, (self.border,) * 4, mode="replicate")
         b, _, r, _ = planes.shape
@@ -416,6 +425,11 @@ class PriorEncoder(nn.Module):
         """The depth lift's parameters (``t_depth_lift``; none when it is off)."""
         if self.decoder.lift is not None:
             yield from self.decoder.lift.parameters()
+
+    def plane_bias_parameters(self) -> Iterator[nn.Parameter]:
+        """The learned plane offset (``t_plane_bias``; none when it is off)."""
+        if self.decoder.plane_bias is not None:
+            yield self.decoder.plane_bias
 
     def prepare_input(self, image: Tensor) -> Tensor:
         """Check ``image [B, 3, S, S]`` in [0, 1]; return ``[B, 5, S, S]`` = (2 * image - 1, row, column).

@@ -36,9 +36,14 @@ class PriorSystemConfig:
     """Learning-rate multiplier of the encoder's depth lift (``encoder.t_depth_lift``), so that a lift grown onto a
     trained encoder, whose zero-initialised output passes small gradients at first, catches up with it."""
 
+    plane_bias_lr_scale: float = 1.0
+    """Learning-rate multiplier of the encoder's learned plane offset (``encoder.t_plane_bias``): AdamW moves each
+    cell by about the rate a step, small against plane features of size ~5, so a grown offset needs a larger rate."""
+
     def __post_init__(self) -> None:
-        if self.lift_lr_scale <= 0:
-            raise ValueError(f"system.lift_lr_scale must be > 0, got {self.lift_lr_scale}")
+        for name in ("lift_lr_scale", "plane_bias_lr_scale"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"system.{name} must be > 0, got {getattr(self, name)}")
 
 
 class PriorSystem(L.LightningModule):
@@ -104,10 +109,14 @@ class PriorSystem(L.LightningModule):
         return build_optimizer(self.cfg.optim, self.parameter_groups(), total_steps=trainer_max_steps(self))
 
     def parameter_groups(self) -> list[dict]:
-        """The trainable parameters as AdamW groups: the depth lift's at ``lift_lr_scale`` times the rate, the rest at it."""
+        """The trainable parameters as AdamW groups: the depth lift's at ``lift_lr_scale`` times the rate, the plane
+        offset's at ``plane_bias_lr_scale`` times it, the rest at it."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        scale = self.cfg.lift_lr_scale
-        lifted = {id(p) for p in self.model.encoder.lift_parameters()} if scale != 1.0 else set()
-        groups = [{"params": [p for p in trainable if id(p) not in lifted]},
-                  {"params": [p for p in trainable if id(p) in lifted], "lr": self.cfg.optim.lr * scale}]
+        encoder = self.model.encoder
+        scaled = [(self.cfg.lift_lr_scale, {id(p) for p in encoder.lift_parameters()}),
+                  (self.cfg.plane_bias_lr_scale, {id(p) for p in encoder.plane_bias_parameters()})]
+        scaled = [(scale, ids) for scale, ids in scaled if scale != 1.0 and ids]
+        special = set().union(*(ids for _, ids in scaled))
+        groups = [{"params": [p for p in trainable if id(p) not in special]}]
+        groups += [{"params": [p for p in trainable if id(p) in ids], "lr": self.cfg.optim.lr * scale} for scale, ids in scaled]
         return [g for g in groups if g["params"]]
