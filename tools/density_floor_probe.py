@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-import pe3d.rendering.volume as volume
+from density_shift_probe import density_activation_replaced
 from pe3d.evaluation.world import WorldEvalConfig, build_world_eval_set, reconstruct, render_views
 from pe3d.metrics.ground_truth import psnr
 from pe3d.metrics.silhouette import split_ring_psnr
@@ -30,27 +30,24 @@ def main() -> None:
     args = parser.parse_args()
     prior = load_prior(resolve_weights(args.prior, "prior_mini")).eval()
     data = build_world_eval_set(WorldEvalConfig(identities=8), styles=[])
-    activate = volume.activate_density
     with torch.no_grad():
         planes = reconstruct(prior, data)
     print("| density floor | " + " | ".join(data.plan.scored) + " |\n|---|" + "---|" * len(data.plan.scored))
-    try:
-        for floor in args.floors:
-            def floored(densities, activation="softplus_shift", floor=floor):
+    for floor in args.floors:
+        def floored(activate, floor=floor):
+            def activate_floored(densities, activation="softplus_shift"):
                 sigma = activate(densities, activation)
                 return torch.where(sigma < floor, torch.zeros_like(sigma), sigma)
+            return activate_floored
 
-            volume.activate_density = floored
-            with torch.no_grad():
-                renders = render_views(prior.render, planes, data.truth.views, data.plan.scored, data.resolution)
-            cells = []
-            for name in data.plan.scored:
-                truth = data.truth.views[name]
-                ring = split_ring_psnr(renders[name].image, truth.image, truth.mask).ring_psnr
-                cells.append(f"{float(psnr(renders[name].image, truth.image).mean()):.2f} ({ring:.2f})")
-            print(f"| {floor:g} | " + " | ".join(cells) + " |", flush=True)
-    finally:
-        volume.activate_density = activate
+        with density_activation_replaced(floored), torch.no_grad():
+            renders = render_views(prior.render, planes, data.truth.views, data.plan.scored, data.resolution)
+        cells = []
+        for name in data.plan.scored:
+            truth = data.truth.views[name]
+            ring = split_ring_psnr(renders[name].image, truth.image, truth.mask).ring_psnr
+            cells.append(f"{float(psnr(renders[name].image, truth.image).mean()):.2f} ({ring:.2f})")
+        print(f"| {floor:g} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ would remove them at little cost elsewhere::
     python tools/density_shift_probe.py pe3d/weights/prior_mini.safetensors --count 8
 
 The remap applies to rendering only (the prior is not retrained); it is installed by replacing
-:func:`pe3d.rendering.volume.activate_density` for the duration of each evaluation and restored afterwards.
+:func:`pe3d.rendering.volume.activate_density` for the duration of each evaluation and restored afterwards
+(:func:`density_activation_replaced`, which ``tools/density_floor_probe.py`` uses too).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,20 +32,27 @@ DEFAULT_REMAPS = ((1.0, 0.0), (1.0, 0.5), (1.0, -0.5), (1.0, -1.0), (1.0, -2.0),
 
 
 @contextlib.contextmanager
-def remapped_density(scale: float, shift: float) -> Iterator[None]:
-    """Render with ``softplus(scale * sigma - 1 + shift)`` for EG3D's activation inside the ``with`` block."""
+def density_activation_replaced(wrap: Callable[[Callable], Callable]) -> Iterator[None]:
+    """Inside the ``with`` block every render activates densities with ``wrap(original)`` instead of
+    :func:`pe3d.rendering.volume.activate_density` (``original``), which is restored afterwards."""
     original = volume.activate_density
-
-    def activate(densities: torch.Tensor, activation: str = "softplus_shift") -> torch.Tensor:
-        if activation != "softplus_shift":
-            return original(densities, activation)
-        return F.softplus(scale * densities - 1.0 + shift)
-
-    volume.activate_density = activate
+    volume.activate_density = wrap(original)
     try:
         yield
     finally:
         volume.activate_density = original
+
+
+def remapped_density(scale: float, shift: float) -> contextlib.AbstractContextManager[None]:
+    """Render with ``softplus(scale * sigma - 1 + shift)`` for EG3D's activation inside the ``with`` block."""
+    def wrap(original: Callable) -> Callable:
+        def activate(densities: torch.Tensor, activation: str = "softplus_shift") -> torch.Tensor:
+            if activation != "softplus_shift":
+                return original(densities, activation)
+            return F.softplus(scale * densities - 1.0 + shift)
+        return activate
+
+    return density_activation_replaced(wrap)
 
 
 def main() -> None:
